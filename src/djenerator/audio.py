@@ -1,0 +1,109 @@
+"""Audio I/O and the small DSP every stage shares: load, mono, resample, normalise, write.
+
+Audio inside the program is float32 in [-1, 1]. soundfile reads wav/flac/ogg (and mp3 where the
+installed libsndfile supports it); soxr resamples with a high-quality polyphase filter.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from .io import atomic_path
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif")
+
+
+class AudioError(ValueError):
+    """A file that cannot be used as audio; the message names the file and the problem."""
+
+
+def to_mono(x: np.ndarray) -> np.ndarray:
+    """(frames,) or (frames, channels) -> (frames,) by averaging channels."""
+    x = np.asarray(x, dtype=np.float32)
+    return x if x.ndim == 1 else x.mean(axis=1, dtype=np.float32)
+
+
+def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    if sr_in == sr_out:
+        return np.asarray(x, dtype=np.float32)
+    return soxr.resample(np.asarray(x, dtype=np.float32), sr_in, sr_out, quality="HQ").astype(np.float32)
+
+
+def peak_normalize(x: np.ndarray, peak: float = 0.95) -> np.ndarray:
+    m = float(np.max(np.abs(x))) if x.size else 0.0
+    return (x * (peak / m)).astype(np.float32) if m > 0 else x.astype(np.float32)
+
+
+def rms_db(x: np.ndarray) -> float:
+    r = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
+    return 20.0 * np.log10(max(r, 1e-12))
+
+
+def audio_info(path: Path) -> sf._SoundFileInfo:
+    try:
+        return sf.info(str(path))
+    except Exception as e:  # noqa: BLE001 - libsndfile raises several types for unreadable files
+        raise AudioError(f"{path}: not a readable audio file ({_short(e)})") from None
+
+
+def iter_blocks(path: Path, sr_out: int, block_seconds: float = 30.0):
+    """Stream a file as mono float32 blocks at ``sr_out`` so a long recording never loads whole.
+
+    Resampling is done with a streaming soxr object so block edges are seamless.
+    """
+    path = Path(path)
+    info = audio_info(path)
+    if info.frames == 0 or info.samplerate <= 0:
+        raise AudioError(f"{path}: contains no audio (zero length)")
+    block = max(1024, int(block_seconds * info.samplerate))
+    rs = None if info.samplerate == sr_out else soxr.ResampleStream(info.samplerate, sr_out, 1, dtype="float32", quality="HQ")
+    try:
+        with sf.SoundFile(str(path)) as f:
+            while True:
+                data = f.read(block, dtype="float32", always_2d=True)
+                last = len(data) < block
+                if len(data) == 0 and not last:
+                    break
+                if not np.all(np.isfinite(data)):
+                    raise AudioError(f"{path}: contains NaN or infinite samples")
+                mono = data.mean(axis=1, dtype=np.float32)
+                out = mono if rs is None else rs.resample_chunk(mono, last=last)
+                if len(out):
+                    yield out
+                if last:
+                    break
+    except AudioError:
+        raise
+    except Exception as e:  # noqa: BLE001 - truncated/corrupt files fail in many ways inside libsndfile
+        raise AudioError(f"{path}: cannot decode audio ({_short(e)})") from None
+
+
+def load_audio(path: str | Path, sr: int | None = None) -> tuple[np.ndarray, int]:
+    """Whole file as mono float32 at ``sr`` (its own rate if None)."""
+    path = Path(path)
+    info = audio_info(path)
+    target = sr or info.samplerate
+    blocks = list(iter_blocks(path, target))
+    if not blocks:
+        raise AudioError(f"{path}: contains no audio (zero length)")
+    return np.concatenate(blocks), target
+
+
+def write_wav(path: str | Path, audio: np.ndarray, sr: int, subtype: str = "PCM_16") -> Path:
+    """Write mono (T,) or (C, T) float audio, clipped to [-1, 1], atomically."""
+    path = Path(path)
+    a = np.asarray(audio, dtype=np.float32)
+    if a.ndim == 2:
+        a = a.T
+    a = np.clip(np.nan_to_num(a), -1.0, 1.0)
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), a, sr, subtype=subtype, format="WAV")
+    return path
+
+
+def _short(e: Exception) -> str:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return msg[:200]

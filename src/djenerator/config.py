@@ -1,0 +1,247 @@
+"""One typed configuration shared by the CLI, training, checkpoints and the HTTP API.
+
+A run is fully described by a :class:`Config`; it is saved next to the run and inside every
+checkpoint, so later stages (generate, evaluate, serve) need nothing else.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration problem (bad key, bad value, bad file)."""
+
+
+@dataclass
+class DataConfig:
+    sample_rate: int = 16000
+    clip_samples: int = 16384
+    hop_samples: int = 0  # 0 means hop = clip_samples (no overlap)
+    silence_db: float = -45.0  # clips whose RMS is below this (dBFS) are dropped
+    normalize: str = "peak"  # "peak": each clip scaled to peak 0.95; "file": one gain per file; "none"
+    estimate_tempo: bool = True  # store an onset-autocorrelation tempo per clip in the manifest
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "dense"  # generator family: dense | wavegan | spectral
+    latent_dim: int = 100
+    dim: int = 32  # size knob: width of the conv nets (WaveGAN paper: 64)
+    dense_hidden: list[int] = field(default_factory=lambda: [256, 512])
+    dropout: float = 0.3
+    batchnorm: bool = True
+    discriminators: list[str] = field(default_factory=lambda: ["dense"])  # dense | wave | msd | stft
+    phase_shuffle: int = 2
+    spectral_norm: bool = False
+    stft_ffts: list[int] = field(default_factory=lambda: [512, 1024, 2048])
+    tempo_conditioning: bool = False
+    bpm_range: list[float] = field(default_factory=lambda: [90.0, 160.0])
+
+
+@dataclass
+class TrainConfig:
+    loss: str = "bce"  # bce | kl | wgan | wgan-gp | hinge
+    optimizer: str = "adam"  # adam | rmsprop
+    lr_g: float = 1e-3
+    lr_d: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    rms_alpha: float = 0.7
+    eps: float = 1e-4
+    batch_size: int = 32
+    steps: int = 2000
+    d_steps: int = 1  # discriminator (critic) updates per generator update
+    gp_lambda: float = 10.0
+    clip_value: float = 0.01  # WGAN weight clipping
+    label_smoothing: float = 1.0  # target for real labels; 0.9 = one-sided smoothing
+    instance_noise: float = 0.0  # std of Gaussian noise added to D inputs (real and fake)
+    instance_noise_anneal_steps: int = 0  # linearly anneal the std to 0 over this many steps; 0 = constant
+    feature_matching: float = 0.0  # weight of the L1 feature-matching loss for G
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    ckpt_every: int = 500
+    sample_every: int = 500
+    log_every: int = 10
+    n_samples: int = 4  # fixed-latent samples written at each sample step
+    keep_checkpoints: int = 5
+    num_workers: int = 0
+    eval_every: int = 0  # run cheap metrics at checkpoints (0 = off)
+    amp: bool = False  # bf16 autocast on CUDA
+    compile: bool = False
+
+
+@dataclass
+class AugmentConfig:
+    enabled: bool = False
+    p: float = 0.0  # initial probability of each augmentation
+    ada: bool = False
+    ada_target: float = 0.6
+    ada_interval: int = 4
+    ada_kimg: float = 100.0  # how fast p can move (thousands of real clips to go 0 -> 1)
+    ops: list[str] = field(default_factory=lambda: ["shift", "gain", "polarity", "eq", "cutout"])
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    preset: str = "original"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Config":
+        cfg = cls()
+        apply_dict(cfg, d)
+        return cfg
+
+    def save(self, path: str | Path) -> None:
+        from .io import atomic_write_text
+
+        atomic_write_text(Path(path), yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    def copy(self) -> "Config":
+        return copy.deepcopy(self)
+
+
+def _coerce(value: Any, current: Any, key: str) -> Any:
+    if isinstance(current, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    if isinstance(current, int) and not isinstance(current, bool):
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    if isinstance(current, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key} must be a number, got {value!r}")
+    if isinstance(current, list):
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            value = [value] if not isinstance(value, str) else [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        if current:
+            return [_coerce(v, current[0], key) for v in value]
+        return list(value)
+    if isinstance(current, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def apply_dict(cfg: Any, d: dict[str, Any], prefix: str = "") -> None:
+    """Recursively set fields of a dataclass from a nested dict, checking names and types."""
+    names = {f.name for f in dataclasses.fields(cfg)}
+    for k, v in d.items():
+        k = k.replace("-", "_")
+        key = f"{prefix}{k}"
+        if k not in names:
+            raise ConfigError(f"unknown config key '{key}' (known: {', '.join(sorted(names))})")
+        current = getattr(cfg, k)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(v, dict):
+                raise ConfigError(f"'{key}' is a section; give it as a table/mapping")
+            apply_dict(current, v, prefix=f"{key}.")
+        else:
+            setattr(cfg, k, _coerce(v, current, key))
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """'train.lr_g=2e-4' -> {'train': {'lr_g': 0.0002}}; values are parsed as YAML scalars/lists."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like section.key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    out: dict[str, Any] = {}
+    node = out
+    parts = key.strip().split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    return out
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            import tomllib
+
+            return tomllib.loads(text)
+        if path.suffix == ".json":
+            return json.loads(text)
+        data = yaml.safe_load(text)
+    except Exception as e:  # noqa: BLE001 - any parser error is a user error here
+        raise ConfigError(f"cannot parse config file {path}: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+def build_config(preset: str | None = None, files: list[str | Path] = (), overrides: list[str] = ()) -> Config:
+    """Preset first, then config files in order, then KEY=VALUE overrides (last wins)."""
+    from .presets import PRESETS
+
+    name = preset or "recommended"
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset '{name}' (choose from: {', '.join(PRESETS)})")
+    cfg = Config.from_dict(PRESETS[name]["config"])
+    cfg.preset = name
+    for f in files:
+        apply_dict(cfg, load_file(f))
+    for o in overrides:
+        apply_dict(cfg, parse_override(o))
+    validate(cfg)
+    return cfg
+
+
+LOSSES = ("bce", "kl", "wgan", "wgan-gp", "hinge")
+ARCHS = ("dense", "wavegan", "spectral")
+DISCS = ("dense", "wave", "msd", "stft", "joint")
+
+
+def validate(cfg: Config) -> None:
+    t, m, d = cfg.train, cfg.model, cfg.data
+    if t.loss not in LOSSES:
+        raise ConfigError(f"train.loss must be one of {', '.join(LOSSES)}, got '{t.loss}'")
+    if t.optimizer not in ("adam", "rmsprop"):
+        raise ConfigError(f"train.optimizer must be adam or rmsprop, got '{t.optimizer}'")
+    if m.arch not in ARCHS:
+        raise ConfigError(f"model.arch must be one of {', '.join(ARCHS)}, got '{m.arch}'")
+    bad = [x for x in m.discriminators if x not in DISCS]
+    if bad or not m.discriminators:
+        raise ConfigError(f"model.discriminators must be a non-empty list of {', '.join(DISCS)}, got {m.discriminators}")
+    if d.sample_rate < 4000 or d.sample_rate > 192000:
+        raise ConfigError(f"data.sample_rate must be between 4000 and 192000, got {d.sample_rate}")
+    if d.clip_samples < 256:
+        raise ConfigError(f"data.clip_samples must be at least 256, got {d.clip_samples}")
+    if t.batch_size < 1 or t.steps < 0 or t.d_steps < 1:
+        raise ConfigError("train.batch_size and train.d_steps must be >= 1 and train.steps >= 0")
+    if not 0.0 < t.label_smoothing <= 1.0:
+        raise ConfigError(f"train.label_smoothing must be in (0, 1], got {t.label_smoothing}")
+    if t.lr_g <= 0 or t.lr_d <= 0:
+        raise ConfigError("train.lr_g and train.lr_d must be positive")

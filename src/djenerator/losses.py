@@ -1,0 +1,121 @@
+"""GAN objectives as small pure functions of discriminator logits.
+
+``real`` and ``fake`` are logits (any shape; patch discriminators give several per clip).
+Every ``d_*`` function returns the loss the discriminator minimises, every ``g_*`` the loss the
+generator minimises. :func:`d_loss` and :func:`g_loss` sum a named objective over the outputs of
+several discriminators.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+DOut = list[tuple[Tensor, list[Tensor]]]
+
+
+# --- non-saturating binary cross-entropy (Goodfellow et al. 2014) ---------------------------------
+def d_bce(real: Tensor, fake: Tensor, real_target: float = 1.0) -> Tensor:
+    """BCE with the real label set to ``real_target``; 0.9 is one-sided label smoothing
+    (Salimans et al. 2016, "Improved techniques for training GANs"): fakes keep the label 0."""
+    s = real_target
+    return (s * F.softplus(-real) + (1 - s) * F.softplus(real)).mean() + F.softplus(fake).mean()
+
+
+def g_bce(fake: Tensor) -> Tensor:
+    """Non-saturating generator loss -log D(G(z))."""
+    return F.softplus(-fake).mean()
+
+
+# --- KL divergence in the f-GAN form (Nowozin et al. 2016) ------------------------------------------
+_KL_CLAMP = 20.0
+
+
+def d_kl(real: Tensor, fake: Tensor, real_target: float = 1.0) -> Tensor:
+    """f-GAN with f(u) = u log u (KL), output activation g_f(v) = v and conjugate f*(t) = exp(t - 1).
+
+    The discriminator T maximises E_data[T] - E_G[exp(T - 1)], a lower bound of KL(P_data || P_G)
+    that is tight at T*(x) = 1 + log(p_data(x) / p_G(x)). ``real_target`` < 1 scales the real term
+    (one-sided smoothing). Logits are clamped at 20 before the exponential for numerical safety.
+    """
+    return -(real_target * real.mean() - torch.exp(fake.clamp(max=_KL_CLAMP) - 1.0).mean())
+
+
+def g_kl(fake: Tensor) -> Tensor:
+    """The f-GAN paper's non-saturating generator step: maximise E_G[T(G(z))].
+
+    At the optimal T this is -E_G[1 + log(p_data / p_G)] = KL(P_G || P_data) - 1, so the generator
+    minimises the *reverse* KL (mode-seeking), while the discriminator estimates the forward KL.
+    """
+    return -fake.mean()
+
+
+# --- Wasserstein (Arjovsky et al. 2017) and with gradient penalty (Gulrajani et al. 2017) -----------
+def d_wgan(real: Tensor, fake: Tensor, real_target: float = 1.0) -> Tensor:
+    """Critic loss E[D(fake)] - E[D(real)]; Lipschitz by weight clipping (WGAN) or a penalty (WGAN-GP)."""
+    return fake.mean() - real.mean()
+
+
+def g_wgan(fake: Tensor) -> Tensor:
+    return -fake.mean()
+
+
+def gradient_penalty(disc: Callable[[Tensor], DOut], real: Tensor, fake: Tensor, cond: Tensor | None = None,
+                     generator: torch.Generator | None = None) -> Tensor:
+    """E[(||grad_x D(x_hat)||_2 - 1)^2] at random interpolates x_hat (Gulrajani et al. 2017).
+
+    Summed over discriminators; a patch discriminator's logits are averaged per clip first.
+    """
+    b = real.shape[0]
+    eps = torch.rand((b,) + (1,) * (real.dim() - 1), device=real.device, dtype=real.dtype, generator=generator)
+    x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
+    outs = disc(x_hat, cond) if cond is not None else disc(x_hat)
+    total = real.new_zeros(())
+    for logits, _ in outs:
+        score = logits.reshape(b, -1).mean(1).sum()
+        (grad,) = torch.autograd.grad(score, x_hat, create_graph=True)
+        total = total + ((grad.reshape(b, -1).norm(2, dim=1) - 1.0) ** 2).mean()
+    return total
+
+
+# --- hinge (Lim & Ye 2017; Miyato et al. 2018) -----------------------------------------------------
+def d_hinge(real: Tensor, fake: Tensor, real_target: float = 1.0) -> Tensor:
+    """E[relu(1 - D(real))] + E[relu(1 + D(fake))]; ``real_target`` scales the real margin."""
+    return F.relu(real_target - real).mean() + F.relu(1.0 + fake).mean()
+
+
+def g_hinge(fake: Tensor) -> Tensor:
+    return -fake.mean()
+
+
+D_LOSSES = {"bce": d_bce, "kl": d_kl, "wgan": d_wgan, "wgan-gp": d_wgan, "hinge": d_hinge}
+G_LOSSES = {"bce": g_bce, "kl": g_kl, "wgan": g_wgan, "wgan-gp": g_wgan, "hinge": g_hinge}
+
+
+def d_loss(name: str, real_out: DOut, fake_out: DOut, real_target: float = 1.0) -> Tensor:
+    fn = D_LOSSES[name]
+    return sum(fn(r, f, real_target) for (r, _), (f, _) in zip(real_out, fake_out))
+
+
+def g_loss(name: str, fake_out: DOut) -> Tensor:
+    fn = G_LOSSES[name]
+    return sum(fn(f) for f, _ in fake_out)
+
+
+def feature_matching(real_out: DOut, fake_out: DOut) -> Tensor:
+    """Mean L1 distance between discriminator features of real and generated clips (HiFi-GAN, Kong et al. 2020)."""
+    terms = [F.l1_loss(f, r.detach()) for (_, rf), (_, ff) in zip(real_out, fake_out) for r, f in zip(rf, ff)]
+    return torch.stack(terms).mean() if terms else torch.zeros(())
+
+
+def d_accuracy(name: str, real_out: DOut, fake_out: DOut) -> tuple[float, float]:
+    """Share of real clips judged real and of fakes judged fake (logit above/below the objective's midpoint).
+
+    Returns tensors' means as Python floats (one host sync; call at log steps only).
+    """
+    mid = 1.0 if name == "kl" else 0.0
+    real_acc = torch.stack([(r.reshape(r.shape[0], -1).mean(1) > mid).float().mean() for r, _ in real_out]).mean()
+    fake_acc = torch.stack([(f.reshape(f.shape[0], -1).mean(1) < mid).float().mean() for f, _ in fake_out]).mean()
+    return float(real_acc), float(fake_acc)

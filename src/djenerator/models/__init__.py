@@ -1,0 +1,66 @@
+"""Generators and discriminators, built by name from the config.
+
+Interfaces every model follows:
+- generator: ``G(z, cond=None) -> audio`` with z of shape (B, latent_dim) and audio (B, 1, T) in [-1, 1];
+  ``cond`` is an optional (B,) tensor of normalised tempo.
+- discriminator: ``D(x, cond=None) -> (logits, features)``; logits any shape starting with B,
+  features a list of intermediate activations (for feature matching).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import Config, ConfigError
+from .dense import DenseDiscriminator, DenseGenerator
+
+
+class MultiDiscriminator(nn.Module):
+    """Several discriminators judging the same input; the losses sum over them."""
+
+    def __init__(self, discs: dict[str, nn.Module]):
+        super().__init__()
+        self.discs = nn.ModuleDict(discs)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
+        return [d(x, cond) for d in self.discs.values()]
+
+
+def build_generator(cfg: Config) -> nn.Module:
+    m, T = cfg.model, cfg.data.clip_samples
+    if m.arch == "dense":
+        return DenseGenerator(m.latent_dim, T, m.dense_hidden, m.dropout, m.batchnorm)
+    if m.arch == "wavegan":
+        from .wavegan import WaveGANGenerator
+
+        return WaveGANGenerator(cfg)
+    if m.arch == "spectral":
+        from .spectral import SpectralGenerator
+
+        return SpectralGenerator(cfg)
+    raise ConfigError(f"unknown generator architecture '{m.arch}'")
+
+
+def _build_one(name: str, cfg: Config) -> nn.Module:
+    m, T = cfg.model, cfg.data.clip_samples
+    if name == "dense":
+        return DenseDiscriminator(T, m.dense_hidden, m.dropout)
+    from . import discriminators as D
+
+    builders = {"wave": D.WaveDiscriminator, "msd": D.MultiScaleDiscriminator, "stft": D.MultiResolutionSTFTDiscriminator}
+    if name not in builders:
+        raise ConfigError(f"unknown discriminator '{name}'")
+    return builders[name](cfg)
+
+
+def build_discriminator(cfg: Config) -> MultiDiscriminator:
+    disc = MultiDiscriminator({name: _build_one(name, cfg) for name in cfg.model.discriminators})
+    if cfg.model.spectral_norm:
+        for mod in disc.modules():
+            if isinstance(mod, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+                nn.utils.parametrizations.spectral_norm(mod)
+    return disc
+
+
+def count_parameters(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())

@@ -1,0 +1,42 @@
+"""Named, complete configurations. Each entry is a nested dict applied on top of the defaults."""
+from __future__ import annotations
+
+PRESETS: dict[str, dict] = {
+    "original": {
+        "summary": "The seed's dense GAN: dense G/D, LeakyReLU, dropout+batch-norm, BCE, instance noise 0.2, "
+        "label smoothing 0.9, RMSprop (lr 1e-3, alpha 0.7, eps 1e-4).",
+        "config": {
+            "model": {"arch": "dense", "discriminators": ["dense"], "dense_hidden": [256, 512], "dropout": 0.3},
+            "train": {
+                "loss": "bce", "optimizer": "rmsprop", "lr_g": 1e-3, "lr_d": 1e-3, "rms_alpha": 0.7, "eps": 1e-4,
+                "instance_noise": 0.2, "label_smoothing": 0.9, "batch_size": 32,
+            },
+        },
+    },
+    "wavegan": {
+        "summary": "WaveGAN as published (Donahue et al. 2019): d=64, phase shuffle 2, WGAN-GP (lambda 10, "
+        "5 critic steps, Adam 1e-4, betas 0.5/0.9).",
+        "config": {
+            "model": {"arch": "wavegan", "discriminators": ["wave"], "dim": 64, "phase_shuffle": 2},
+            "train": {
+                "loss": "wgan-gp", "optimizer": "adam", "lr_g": 1e-4, "lr_d": 1e-4, "betas": [0.5, 0.9],
+                "eps": 1e-8, "d_steps": 5, "gp_lambda": 10.0, "batch_size": 64,
+            },
+        },
+    },
+    "recommended": {
+        "summary": "This tool's default: WaveGAN generator (d=32) judged by a waveform and a multi-resolution "
+        "STFT discriminator, hinge loss with feature matching, Adam 2e-4/0.5/0.9.",
+        "config": {
+            "model": {"arch": "wavegan", "discriminators": ["wave", "stft"], "dim": 32, "spectral_norm": False},
+            "train": {
+                "loss": "hinge", "optimizer": "adam", "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.9],
+                "eps": 1e-8, "d_steps": 1, "feature_matching": 2.0, "batch_size": 16,
+            },
+        },
+    },
+}
+
+
+def describe() -> list[tuple[str, str]]:
+    return [(name, p["summary"]) for name, p in PRESETS.items()]
