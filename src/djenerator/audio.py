@@ -49,6 +49,28 @@ def audio_info(path: Path) -> sf._SoundFileInfo:
         raise AudioError(f"{path}: not a readable audio file ({_short(e)})") from None
 
 
+def wav_declared_bytes(path: Path) -> tuple[int, int] | None:
+    """(bytes the RIFF 'data' chunk declares, bytes actually present), or None if not a plain RIFF/WAV.
+
+    libsndfile silently shortens a truncated WAV to what is there; this lets us report it instead.
+    """
+    import struct
+
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            cid, clen = struct.unpack("<4sI", f.read(8))
+            if cid == b"data":
+                return clen, size - pos - 8
+            pos += 8 + clen + (clen & 1)
+    return None
+
+
 def iter_blocks(path: Path, sr_out: int, block_seconds: float = 30.0):
     """Stream a file as mono float32 blocks at ``sr_out`` so a long recording never loads whole.
 
@@ -58,12 +80,16 @@ def iter_blocks(path: Path, sr_out: int, block_seconds: float = 30.0):
     info = audio_info(path)
     if info.frames == 0 or info.samplerate <= 0:
         raise AudioError(f"{path}: contains no audio (zero length)")
+    if path.suffix.lower() == ".wav" and (sizes := wav_declared_bytes(path)) and sizes[1] < sizes[0] and sizes[0] != 0xFFFFFFFF:
+        raise AudioError(f"{path}: truncated (header declares {sizes[0]} bytes of audio, file holds {sizes[1]})")
     block = max(1024, int(block_seconds * info.samplerate))
     rs = None if info.samplerate == sr_out else soxr.ResampleStream(info.samplerate, sr_out, 1, dtype="float32", quality="HQ")
+    read = 0
     try:
         with sf.SoundFile(str(path)) as f:
             while True:
                 data = f.read(block, dtype="float32", always_2d=True)
+                read += len(data)
                 last = len(data) < block
                 if len(data) == 0 and not last:
                     break
@@ -75,6 +101,8 @@ def iter_blocks(path: Path, sr_out: int, block_seconds: float = 30.0):
                     yield out
                 if last:
                     break
+        if read < info.frames:
+            raise AudioError(f"{path}: truncated (header promises {info.frames} frames, file holds {read})")
     except AudioError:
         raise
     except Exception as e:  # noqa: BLE001 - truncated/corrupt files fail in many ways inside libsndfile

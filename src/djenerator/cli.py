@@ -1,0 +1,194 @@
+"""The `djenerator` command. Each subcommand parses options and calls one library function."""
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Train GANs on raw audio and generate new music in the style of the training set.")
+console = Console(stderr=True)
+out = Console()
+
+RunOpt = typer.Option(None, "--run", "-r", help="Run folder (default: runs/<preset>).")
+PresetOpt = typer.Option(None, "--preset", "-p", help="Named configuration; see `djenerator presets`.")
+ConfigOpt = typer.Option(None, "--config", "-c", help="TOML/YAML config file(s), applied after the preset.")
+SetOpt = typer.Option(None, "--set", "-s", help="Override: section.key=value, e.g. train.lr_g=2e-4 (repeatable).")
+
+
+def user_errors(fn):
+    """Errors a user can cause end in one clear sentence and exit code 2, not a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from .audio import AudioError
+        from .checkpoint import CheckpointError
+        from .config import ConfigError
+        from .data.dataset import DatasetError
+        from .data.prepare import PrepareError
+
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, AudioError, CheckpointError, DatasetError, PrepareError, FileNotFoundError) as e:
+            console.print(f"[bold red]error:[/] {e}")
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            console.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _config(preset, config, sets, extra: dict | None = None):
+    from .config import build_config, parse_override, apply_dict
+
+    cfg = build_config(preset, config or [], sets or [])
+    for k, v in (extra or {}).items():
+        if v is not None:
+            apply_dict(cfg, parse_override(f"{k}={v}"))
+    return cfg
+
+
+@app.command()
+@user_errors
+def synth(out_dir: Path = typer.Argument(..., help="Folder for the built-in Djent riffs (wav + json metadata)."),
+          n: int = typer.Option(16, "-n", help="Number of files."),
+          seconds: float = typer.Option(8.0, help="Length of each file."),
+          sr: int = typer.Option(16000, "--sr", help="Sample rate."),
+          seed: int = typer.Option(0, help="Seed: same seed, same dataset.")):
+    """Render the built-in procedural Djent dataset."""
+    from .synth import synth_dataset
+
+    paths = synth_dataset(out_dir, n_files=n, seconds=seconds, sr=sr, seed=seed)
+    out.print(f"wrote {len(paths)} riffs to {out_dir}")
+
+
+@app.command()
+@user_errors
+def prepare(src: Path = typer.Argument(..., help="Folder (or file) of wav/flac/ogg/mp3 audio."),
+            output: Path = typer.Option(..., "-o", "--output", help="Dataset folder to create."),
+            sr: int = typer.Option(16000, "--sr", help="Target sample rate."),
+            clip: int = typer.Option(16384, "--clip", help="Clip length in samples."),
+            hop: int = typer.Option(0, "--hop", help="Hop between clips in samples (0 = clip length)."),
+            silence_db: float = typer.Option(-45.0, help="Drop clips quieter than this RMS (dBFS)."),
+            normalize: str = typer.Option("peak", help="peak (per clip) | file (one gain per file) | none."),
+            no_tempo: bool = typer.Option(False, "--no-tempo", help="Skip per-clip tempo estimation."),
+            overwrite: bool = typer.Option(False, help="Replace an existing dataset.")):
+    """Cut a folder of audio into a memory-mapped dataset of fixed-length clips."""
+    from .config import DataConfig
+    from .data.prepare import prepare as run_prepare
+
+    if normalize not in ("peak", "file", "none"):
+        raise typer.BadParameter("--normalize must be peak, file or none")
+    cfg = DataConfig(sample_rate=sr, clip_samples=clip, hop_samples=hop, silence_db=silence_db,
+                     normalize=normalize, estimate_tempo=not no_tempo)
+    rep = run_prepare(src, output, cfg, overwrite=overwrite, log=lambda m: console.print(m, markup=False))
+    out.print(f"{rep.n_clips} clips ({rep.seconds:.1f} s of audio) from {len(rep.files_used)} file(s) -> {rep.out}")
+    if rep.skipped:
+        out.print(f"{len(rep.skipped)} file(s) skipped:")
+        for f, why in rep.skipped:
+            out.print(f"  {why}", markup=False)
+    if rep.silent_clips:
+        out.print(f"{rep.silent_clips} near-silent clip(s) dropped")
+
+
+@app.command()
+@user_errors
+def train(dataset: Path = typer.Argument(..., help="Prepared dataset folder (from `djenerator prepare`)."),
+          run: Optional[Path] = RunOpt, preset: Optional[str] = PresetOpt,
+          config: Optional[list[Path]] = ConfigOpt, set_: Optional[list[str]] = SetOpt,
+          steps: Optional[int] = typer.Option(None, help="Total training steps."),
+          minutes: Optional[float] = typer.Option(None, help="Stop (with a checkpoint) after this wall-clock time."),
+          device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N"),
+          resume: bool = typer.Option(False, "--resume", help="Continue the run from its last checkpoint."),
+          quiet: bool = typer.Option(False, "--quiet", help="No progress bar.")):
+    """Train a GAN on a prepared dataset."""
+    from .train import train as run_train
+
+    cfg = _resume_or_new_config(run, resume, preset, config, set_)
+    for k, v in {"train.steps": steps, "train.device": device}.items():
+        if v is not None:
+            from .config import apply_dict, parse_override
+
+            apply_dict(cfg, parse_override(f"{k}={v}"))
+    run_dir = run or Path("runs") / cfg.preset
+    res = run_train(cfg, dataset, run_dir, resume=resume, progress=not quiet,
+                    log=lambda m: console.print(m, markup=False), max_seconds=minutes * 60 if minutes else None)
+    out.print(f"{res.stopped} at step {res.step}; checkpoint: {res.checkpoint}; samples: {run_dir / 'samples'}")
+    if res.stopped == "diverged":
+        raise typer.Exit(1)
+
+
+def _resume_or_new_config(run, resume, preset, config, sets):
+    from .checkpoint import latest_checkpoint, load_checkpoint, config_of
+    from .config import apply_dict, load_file, parse_override, validate
+
+    if resume and run is not None and (ck := latest_checkpoint(run)) is not None:
+        cfg = config_of(load_checkpoint(ck))
+        for f in config or []:
+            apply_dict(cfg, load_file(f))
+        for o in sets or []:
+            apply_dict(cfg, parse_override(o))
+        validate(cfg)
+        return cfg
+    return _config(preset, config, sets)
+
+
+@app.command()
+@user_errors
+def generate(checkpoint: Path = typer.Argument(..., help="Checkpoint file or run folder (its latest checkpoint)."),
+             n: int = typer.Option(8, "-n", help="Number of clips."),
+             seed: int = typer.Option(0, help="Same seed, same audio."),
+             output: Path = typer.Option(Path("generated"), "-o", "--output", help="Output folder."),
+             batch_size: int = typer.Option(16, help="Clips per forward pass."),
+             interpolate_to: Optional[int] = typer.Option(None, "--interpolate-to", help="Interpolate from --seed to this seed in n steps."),
+             bpm: Optional[float] = typer.Option(None, help="Requested tempo (tempo-conditioned models)."),
+             device: str = typer.Option("cpu", help="cpu | cuda")):
+    """Write generated clips as wav files."""
+    from .generate import generate_to_files
+
+    paths = generate_to_files(checkpoint, output, n=n, seed=seed, batch_size=batch_size, bpm=bpm,
+                              interpolate_to=interpolate_to, device=device)
+    out.print(f"wrote {len(paths)} clip(s) to {output}")
+
+
+@app.command()
+def presets():
+    """List the named configurations."""
+    from .presets import describe
+
+    table = Table("preset", "what it is", show_lines=False)
+    for name, summary in describe():
+        table.add_row(name, summary)
+    out.print(table)
+
+
+@app.command()
+@user_errors
+def demo(out_dir: Path = typer.Option(Path("demo"), "--out", help="Folder for everything the demo makes."),
+         preset: str = typer.Option("original", help="Preset to train."),
+         minutes: float = typer.Option(3.0, help="Training time budget."),
+         files: int = typer.Option(16, help="Built-in riffs to synthesise.")):
+    """Built-in Djent data -> prepare -> train -> generate, end to end."""
+    from .pipeline import run_demo
+
+    res = run_demo(out_dir, preset=preset, minutes=minutes, n_files=files,
+                   log=lambda m: console.print(m, markup=False))
+    out.print(f"\n[bold green]done[/]: {len(res['generated'])} generated clips in {res['generated_dir']}")
+    out.print(f"training samples: {res['run_dir'] / 'samples'}; loss log: {res['run_dir'] / 'logs' / 'losses.csv'}")
+
+
+def main() -> None:
+    try:
+        app()
+    except BrokenPipeError:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

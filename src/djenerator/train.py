@@ -1,0 +1,303 @@
+"""The training loop: one screen for the step, plus checkpoints, logs, samples and the health monitor.
+
+Exact resume: batches are drawn from an RNG keyed by (seed, step), and every other random state
+(latents, dropout, instance noise, phase shuffle) lives in the global RNGs saved in each checkpoint,
+so N steps + resume + N steps gives the same parameters as 2N steps in one go.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import losses
+from .audio import write_wav
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
+from .config import Config, ConfigError
+from .data.dataset import ClipDataset
+from .health import HealthMonitor, TrainingDiverged, batch_diversity
+from .models import build_discriminator, build_generator
+
+LOG_FIELDS = ["step", "d_loss", "g_loss", "d_real_acc", "d_fake_acc", "g_grad_norm", "d_grad_norm",
+              "diversity", "noise_std", "steps_per_s"]
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    checkpoint: Path | None
+    stopped: str  # "done" | "interrupted" | "time budget" | "diverged"
+    warnings: list[str]
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name} but no CUDA GPU is available; use train.device=cpu")
+    return torch.device(name)
+
+
+def make_optimizer(params, cfg: Config, lr: float) -> torch.optim.Optimizer:
+    t = cfg.train
+    if t.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, alpha=t.rms_alpha, eps=t.eps)
+    return torch.optim.Adam(params, lr=lr, betas=tuple(t.betas), eps=t.eps)
+
+
+def batch_indices(n: int, batch: int, seed: int, step: int, k: int = 0) -> np.ndarray:
+    """The clips of global step ``step`` (k-th critic step): a pure function of its arguments."""
+    return np.random.default_rng([seed, step, k]).integers(0, n, size=batch)
+
+
+def tempo_cond(bpm: torch.Tensor, cfg: Config) -> torch.Tensor | None:
+    """BPM -> [0, 1] over the configured range; unknown tempo -> the middle of the range."""
+    if not cfg.model.tempo_conditioning:
+        return None
+    lo, hi = cfg.model.bpm_range
+    c = ((bpm - lo) / (hi - lo)).clamp(0.0, 1.0)
+    return torch.nan_to_num(c, nan=0.5)
+
+
+def noise_std(cfg: Config, step: int) -> float:
+    t = cfg.train
+    if t.instance_noise <= 0:
+        return 0.0
+    if t.instance_noise_anneal_steps > 0:
+        return t.instance_noise * max(0.0, 1.0 - step / t.instance_noise_anneal_steps)
+    return t.instance_noise
+
+
+def discriminator_input(x: torch.Tensor, std: float) -> torch.Tensor:
+    """The one place every discriminator input (real and fake alike) passes through: instance noise."""
+    return x + std * torch.randn_like(x) if std > 0 else x
+
+
+def grad_norm(module: torch.nn.Module) -> torch.Tensor:
+    grads = [p.grad.detach().norm() for p in module.parameters() if p.grad is not None]
+    return torch.stack(grads).norm() if grads else torch.zeros(())
+
+
+def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = False, progress: bool = True,
+          log: Callable[[str], None] = print, max_seconds: float | None = None) -> TrainResult:
+    """Train (or with ``resume``, continue) a run; stops at ``cfg.train.steps``, on Ctrl-C or after ``max_seconds``."""
+    run_dir = Path(run_dir)
+    t_start = time.perf_counter()
+    t = cfg.train
+    ds = ClipDataset(dataset)
+    if ds.clip_samples != cfg.data.clip_samples or ds.sample_rate != cfg.data.sample_rate:
+        cfg.data.clip_samples, cfg.data.sample_rate = ds.clip_samples, ds.sample_rate
+        log(f"using the dataset's clip length {ds.clip_samples} and sample rate {ds.sample_rate} Hz")
+    device = pick_device(t.device)
+    torch.manual_seed(t.seed)
+    np.random.seed(t.seed)
+
+    G, D = build_generator(cfg).to(device), build_discriminator(cfg).to(device)
+    opt_g, opt_d = make_optimizer(G.parameters(), cfg, t.lr_g), make_optimizer(D.parameters(), cfg, t.lr_d)
+    start = 0
+    ckpt_path = latest_checkpoint(run_dir) if resume else None
+    if resume and ckpt_path is None:
+        log(f"no checkpoint in {run_dir} yet; starting from step 0")
+    if ckpt_path is not None:
+        ck = load_checkpoint(ckpt_path, map_location=device)
+        G.load_state_dict(ck["G"])
+        D.load_state_dict(ck["D"])
+        opt_g.load_state_dict(ck["opt_g"])
+        opt_d.load_state_dict(ck["opt_d"])
+        set_rng_state(ck["rng"])
+        start = ck["step"]
+        log(f"resumed from {ckpt_path} at step {start}")
+    elif run_dir.exists() and any((run_dir / "checkpoints").glob("step_*.pt")):
+        raise ConfigError(f"run folder {run_dir} already holds checkpoints: pass --resume to continue it, "
+                          "or choose another --run")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save(run_dir / "config.yaml")
+
+    z_fixed = torch.randn(t.n_samples, cfg.model.latent_dim, generator=torch.Generator().manual_seed(t.seed + 7919)).to(device)
+    bpm_fixed = torch.linspace(*cfg.model.bpm_range, t.n_samples) if t.n_samples > 1 else torch.tensor([cfg.model.bpm_range[0]])
+    csv_path = run_dir / "logs" / "losses.csv"
+    csv_file = _open_csv(csv_path, start)
+    writer = _tensorboard(run_dir / "logs" / "tb", start)
+    monitor = HealthMonitor(t.loss)
+    warnings: list[str] = []
+    stop_requested = []
+    old_handler = signal.signal(signal.SIGINT, lambda *_: stop_requested.append(True)) if _main_thread() else None
+
+    def fetch(step: int, k: int):
+        real, bpm = ds.batch(batch_indices(len(ds), t.batch_size, t.seed, step, k))
+        real = real.to(device, non_blocking=True)
+        cond = tempo_cond(bpm, cfg)
+        return real, (cond.to(device) if cond is not None else None)
+
+    def snapshot(step: int) -> Path:
+        state = {"G": G.state_dict(), "D": D.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()}
+        return save_checkpoint(run_dir, step, cfg, state, keep=t.keep_checkpoints)
+
+    bar = _bar(start, t.steps, progress)
+    step, stopped, last_ckpt, t0, t0_step = start, "done", ckpt_path, time.perf_counter(), start
+    G.train(), D.train()
+    try:
+        while step < t.steps:
+            if stop_requested:
+                stopped = "interrupted"
+                break
+            if max_seconds is not None and time.perf_counter() - t_start > max_seconds:
+                stopped = "time budget"
+                break
+            std = noise_std(cfg, step)
+            # ---- discriminator / critic -------------------------------------------------------------
+            for k in range(t.d_steps):
+                real, cond = fetch(step, k)
+                z = torch.randn(real.shape[0], cfg.model.latent_dim, device=device)
+                with torch.no_grad():
+                    fake = G(z, cond)
+                real_in, fake_in = discriminator_input(real, std), discriminator_input(fake, std)
+                r_out, f_out = D(real_in, cond), D(fake_in, cond)
+                loss_d = losses.d_loss(t.loss, r_out, f_out, t.label_smoothing)
+                if t.loss == "wgan-gp":
+                    loss_d = loss_d + t.gp_lambda * losses.gradient_penalty(D, real_in, fake_in, cond)
+                opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                opt_d.step()
+                if t.loss == "wgan":
+                    for p in D.parameters():
+                        p.data.clamp_(-t.clip_value, t.clip_value)
+            # ---- generator --------------------------------------------------------------------------
+            z = torch.randn(real.shape[0], cfg.model.latent_dim, device=device)
+            fake = G(z, cond)
+            for p in D.parameters():
+                p.requires_grad_(False)
+            f_out = D(discriminator_input(fake, std), cond)
+            loss_g = losses.g_loss(t.loss, f_out)
+            if t.feature_matching > 0:
+                with torch.no_grad():
+                    r_feat = D(real_in, cond)
+                loss_g = loss_g + t.feature_matching * losses.feature_matching(r_feat, f_out)
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            for p in D.parameters():
+                p.requires_grad_(True)
+            opt_g.step()
+            step += 1
+            # ---- logging, health, samples, checkpoints ----------------------------------------------
+            if step % t.log_every == 0 or step == t.steps:
+                now = time.perf_counter()
+                stats = {"step": step, "d_loss": float(loss_d), "g_loss": float(loss_g)}
+                stats["d_real_acc"], stats["d_fake_acc"] = losses.d_accuracy(t.loss, r_out, f_out)
+                stats["g_grad_norm"], stats["d_grad_norm"] = float(grad_norm(G)), float(grad_norm(D))
+                stats["diversity"] = batch_diversity(fake.detach(), real)
+                stats["noise_std"] = std
+                stats["steps_per_s"] = (step - t0_step) / max(now - t0, 1e-9)
+                t0, t0_step = now, step
+                monitor.check_finite(step, stats)
+                for w in monitor.update(step, stats):
+                    warnings.append(w.message)
+                    _log_health(run_dir, w.message)
+                    (bar.write if bar is not None else log)(f"warning: {w.message}")
+                _write_log(csv_file, writer, stats)
+                if bar is not None:
+                    bar.set_postfix(d=f"{stats['d_loss']:.3f}", g=f"{stats['g_loss']:.3f}", it_s=f"{stats['steps_per_s']:.2f}")
+            if bar is not None:
+                bar.update(1)
+            if step % t.sample_every == 0 or step == t.steps:
+                write_samples(G, z_fixed, bpm_fixed, cfg, run_dir / "samples" / f"step_{step:07d}")
+            if step % t.ckpt_every == 0 or step == t.steps:
+                last_ckpt = snapshot(step)
+        if stopped != "done":
+            last_ckpt = snapshot(step)
+            if stopped == "time budget":
+                write_samples(G, z_fixed, bpm_fixed, cfg, run_dir / "samples" / f"step_{step:07d}")
+            log(f"{stopped}: saved {last_ckpt} at step {step}; continue with --resume")
+    except TrainingDiverged as e:
+        stopped = "diverged"
+        _log_health(run_dir, str(e))
+        log(f"stopped: {e}. The last good checkpoint is {last_ckpt}.")
+    finally:
+        if bar is not None:
+            bar.close()
+        csv_file.close()
+        if writer is not None:
+            writer.close()
+        if old_handler is not None:
+            signal.signal(signal.SIGINT, old_handler)
+    return TrainResult(run_dir, step, Path(last_ckpt) if last_ckpt else None, stopped, warnings)
+
+
+@torch.no_grad()
+def write_samples(G: torch.nn.Module, z: torch.Tensor, bpm: torch.Tensor, cfg: Config, out: Path) -> list[Path]:
+    was_training = G.training
+    G.eval()
+    cond = tempo_cond(bpm, cfg)
+    audio = G(z, cond.to(z.device) if cond is not None else None).float().cpu().numpy()
+    G.train(was_training)
+    return [write_wav(out / f"sample_{i:02d}.wav", a[0], cfg.data.sample_rate) for i, a in enumerate(audio)]
+
+
+def _open_csv(path: Path, start: int):
+    """Append to the loss log, dropping rows past ``start`` (a resumed run rewrites them identically)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = []
+    if path.is_file():
+        with open(path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= start]
+    f = open(path, "w", newline="")
+    w = csv.DictWriter(f, fieldnames=LOG_FIELDS, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    f.flush()
+    return _CsvLog(f, w)
+
+
+class _CsvLog:
+    def __init__(self, f, w):
+        self.f, self.w = f, w
+
+    def write(self, row: dict) -> None:
+        self.w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        self.f.flush()
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def _tensorboard(path: Path, start: int):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(path), purge_step=start if start > 0 else None)
+
+
+def _write_log(csv_file: _CsvLog, writer, stats: dict) -> None:
+    csv_file.write(stats)
+    if writer is not None:
+        for k, v in stats.items():
+            if k != "step" and isinstance(v, float) and math.isfinite(v):
+                writer.add_scalar(f"train/{k}", v, stats["step"])
+
+
+def _log_health(run_dir: Path, message: str) -> None:
+    with open(run_dir / "health.log", "a") as f:
+        f.write(time.strftime("%Y-%m-%d %H:%M:%S ") + message + "\n")
+
+
+def _bar(start: int, total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
