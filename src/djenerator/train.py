@@ -210,6 +210,7 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
             if step % t.sample_every == 0 or step == t.steps:
                 write_samples(G, z_fixed, bpm_fixed, cfg, run_dir / "samples" / f"step_{step:07d}")
             if step % t.ckpt_every == 0 or step == t.steps:
+                monitor.check_finite(step, {"d_loss": float(loss_d), "g_loss": float(loss_g)})
                 last_ckpt = snapshot(step)
         if stopped != "done":
             last_ckpt = snapshot(step)
