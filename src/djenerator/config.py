@@ -114,6 +114,11 @@ class Config:
 
 
 def _coerce(value: Any, current: Any, key: str) -> Any:
+    if isinstance(value, str) and isinstance(current, (int, float)) and not isinstance(current, bool):
+        try:  # YAML 1.1 reads '3e-4' as a string
+            value = float(value)
+        except ValueError:
+            pass
     if isinstance(current, bool):
         if isinstance(value, bool):
             return value
