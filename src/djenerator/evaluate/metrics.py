@@ -1,0 +1,263 @@
+"""Quality metrics as pure functions: distribution distances, noise, diversity, rhythm.
+
+Distances compare feature sets (rows = clips), usually ``features.clip_features`` of generated and
+real clips. A distance alone is hard to read, so ``real_baseline`` gives the same metric between
+two disjoint halves of the real data: a generator is as good as the features can tell when its
+distance to the real data approaches that baseline.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Callable
+
+import numpy as np
+import scipy.linalg
+import torch
+
+__all__ = [
+    "standardise",
+    "frechet_distance",
+    "kernel_distance",
+    "real_baseline",
+    "spectral_flatness",
+    "high_freq_energy_ratio",
+    "diversity",
+    "rhythm_stats",
+    "ioi_distance",
+]
+
+
+def _feats(a) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim != 2:
+        raise ValueError(f"features must be (N, D), got shape {a.shape}")
+    return a
+
+
+def standardise(reference, *others) -> list[np.ndarray]:
+    """z-score ``reference`` and every array in ``others`` with the reference's mean and std per column,
+    so a distance is not dominated by whichever feature has the largest units. Returns a list."""
+    ref = _feats(reference)
+    mu, sd = ref.mean(0), ref.std(0)
+    sd = np.where(sd > 1e-12, sd, 1.0)
+    return [(ref - mu) / sd] + [(_feats(o) - mu) / sd for o in others]
+
+
+def frechet_distance(feat_a, feat_b, eps: float = 1e-6) -> float:
+    """Frechet distance between Gaussians fitted to two feature sets (the FID/FAD formula):
+    |mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2)).
+
+    eps * I is added to both covariances before the matrix square root (scipy.linalg.sqrtm), which
+    keeps it stable when a covariance is singular, as it always is with fewer clips than feature
+    dimensions (N <= D). The result is then still defined, but biased upwards for small N (a
+    warning says so); prefer ``kernel_distance`` there. Needs N >= 2 in each set.
+    """
+    a, b = _feats(feat_a), _feats(feat_b)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"feature dimensions differ: {a.shape[1]} vs {b.shape[1]}")
+    if min(len(a), len(b)) < 2:
+        raise ValueError("frechet_distance needs at least 2 clips per set")
+    d = a.shape[1]
+    if min(len(a), len(b)) <= d:
+        warnings.warn(f"frechet_distance with {min(len(a), len(b))} clips for {d} feature dimensions: covariances "
+                      "are singular, the value is biased upwards; compare it only at equal N or use kernel_distance",
+                      stacklevel=2)
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    s_a = np.atleast_2d(np.cov(a, rowvar=False)) + eps * np.eye(d)
+    s_b = np.atleast_2d(np.cov(b, rowvar=False)) + eps * np.eye(d)
+    covmean = scipy.linalg.sqrtm(s_a @ s_b)
+    if not np.all(np.isfinite(covmean)):  # pragma: no cover - eps above makes this rare
+        off = np.eye(d) * max(eps, 1e-6) * 100
+        covmean = scipy.linalg.sqrtm((s_a + off) @ (s_b + off))
+    covmean = np.real(covmean)  # tiny imaginary parts are rounding noise of a PSD-product root
+    diff = mu_a - mu_b
+    fd = float(diff @ diff + np.trace(s_a) + np.trace(s_b) - 2.0 * np.trace(covmean))
+    return max(fd, 0.0)
+
+
+def _poly_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return (x @ y.T / x.shape[1] + 1.0) ** 3
+
+
+def kernel_distance(feat_a, feat_b, n_subsets: int = 50, subset_size: int | None = None,
+                    seed: int = 0) -> tuple[float, float]:
+    """Kernel distance (KID): unbiased MMD^2 with the cubic kernel k(x, y) = (x.y / d + 1)^3.
+
+    Unbiased means it has no small-sample bias (its expectation is the population MMD^2, which is 0
+    for equal distributions, so it can come out slightly negative); this is why it stays honest for
+    the few dozen clips users generate. It is averaged over ``n_subsets`` random subsets of
+    ``subset_size`` clips from each set (default: half of the smaller set, at most 1000, at least 2).
+    Returns (mean, standard error): the standard error is the std of the per-subset estimates (the
+    sampling error of one estimate at that subset size; subsets overlap, so the mean's true error
+    lies between this / sqrt(n_subsets) and this).
+    """
+    a, b = _feats(feat_a), _feats(feat_b)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"feature dimensions differ: {a.shape[1]} vs {b.shape[1]}")
+    n_min = min(len(a), len(b))
+    if n_min < 2:
+        raise ValueError("kernel_distance needs at least 2 clips per set")
+    m = subset_size if subset_size is not None else max(2, min(1000, n_min // 2))
+    if not 2 <= m <= n_min:
+        raise ValueError(f"subset_size must be between 2 and {n_min}, got {m}")
+    rng = np.random.default_rng(seed)
+    vals = np.empty(n_subsets)
+    for s in range(n_subsets):
+        x = a[rng.choice(len(a), m, replace=False)]
+        y = b[rng.choice(len(b), m, replace=False)]
+        kxx, kyy, kxy = _poly_kernel(x, x), _poly_kernel(y, y), _poly_kernel(x, y)
+        vals[s] = ((kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+                   + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+                   - 2.0 * kxy.mean())
+    se = float(vals.std(ddof=1)) if n_subsets > 1 else float("nan")
+    return float(vals.mean()), se
+
+
+def real_baseline(feat_real, fn: Callable, seed: int = 0, **kwargs):
+    """``fn(half_1, half_2, **kwargs)`` on two disjoint random halves of the real features: the value
+    the metric takes for data exactly as good as the real data at this sample size."""
+    r = np.asarray(feat_real)
+    if len(r) < 4:
+        raise ValueError("real_baseline needs at least 4 real clips")
+    perm = np.random.default_rng(seed).permutation(len(r))
+    h = len(r) // 2
+    return fn(r[perm[:h]], r[perm[h:2 * h]], **kwargs)
+
+
+def _to_tensor(x) -> torch.Tensor:
+    from .features import as_batch
+
+    return as_batch(x)
+
+
+def spectral_flatness(x, sr: int, n_fft: int = 1024, hop: int = 256, welch: bool = False,
+                      silence_db: float = -60.0) -> np.ndarray:
+    """Spectral flatness per clip (N,): geometric / arithmetic mean of the power spectrum, in [0, 1].
+
+    welch=False (default, the usual per-frame definition as in librosa): flatness of each frame's
+    power spectrum, averaged over the clip's frames. A pure tone gives ~0; white noise gives about
+    exp(-0.577) = 0.56, not 1, because a single frame's periodogram of noise fluctuates (each bin
+    is exponentially distributed and the geometric mean of that is e^-gamma times its mean).
+    welch=True: flatness of the clip's average power spectrum (Welch), where noise reads ~1 but
+    a sequence of different notes reads flatter than each note. Frames quieter than ``silence_db``
+    below the clip's loudest frame are ignored (silence has no spectral shape); an all-silent clip
+    returns 0. ``sr`` is unused by the formula and kept for a uniform signature.
+    """
+    from .features import power_spectrogram
+
+    p = power_spectrogram(_to_tensor(x), n_fft, hop).double()  # (N, F, frames)
+    floor = 1e-20
+    if welch:
+        p = p.mean(-1, keepdim=True)
+    arith = p.mean(1)  # (N, frames)
+    geo = torch.exp(torch.log(p + floor).mean(1))
+    flat = geo / (arith + floor)
+    loud = arith > arith.amax(-1, keepdim=True) * 10.0 ** (silence_db / 10.0)
+    loud &= arith > 1e-12
+    n = loud.sum(-1)
+    out = (flat * loud).sum(-1) / n.clamp_min(1)
+    return torch.where(n > 0, out, torch.zeros_like(out)).clamp(0.0, 1.0).numpy()
+
+
+def high_freq_energy_ratio(x, sr: int, cutoff_hz: float = 4000.0) -> np.ndarray:
+    """Share of each clip's energy at or above ``cutoff_hz`` (N,), from the whole-clip power spectrum.
+    GAN hiss and aliasing show up as a larger share than the real data has. Silent clips give 0."""
+    t = _to_tensor(x).double()
+    t = t - t.mean(-1, keepdim=True)
+    p = torch.fft.rfft(t).abs().square()
+    freqs = torch.fft.rfftfreq(t.shape[-1], d=1.0 / sr, dtype=torch.float64)
+    total = p.sum(-1)
+    high = p[:, freqs >= cutoff_hz].sum(-1)
+    return torch.where(total > 0, high / total.clamp_min(1e-300), torch.zeros_like(total)).numpy()
+
+
+def diversity(x_feats, max_n: int = 2000, seed: int = 0) -> float:
+    """Mean Euclidean distance between all pairs of clips (rows) in a feature set.
+
+    Compare the generated batch with the real data (same features, same standardisation, ideally
+    the same N): a much smaller value means mode collapse, the generator repeating itself. Above
+    ``max_n`` rows a random subset (``seed``) is used to bound the N^2 cost.
+    """
+    f = _feats(x_feats)
+    if len(f) < 2:
+        raise ValueError("diversity needs at least 2 clips")
+    if len(f) > max_n:
+        f = f[np.random.default_rng(seed).choice(len(f), max_n, replace=False)]
+    t = torch.from_numpy(f)
+    d = torch.pdist(t)
+    return float(d.mean())
+
+
+def rhythm_stats(clips, sr: int, ioi_bins=None) -> dict:
+    """Rhythm summary of a set of clips, using ``evaluate.rhythm``.
+
+    Returns {"onset_rate": (N,) onsets per second, "onset_rate_mean": float,
+    "ioi_hist": pooled inter-onset-interval histogram (sums to 1, or all zeros when no clip has two
+    onsets), "ioi_bins": its edges (s), "tempo": (N,) BPM (NaN where unknown), "tempo_median": float}.
+    The IOI histogram pools the intervals of all clips, so clips with more onsets weigh more, as in
+    the listening experience of the whole set.
+    """
+    from . import rhythm
+
+    c = _to_tensor(clips).numpy().astype(np.float32)
+    bins = rhythm.DEFAULT_IOI_BINS if ioi_bins is None else np.asarray(ioi_bins, dtype=np.float64)
+    rates, iois = [], []
+    for row in c:
+        on = np.sort(np.asarray(rhythm.detect_onsets(row, sr), dtype=np.float64))
+        rates.append(len(on) / (len(row) / sr) if len(row) else 0.0)
+        if len(on) >= 2:
+            iois.append(np.diff(on))
+    counts = np.histogram(np.concatenate(iois) if iois else np.zeros(0), bins=bins)[0].astype(np.float64)
+    hist = counts / counts.sum() if counts.sum() > 0 else counts
+    tempo = np.asarray(rhythm.estimate_tempo_batch(c, sr), dtype=np.float64)
+    finite = tempo[np.isfinite(tempo)]
+    rates = np.asarray(rates, dtype=np.float64)
+    return {
+        "onset_rate": rates,
+        "onset_rate_mean": float(rates.mean()) if len(rates) else float("nan"),
+        "ioi_hist": hist,
+        "ioi_bins": np.asarray(bins, dtype=np.float64),
+        "tempo": tempo,
+        "tempo_median": float(np.median(finite)) if len(finite) else float("nan"),
+    }
+
+
+def ioi_distance(hist_a, hist_b, bin_edges=None, method: str = "wasserstein") -> float:
+    """Distance between two inter-onset-interval histograms over the same bins.
+
+    method="wasserstein" (default): earth mover's distance in seconds with each bin's mass at its
+    centre, sum |CDF_a - CDF_b| * centre spacing (bin_edges default: ``rhythm.DEFAULT_IOI_BINS`` when the length fits, else unit-width
+    bins); it says how far the rhythm's timing is off, so 16ths vs 8ths differ by more than
+    16ths vs slightly-fast 16ths. method="tv": total variation, 0.5 * sum |p_a - p_b| in [0, 1].
+    Histograms are normalised to sum 1 first; an empty histogram against a non-empty one gives the
+    maximum (tv 1, wasserstein the bins' span); two empty ones give 0.
+    """
+    a = np.asarray(hist_a, dtype=np.float64).reshape(-1)
+    b = np.asarray(hist_b, dtype=np.float64).reshape(-1)
+    if a.shape != b.shape:
+        raise ValueError(f"histograms have different lengths: {a.shape[0]} vs {b.shape[0]}")
+    if bin_edges is None:
+        from .rhythm import DEFAULT_IOI_BINS
+
+        bin_edges = DEFAULT_IOI_BINS if len(DEFAULT_IOI_BINS) == len(a) + 1 else np.arange(len(a) + 1.0)
+    edges = np.asarray(bin_edges, dtype=np.float64)
+    if len(edges) != len(a) + 1:
+        raise ValueError(f"need {len(a) + 1} bin edges, got {len(edges)}")
+    sa, sb = a.sum(), b.sum()
+    if sa <= 0 and sb <= 0:
+        return 0.0
+    if sa <= 0 or sb <= 0:
+        return 1.0 if method == "tv" else float(_w1_widths(edges).sum())
+    a, b = a / sa, b / sb
+    if method == "tv":
+        return float(0.5 * np.abs(a - b).sum())
+    if method == "wasserstein":
+        return float(np.sum(np.abs(np.cumsum(a) - np.cumsum(b)) * _w1_widths(edges)))
+    raise ValueError(f"method must be 'wasserstein' or 'tv', got {method!r}")
+
+
+def _w1_widths(edges: np.ndarray) -> np.ndarray:
+    """Weights for W1 from histogram CDFs: mass in bin i sits at its centre, so CDF_i holds between
+    centre i and centre i+1 (distance between consecutive centres); the last CDF difference is 0."""
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    return np.append(np.diff(centres), 0.0)

@@ -1,0 +1,285 @@
+"""Features and metrics: each against a known answer or a slow, obviously-correct reference."""
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from djenerator.evaluate.features import (
+    clip_features,
+    feature_names,
+    hz_to_mel,
+    log_mel,
+    mel_filterbank,
+    mel_to_hz,
+)
+from djenerator.evaluate.metrics import (
+    diversity,
+    frechet_distance,
+    high_freq_energy_ratio,
+    ioi_distance,
+    kernel_distance,
+    real_baseline,
+    rhythm_stats,
+    spectral_flatness,
+    standardise,
+)
+
+SR = 16000
+
+
+def sine(f, seconds=1.0, sr=SR, amp=0.5):
+    t = np.arange(int(seconds * sr)) / sr
+    return (amp * np.sin(2 * np.pi * f * t)).astype(np.float32)
+
+
+# ---------------------------------------------------------------- features
+
+def test_mel_scale_formulas():
+    assert hz_to_mel(1000.0, htk=True) == pytest.approx(1000.0, abs=0.1)  # HTK: 1000 Hz ~ 1000 mel
+    assert hz_to_mel(1000.0) == pytest.approx(15.0)  # Slaney: linear 3 mel / 200 Hz up to 1 kHz
+    assert hz_to_mel(6400.0) == pytest.approx(15.0 + 27.0)  # then 27 mel per factor 6.4
+    f = np.array([0.0, 50.0, 999.0, 1000.0, 3000.0, 8000.0])
+    for htk in (True, False):
+        np.testing.assert_allclose(mel_to_hz(hz_to_mel(f, htk), htk), f, atol=1e-6)
+
+
+def slow_filterbank(sr, n_fft, n_mels, htk):
+    """Loop version of the textbook triangles (peak 1 at the centre frequency)."""
+    edges = [float(mel_to_hz(m, htk)) for m in np.linspace(hz_to_mel(0.0, htk), hz_to_mel(sr / 2, htk), n_mels + 2)]
+    fb = np.zeros((n_mels, n_fft // 2 + 1))
+    for m in range(n_mels):
+        lo, c, hi = edges[m], edges[m + 1], edges[m + 2]
+        for k in range(n_fft // 2 + 1):
+            f = k * sr / n_fft
+            if lo <= f <= c:
+                fb[m, k] = (f - lo) / (c - lo)
+            elif c < f <= hi:
+                fb[m, k] = (hi - f) / (hi - c)
+    return fb
+
+
+@pytest.mark.parametrize("htk", [False, True])
+def test_mel_filterbank_matches_reference(htk):
+    fb = mel_filterbank(SR, 512, 40, htk=htk, norm=None).numpy()
+    ref = slow_filterbank(SR, 512, 40, htk)
+    np.testing.assert_allclose(fb, ref, atol=1e-5)
+
+
+def test_mel_filterbank_shape_peaks_and_area():
+    n_fft, n_mels = 1024, 64
+    fb = mel_filterbank(SR, n_fft, n_mels, norm=None).numpy()
+    assert fb.shape == (n_mels, n_fft // 2 + 1)
+    freqs = np.linspace(0, SR / 2, n_fft // 2 + 1)
+    centres = mel_to_hz(np.linspace(0, hz_to_mel(SR / 2), n_mels + 2))[1:-1]
+    peak_f = freqs[fb.argmax(1)]
+    assert np.all(np.abs(peak_f - centres) <= SR / n_fft)  # each peak within a bin of its centre
+    assert np.all(np.diff(peak_f) >= 0) and np.all(fb.max(1) > 0.5) and np.all(fb <= 1.0 + 1e-6)
+    # Slaney normalisation: each triangle has unit area in Hz (checked where bands span many bins)
+    fbn = mel_filterbank(SR, n_fft, n_mels, norm="slaney").numpy()
+    area = fbn.sum(1) * (SR / n_fft)
+    np.testing.assert_allclose(area[20:], 1.0, rtol=0.05)
+
+
+def test_log_mel_puts_a_tone_in_its_band():
+    x = np.stack([sine(440.0), sine(3000.0)])
+    lm = log_mel(x, SR, n_fft=1024, hop=256, n_mels=64)
+    assert lm.shape == (2, 64, 1 + 16000 // 256)
+    fb = mel_filterbank(SR, 1024, 64)
+    bins = torch.tensor([round(440 * 1024 / SR), round(3000 * 1024 / SR)])
+    expect = fb[:, bins].argmax(0)
+    got = lm.mean(-1).argmax(1)
+    assert torch.all(torch.abs(got - expect) <= 1)
+    assert lm[0].mean(-1).argmax() < lm[1].mean(-1).argmax()
+
+
+def test_clip_features_layout():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([0.1 * rng.standard_normal((3, 8192)), np.stack([sine(200.0, 8192 / SR)] * 2),
+                        np.zeros((1, 8192))]).astype(np.float32)
+    f = clip_features(x, SR)
+    names = feature_names()
+    assert f.shape == (6, len(names)) == (6, 136)
+    assert np.all(np.isfinite(f))
+    flat = f[:, names.index("flatness_mean")]
+    assert flat[:3].min() > 0.5 and flat[3:5].max() < 0.2  # mel flatness: noise flat, tone not
+    centroid = f[:, names.index("centroid_mean")]
+    assert centroid[:3].min() > centroid[3:5].max()
+    np.testing.assert_allclose(f[3], f[4])  # deterministic
+    # batched in chunks gives the same as one at a time
+    np.testing.assert_allclose(clip_features(x, SR, chunk=2), f, rtol=1e-6, atol=1e-9)
+    # (N, 1, T) with a channel axis is accepted
+    np.testing.assert_allclose(clip_features(x[:, None, :], SR), f)
+
+
+# ---------------------------------------------------------------- Frechet / KID
+
+def slow_frechet(a, b, eps=1e-6):
+    """Textbook formula with numpy eigenvalues: tr sqrt(S_a S_b) = sum sqrt(eig(S_a S_b))."""
+    d = a.shape[1]
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    sa = np.cov(a, rowvar=False) + eps * np.eye(d)
+    sb = np.cov(b, rowvar=False) + eps * np.eye(d)
+    ev = np.linalg.eigvals(sa @ sb)
+    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(sa) + np.trace(sb) - 2 * np.sum(np.sqrt(np.abs(ev.real))))
+
+
+def test_frechet_matches_reference():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((60, 6)) @ rng.standard_normal((6, 6))
+    b = rng.standard_normal((80, 6)) * 2.0 + 0.5
+    assert frechet_distance(a, b) == pytest.approx(slow_frechet(a, b), rel=1e-6)
+
+
+def test_frechet_self_zero_and_grows_with_shift():
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((300, 16))
+    assert abs(frechet_distance(a, a)) < 1e-6
+    d = np.ones(16) / 4.0  # |d|^2 = 1
+    fds = [frechet_distance(a, a + s * d) for s in (0.0, 0.5, 1.0, 2.0, 4.0)]
+    assert np.all(np.diff(fds) > 0)
+    # identical covariances: the distance is exactly the squared mean shift
+    np.testing.assert_allclose(fds, [0.0, 0.25, 1.0, 4.0, 16.0], atol=1e-5)
+
+
+def test_frechet_fewer_clips_than_dims():
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((10, 40)), rng.standard_normal((12, 40)) + 1.0
+    with pytest.warns(UserWarning, match="singular"):
+        fd = frechet_distance(a, b)
+    assert np.isfinite(fd) and fd > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert frechet_distance(a, a) < 1e-3 * fd
+    with pytest.raises(ValueError):
+        frechet_distance(a[:1], b)
+
+
+def slow_mmd2(x, y):
+    d = x.shape[1]
+    k = lambda u, v: (float(np.dot(u, v)) / d + 1.0) ** 3  # noqa: E731
+    m, n = len(x), len(y)
+    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    xy = sum(k(x[i], y[j]) for i in range(m) for j in range(n)) / (m * n)
+    return xx + yy - 2 * xy
+
+
+def test_kid_matches_reference_on_full_sets():
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((15, 4)), rng.standard_normal((15, 4)) + 0.3
+    mean, _ = kernel_distance(a, b, n_subsets=1, subset_size=15)
+    assert mean == pytest.approx(slow_mmd2(a, b), rel=1e-9)
+
+
+def test_kid_self_near_zero_grows_with_shift_and_has_positive_se():
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((200, 8))
+    b = rng.standard_normal((200, 8))
+    m_self, se_self = kernel_distance(a, b)
+    assert se_self > 0
+    assert abs(m_self) < 3 * se_self + 1e-3
+    means = [kernel_distance(a, b + s)[0] for s in (0.25, 0.5, 1.0, 2.0)]
+    assert np.all(np.diff(means) > 0) and means[0] > m_self
+    assert means[-1] > 10 * kernel_distance(a, b + 2.0)[1]  # a clear difference is many SEs away
+
+
+def test_real_baseline_and_standardise():
+    rng = np.random.default_rng(5)
+    real = rng.standard_normal((400, 5)) * np.array([1, 10, 100, 1, 1])
+    fake = real[:200] + np.array([0, 0, 0, 1.0, 0])
+    z_real, z_fake = standardise(real, fake)
+    np.testing.assert_allclose(z_real.mean(0), 0, atol=1e-9)
+    np.testing.assert_allclose(z_real.std(0), 1, atol=1e-9)
+    base = real_baseline(z_real, frechet_distance)
+    assert base < 0.2 < frechet_distance(z_real, z_fake)
+    m, se = real_baseline(z_real, kernel_distance, n_subsets=10)
+    assert np.isfinite(m) and se > 0
+
+
+# ---------------------------------------------------------------- noise
+
+def test_spectral_flatness_noise_vs_tone():
+    rng = np.random.default_rng(6)
+    noise = (0.3 * rng.standard_normal((3, SR))).astype(np.float32)
+    tones = np.stack([sine(440.0), sine(1234.5)])
+    fn, ft = spectral_flatness(noise, SR), spectral_flatness(tones, SR)
+    assert fn.shape == (3,) and np.all(fn > 0.5)
+    np.testing.assert_allclose(fn, math.exp(-0.5772), atol=0.05)  # per-frame periodogram of noise: e^-gamma
+    assert np.all(ft < 0.01)
+    assert np.all(spectral_flatness(noise, SR, welch=True) > 0.9)
+    assert np.all(spectral_flatness(tones, SR, welch=True) < 0.01)
+    # silence is ignored; a half-silent tone is still a tone; all-silent is 0
+    half = sine(440.0).copy()
+    half[: SR // 2] = 0
+    assert spectral_flatness(half, SR)[0] < 0.01
+    assert spectral_flatness(np.zeros((1, SR)), SR)[0] == 0.0
+
+
+def test_high_freq_energy_ratio():
+    rng = np.random.default_rng(7)
+    x = np.stack([sine(1000.0), sine(6000.0), 0.3 * rng.standard_normal(SR).astype(np.float32),
+                  np.zeros(SR, np.float32)])
+    r = high_freq_energy_ratio(x, SR, cutoff_hz=4000)
+    assert r[0] < 1e-3 and r[1] > 0.999 and r[3] == 0.0
+    assert r[2] == pytest.approx(0.5, abs=0.03)  # white noise: half the band is above 4 kHz
+
+
+# ---------------------------------------------------------------- diversity
+
+def test_diversity_detects_collapse():
+    rng = np.random.default_rng(8)
+    spread = rng.standard_normal((100, 6))
+    collapsed = np.tile(spread[:1], (100, 1)) + 0.01 * rng.standard_normal((100, 6))
+    assert diversity(np.tile(spread[:1], (5, 1))) == pytest.approx(0.0, abs=1e-9)
+    assert diversity(collapsed) < 0.05 * diversity(spread)
+    # slow reference
+    pts = spread[:7]
+    ref = np.mean([np.linalg.norm(pts[i] - pts[j]) for i in range(7) for j in range(i + 1, 7)])
+    assert diversity(pts) == pytest.approx(ref)
+    assert diversity(spread, max_n=50) == pytest.approx(diversity(spread), rel=0.15)
+
+
+# ---------------------------------------------------------------- rhythm
+
+def test_ioi_distance():
+    edges = np.linspace(0.0, 1.0, 41)  # 25 ms bins
+    def delta(i):
+        h = np.zeros(40)
+        h[i] = 1.0
+        return h
+    assert ioi_distance(delta(10), delta(10), edges) == 0.0
+    assert ioi_distance(delta(10), delta(14), edges) == pytest.approx(4 * 0.025)
+    assert ioi_distance(delta(10), delta(14), edges) < ioi_distance(delta(10), delta(30), edges)
+    assert ioi_distance(delta(10), delta(14), edges, method="tv") == pytest.approx(1.0)
+    mix = 0.5 * delta(10) + 0.5 * delta(14)
+    assert ioi_distance(mix, delta(10), edges, method="tv") == pytest.approx(0.5)
+    assert ioi_distance(2 * mix, mix, edges) == pytest.approx(0.0)  # normalised first
+    assert ioi_distance(np.zeros(40), np.zeros(40), edges) == 0.0
+    with pytest.raises(ValueError):
+        ioi_distance(delta(1), np.zeros(39), edges)
+
+
+def click_train(spacing_s, seconds=4.0, sr=SR, offset_s=0.1):
+    x = np.zeros(int(seconds * sr), np.float32)
+    t = np.arange(int(0.01 * sr))
+    click = (np.exp(-t / (0.002 * sr)) * np.sin(2 * np.pi * 2000 * t / sr)).astype(np.float32)
+    for start in np.arange(offset_s, seconds - 0.02, spacing_s):
+        i = int(round(start * sr))
+        x[i:i + len(click)] += click
+    return x
+
+
+def test_rhythm_stats_click_trains():
+    clips = np.stack([click_train(0.5), click_train(0.5, offset_s=0.23), click_train(0.25)])
+    st = rhythm_stats(clips[:2], SR)
+    assert st["onset_rate"].shape == (2,)
+    np.testing.assert_allclose(st["onset_rate"], 2.0, rtol=0.15)  # 8 clicks in 4 s
+    centres = 0.5 * (st["ioi_bins"][:-1] + st["ioi_bins"][1:])
+    assert abs(centres[np.argmax(st["ioi_hist"])] - 0.5) <= 0.025
+    assert st["ioi_hist"].sum() == pytest.approx(1.0)
+    assert st["tempo_median"] == pytest.approx(120.0, rel=0.03)
+    fast = rhythm_stats(clips[2:], SR)
+    assert fast["onset_rate_mean"] == pytest.approx(4.0, rel=0.15)
+    assert ioi_distance(st["ioi_hist"], fast["ioi_hist"], st["ioi_bins"]) == pytest.approx(0.25, abs=0.03)
