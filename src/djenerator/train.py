@@ -7,6 +7,7 @@ so N steps + resume + N steps gives the same parameters as 2N steps in one go.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import signal
 import time
@@ -22,6 +23,7 @@ from .audio import write_wav
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
 from .config import Config, ConfigError
 from .data.dataset import ClipDataset
+from .io import atomic_write_text
 from .health import HealthMonitor, TrainingDiverged, batch_diversity
 from .models import build_discriminator, build_generator
 
@@ -108,6 +110,13 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
         log(f"no checkpoint in {run_dir} yet; starting from step 0")
     if ckpt_path is not None:
         ck = load_checkpoint(ckpt_path, map_location=device)
+        saved = ck["config"]
+        for key in ("optimizer", "loss"):
+            if saved["train"][key] != getattr(t, key):
+                raise ConfigError(f"cannot resume {run_dir} with train.{key}={getattr(t, key)}: it was trained with "
+                                  f"train.{key}={saved['train'][key]}; start a new --run instead")
+        if saved["model"] != cfg.to_dict()["model"]:
+            raise ConfigError(f"cannot resume {run_dir} with a different model section; start a new --run instead")
         G.load_state_dict(ck["G"])
         D.load_state_dict(ck["D"])
         opt_g.load_state_dict(ck["opt_g"])
@@ -120,6 +129,7 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
                           "or choose another --run")
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(run_dir / "config.yaml")
+    atomic_write_text(run_dir / "run.json", json.dumps({"dataset": str(Path(dataset).resolve())}, indent=1))
 
     z_fixed = torch.randn(t.n_samples, cfg.model.latent_dim, generator=torch.Generator().manual_seed(t.seed + 7919)).to(device)
     bpm_fixed = torch.linspace(*cfg.model.bpm_range, t.n_samples) if t.n_samples > 1 else torch.tensor([cfg.model.bpm_range[0]])
@@ -190,7 +200,7 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
             # ---- logging, health, samples, checkpoints ----------------------------------------------
             if step % t.log_every == 0 or step == t.steps:
                 now = time.perf_counter()
-                stats = {"step": step, "d_loss": float(loss_d), "g_loss": float(loss_g)}
+                stats = {"step": step, "d_loss": float(loss_d.detach()), "g_loss": float(loss_g.detach())}
                 stats["d_real_acc"], stats["d_fake_acc"] = losses.d_accuracy(t.loss, r_out, f_out)
                 stats["g_grad_norm"], stats["d_grad_norm"] = float(grad_norm(G)), float(grad_norm(D))
                 stats["diversity"] = batch_diversity(fake.detach(), real)
@@ -210,7 +220,7 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
             if step % t.sample_every == 0 or step == t.steps:
                 write_samples(G, z_fixed, bpm_fixed, cfg, run_dir / "samples" / f"step_{step:07d}")
             if step % t.ckpt_every == 0 or step == t.steps:
-                monitor.check_finite(step, {"d_loss": float(loss_d), "g_loss": float(loss_g)})
+                monitor.check_finite(step, {"d_loss": float(loss_d.detach()), "g_loss": float(loss_g.detach())})
                 last_ckpt = snapshot(step)
         if stopped != "done":
             last_ckpt = snapshot(step)

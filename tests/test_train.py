@@ -1,0 +1,148 @@
+import csv
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from djenerator.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from djenerator.config import build_config
+from djenerator.data.prepare import prepare
+from djenerator.generate import generate_clips, generate_to_files, interpolate, latents, load_generator
+from djenerator.train import batch_indices, train
+from conftest import sine
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+    x = np.concatenate([sine(f, 8000, 1.0) for f in (110, 220, 330, 440)]) + 0.05 * rng.standard_normal(32000).astype(np.float32)
+    sf.write(d / "x.wav", x, 8000)
+    cfg = build_config("original", [], ["data.sample_rate=8000", "data.clip_samples=1024", "data.estimate_tempo=false"])
+    prepare(d / "x.wav", d / "ds", cfg.data, progress=False)
+    return d / "ds"
+
+
+def tiny_cfg(*extra):
+    return build_config("original", [], ["data.sample_rate=8000", "data.clip_samples=1024", "model.dense_hidden=[16,32]",
+                                         "train.batch_size=8", "train.log_every=2", "train.ckpt_every=5",
+                                         "train.sample_every=5", "train.n_samples=2", "train.device=cpu", *extra])
+
+
+def params(path):
+    ck = load_checkpoint(path)
+    return {k: v.clone() for k, v in {**{f"G.{k}": v for k, v in ck["G"].items()}, **{f"D.{k}": v for k, v in ck["D"].items()}}.items()}
+
+
+def test_exact_resume_matches_one_go(tiny_dataset, tmp_path):
+    one = train(tiny_cfg("train.steps=10"), tiny_dataset, tmp_path / "one", progress=False, log=lambda m: None)
+    assert one.stopped == "done" and one.step == 10
+    half = tiny_cfg("train.steps=5")
+    train(half, tiny_dataset, tmp_path / "two", progress=False, log=lambda m: None)
+    res = train(tiny_cfg("train.steps=10"), tiny_dataset, tmp_path / "two", resume=True, progress=False, log=lambda m: None)
+    assert res.step == 10
+    a, b = params(latest_checkpoint(tmp_path / "one")), params(latest_checkpoint(tmp_path / "two"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # and training really changed the weights
+    first = params(list_checkpoints(tmp_path / "one")[0])
+    assert any(not torch.equal(first[k], a[k]) for k in a)
+    def losses_by_step(run):
+        rows = list(csv.DictReader(open(tmp_path / run / "logs" / "losses.csv")))
+        return {r["step"]: (r["d_loss"], r["g_loss"]) for r in rows}
+
+    one_log, two_log = losses_by_step("one"), losses_by_step("two")
+    assert set(one_log) == {"2", "4", "6", "8", "10"} and set(two_log) == set(one_log) | {"5"}
+    assert all(one_log[k] == two_log[k] for k in one_log)
+
+
+def test_run_outputs_samples_logs_and_checkpoint_config(tiny_dataset, tmp_path):
+    train(tiny_cfg("train.steps=5"), tiny_dataset, tmp_path / "r", progress=False, log=lambda m: None)
+    wavs = sorted((tmp_path / "r" / "samples" / "step_0000005").glob("*.wav"))
+    assert len(wavs) == 2
+    x, sr = sf.read(wavs[0])
+    assert sr == 8000 and len(x) == 1024
+    ck = load_checkpoint(tmp_path / "r")
+    assert ck["config"]["data"]["clip_samples"] == 1024 and ck["step"] == 5
+    assert {"torch", "numpy", "python"} <= set(ck["rng"])
+    assert (tmp_path / "r" / "config.yaml").is_file()
+    assert list((tmp_path / "r" / "logs" / "tb").iterdir())
+    header = (tmp_path / "r" / "logs" / "losses.csv").read_text().splitlines()[0]
+    assert header.startswith("step,d_loss,g_loss")
+
+
+def test_existing_run_needs_resume(tiny_dataset, tmp_path):
+    from djenerator.config import ConfigError
+
+    train(tiny_cfg("train.steps=5"), tiny_dataset, tmp_path / "r", progress=False, log=lambda m: None)
+    with pytest.raises(ConfigError, match="--resume"):
+        train(tiny_cfg("train.steps=5"), tiny_dataset, tmp_path / "r", progress=False, log=lambda m: None)
+
+
+@pytest.mark.parametrize("loss", ["bce", "kl", "wgan", "wgan-gp", "hinge"])
+def test_every_objective_trains_finite(tiny_dataset, tmp_path, loss):
+    extra = ["train.optimizer=adam", "train.lr_g=1e-4", "train.lr_d=1e-4"] if loss != "wgan" else ["train.lr_d=5e-5"]
+    res = train(tiny_cfg("train.steps=4", f"train.loss={loss}", *extra), tiny_dataset, tmp_path / loss, progress=False, log=lambda m: None)
+    assert res.stopped == "done"
+    ck = load_checkpoint(res.checkpoint)
+    assert all(torch.isfinite(v).all() for v in ck["G"].values() if v.is_floating_point())
+    if loss == "wgan":
+        assert all(v.abs().max() <= 0.01 + 1e-7 for k, v in ck["D"].items() if k.endswith("weight"))
+
+
+def test_generate_is_deterministic_and_bounded(tiny_dataset, tmp_path):
+    train(tiny_cfg("train.steps=3"), tiny_dataset, tmp_path / "r", progress=False, log=lambda m: None)
+    G, cfg, step = load_generator(tmp_path / "r")
+    a = generate_clips(G, cfg, n=5, seed=3, batch_size=2)
+    b = generate_clips(G, cfg, n=5, seed=3, batch_size=5)
+    c = generate_clips(G, cfg, n=5, seed=4)
+    again = generate_clips(G, cfg, n=5, seed=3, batch_size=2)
+    assert a.shape == (5, 1024) and np.array_equal(a, again) and not np.allclose(a, c, atol=1e-3)
+    np.testing.assert_allclose(a, b, atol=1e-5)  # batch size changes only float rounding
+    assert np.abs(a).max() <= 1.0
+    paths = generate_to_files(tmp_path / "r", tmp_path / "gen", n=3, seed=1)
+    assert len(paths) == 3 and sf.info(str(paths[0])).samplerate == 8000
+    interp = generate_to_files(tmp_path / "r", tmp_path / "gen", n=4, seed=1, interpolate_to=2)
+    assert len(interp) == 4
+
+
+def test_slerp_endpoints_and_norm():
+    z = latents(2, 64, 0)
+    path = interpolate(z[0], z[1], 5)
+    assert torch.allclose(path[0], z[0], atol=1e-5) and torch.allclose(path[-1], z[1], atol=1e-5)
+    assert abs(path[2].norm() - (z[0].norm() + z[1].norm()) / 2) < 0.2 * z[0].norm()
+
+
+def test_batch_indices_are_a_pure_function():
+    assert np.array_equal(batch_indices(100, 8, 1, 5), batch_indices(100, 8, 1, 5))
+    assert not np.array_equal(batch_indices(100, 8, 1, 5), batch_indices(100, 8, 1, 6))
+
+
+def test_nan_stops_cleanly_keeping_last_checkpoint(tiny_dataset, tmp_path, monkeypatch):
+    import djenerator.losses as L
+
+    real_g_loss, calls = L.g_loss, []
+
+    def poisoned(name, fake_out):
+        calls.append(1)
+        loss = real_g_loss(name, fake_out)
+        return loss * float("nan") if len(calls) >= 7 else loss
+
+    monkeypatch.setattr(L, "g_loss", poisoned)
+    res = train(tiny_cfg("train.steps=20"), tiny_dataset, tmp_path / "r", progress=False, log=lambda m: None)
+    assert res.stopped == "diverged" and res.step == 8  # NaN at step 7, caught at the next log step
+    last = load_checkpoint(latest_checkpoint(tmp_path / "r"))
+    assert last["step"] == 5 and res.checkpoint == latest_checkpoint(tmp_path / "r")
+    assert all(torch.isfinite(v).all() for v in last["G"].values() if v.is_floating_point())
+    assert "train." in (tmp_path / "r" / "health.log").read_text()
+
+
+def test_resume_refuses_a_different_optimizer(tiny_dataset, tmp_path):
+    from djenerator.config import ConfigError
+
+    train(tiny_cfg("train.steps=5"), tiny_dataset, tmp_path / "r", progress=False, log=lambda m: None)
+    with pytest.raises(ConfigError, match="optimizer"):
+        train(tiny_cfg("train.steps=8", "train.optimizer=adam"), tiny_dataset, tmp_path / "r", resume=True,
+              progress=False, log=lambda m: None)
