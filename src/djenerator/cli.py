@@ -183,6 +183,28 @@ def demo(out_dir: Path = typer.Option(Path("demo"), "--out", help="Folder for ev
     out.print(f"training samples: {res['run_dir'] / 'samples'}; loss log: {res['run_dir'] / 'logs' / 'losses.csv'}")
 
 
+@app.command()
+@user_errors
+def serve(runs: Path = typer.Option(Path("runs"), "--runs", help="Folder whose sub-folders are runs."),
+          host: str = typer.Option("127.0.0.1", help="Interface to bind; 0.0.0.0 opens the server to the network."),
+          port: int = typer.Option(8000, help="TCP port."),
+          token: Optional[str] = typer.Option(None, envvar="DJENERATOR_TOKEN",
+                                              help="Require 'Authorization: Bearer TOKEN' on write endpoints."),
+          datasets: Optional[Path] = typer.Option(None, help="Folder of prepared datasets: enables training jobs."),
+          workers: int = typer.Option(2, help="Generation worker threads."),
+          queue: int = typer.Option(8, help="Generation requests that may wait; beyond it: 503."),
+          cache_dir: Optional[Path] = typer.Option(None, help="Folder for the generated-clip cache (default: temp dir)."),
+          device: str = typer.Option("cpu", help="cpu | cuda")):
+    """Serve the HTTP API and the web page (player, waveforms, loss charts) for a runs folder."""
+    from .server import serve as run_server
+
+    if host not in ("127.0.0.1", "localhost", "::1") and not token:
+        console.print(f"[yellow]warning:[/] serving on {host} without --token: anyone who can reach it can generate")
+    out.print(f"djenerator: http://{host}:{port}/  (API docs: /docs; runs: {runs})")
+    run_server(runs, host=host, port=port, token=token, datasets_dir=datasets, workers=workers, queue=queue,
+               cache_dir=cache_dir, device=device)
+
+
 def main() -> None:
     try:
         app()
