@@ -142,19 +142,43 @@ def _resume_or_new_config(run, resume, preset, config, sets):
 @app.command()
 @user_errors
 def generate(checkpoint: Path = typer.Argument(..., help="Checkpoint file or run folder (its latest checkpoint)."),
-             n: int = typer.Option(8, "-n", help="Number of clips."),
+             n: Optional[int] = typer.Option(None, "-n", help="Number of clips (default 8), or of pieces with --seconds (default 1; seeds seed, seed+1, ...)."),
              seed: int = typer.Option(0, help="Same seed, same audio."),
-             output: Path = typer.Option(Path("generated"), "-o", "--output", help="Output folder."),
+             output: Path = typer.Option(Path("generated"), "-o", "--output", help="Output folder (or, with --seconds and one piece, a .wav file)."),
+             seconds: Optional[float] = typer.Option(None, "--seconds", help="Make pieces of this length (any length; streamed to disk) instead of training-length clips."),
              batch_size: int = typer.Option(16, help="Clips per forward pass."),
-             interpolate_to: Optional[int] = typer.Option(None, "--interpolate-to", help="Interpolate from --seed to this seed in n steps."),
+             interpolate_to: Optional[int] = typer.Option(None, "--interpolate-to", help="Interpolate from --seed to this seed: in n clips, or along time with --seconds."),
              bpm: Optional[float] = typer.Option(None, help="Requested tempo (tempo-conditioned models)."),
-             device: str = typer.Option("cpu", help="cpu | cuda")):
-    """Write generated clips as wav files."""
-    from .generate import generate_to_files
+             device: str = typer.Option("cpu", help="cpu | cuda"),
+             quiet: bool = typer.Option(False, "--quiet", help="No progress bar.")):
+    """Write generated clips (or, with --seconds, pieces of any length) as wav files."""
+    if seconds is None:
+        from .generate import generate_to_files
 
-    paths = generate_to_files(checkpoint, output, n=n, seed=seed, batch_size=batch_size, bpm=bpm,
-                              interpolate_to=interpolate_to, device=device)
-    out.print(f"wrote {len(paths)} clip(s) to {output}")
+        paths = generate_to_files(checkpoint, output, n=8 if n is None else n, seed=seed, batch_size=batch_size, bpm=bpm,
+                                  interpolate_to=interpolate_to, device=device)
+        out.print(f"wrote {len(paths)} clip(s) to {output}")
+        return
+    from .config import ConfigError
+    from .generate import generate_long_to_file, load_generator
+
+    count = 1 if n is None else n
+    if count < 1:
+        raise ConfigError(f"-n must be at least 1, got {count}")
+    if output.suffix.lower() == ".wav" and count > 1:
+        raise ConfigError(f"-o {output} names one file but -n asks for {count} pieces; give a folder")
+    G, cfg, _ = load_generator(checkpoint, device)
+    paths = []
+    for i in range(count):
+        s = seed + i
+        if output.suffix.lower() == ".wav":
+            path = output
+        else:
+            tag = f"seed{s}" if interpolate_to is None else f"seed{s}-to-{interpolate_to}"
+            path = output / f"piece_{tag}_{seconds:g}s.wav"
+        paths.append(generate_long_to_file(G, path, seconds, seed=s, bpm=bpm, interpolate_to=interpolate_to, cfg=cfg,
+                                           progress=not quiet))
+    out.print(f"wrote {len(paths)} piece(s) of {seconds:g} s: {', '.join(str(p) for p in paths)}")
 
 
 @app.command()

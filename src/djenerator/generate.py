@@ -12,7 +12,7 @@ import torch
 
 from .audio import write_wav
 from .checkpoint import config_of, load_checkpoint
-from .config import Config
+from .config import Config, ConfigError
 from .models import build_generator
 
 
@@ -77,3 +77,102 @@ def generate_to_files(checkpoint: str | Path, out_dir: str | Path, n: int = 8, s
     out_dir = Path(out_dir)
     tag = f"seed{seed}" if interpolate_to is None else f"seed{seed}-to-{interpolate_to}"
     return [write_wav(out_dir / f"{prefix}_{tag}_{i:03d}.wav", a, cfg.data.sample_rate) for i, a in enumerate(audio)]
+
+
+# --- pieces of any length --------------------------------------------------------------------------
+LONGFORM_HINT = ("train with --preset spectral (model.arch=spectral), whose generator is fully convolutional "
+                 "along time and renders any length")
+
+
+def _check_seconds(seconds: float) -> None:
+    if not (seconds > 0 and np.isfinite(seconds)):
+        raise ConfigError(f"--seconds must be a positive number, got {seconds}")
+
+
+def _fixed_window_piece(G: torch.nn.Module, cfg: Config, n_samples: int, seed: int, bpm: float | None,
+                        interpolate_to: int | None) -> np.ndarray:
+    """Fixed-window generators (dense, wavegan) make at most one window; refuse anything longer."""
+    T = cfg.data.clip_samples
+    if n_samples > T:
+        raise ConfigError(
+            f"a '{cfg.model.arch}' generator makes fixed windows of {T / cfg.data.sample_rate:.2f} s and cannot make "
+            f"a {n_samples / cfg.data.sample_rate:.2f}-s piece without audible joins; {LONGFORM_HINT}")
+    z = None
+    if interpolate_to is not None:  # a single window: the midpoint of the path
+        z = interpolate(latents(1, cfg.model.latent_dim, seed)[0], latents(1, cfg.model.latent_dim, interpolate_to)[0], 3)[1:2]
+    return generate_clips(G, cfg, 1, seed, 1, bpm, z)[0, :n_samples]
+
+
+def generate_long(G: torch.nn.Module, cfg: Config, seconds: float, seed: int = 0, bpm: float | None = None,
+                  interpolate_to: int | None = None, chunk_seconds: float = 8.0) -> np.ndarray:
+    """One piece of ``seconds`` as float32 (samples,), in memory (the HTTP API's call).
+
+    Same (model, seconds, seed) -> same audio. With ``interpolate_to`` the piece morphs along time from
+    seed's latents to that seed's. Rendered chunk by chunk (see :mod:`djenerator.stream`), so the peak
+    memory is that of one chunk plus the output array.
+    """
+    from .stream import PiecePlan, is_longform, iter_piece
+
+    _check_seconds(seconds)
+    n = max(1, int(round(seconds * cfg.data.sample_rate)))
+    if not is_longform(G):
+        return _fixed_window_piece(G, cfg, n, seed, bpm, interpolate_to)
+    plan = PiecePlan.for_generator(G, n, seed, interpolate_to)
+    out = np.empty(n, dtype=np.float32)
+    pos = 0
+    for block in iter_piece(G, plan, bpm_cond(cfg, bpm, 1), _chunk_frames(G, chunk_seconds, cfg)):
+        out[pos:pos + len(block)] = block
+        pos += len(block)
+    return out
+
+
+def _chunk_frames(G: torch.nn.Module, chunk_seconds: float, cfg: Config) -> int:
+    return max(1, int(round(chunk_seconds * cfg.data.sample_rate / G.frame_samples)))
+
+
+def generate_long_to_file(checkpoint_or_G, path: str | Path, seconds: float, seed: int = 0, bpm: float | None = None,
+                          interpolate_to: int | None = None, cfg: Config | None = None, device: str = "cpu",
+                          progress: bool = True, chunk_seconds: float = 8.0, subtype: str = "PCM_16") -> Path:
+    """Stream one piece of ``seconds`` to a wav file at ``path``, chunk by chunk, in bounded memory.
+
+    ``checkpoint_or_G`` is a checkpoint file, a run folder, or a generator (then pass its ``cfg``).
+    The file appears (atomically) only when the piece is complete; Ctrl-C leaves nothing behind.
+    A progress bar shows on pieces of 20 s and longer when ``progress`` is set.
+    """
+    import soundfile as sf
+
+    from .io import atomic_path
+    from .stream import PiecePlan, is_longform, iter_piece
+
+    _check_seconds(seconds)
+    if isinstance(checkpoint_or_G, torch.nn.Module):
+        if cfg is None:
+            raise ConfigError("generate_long_to_file needs cfg when given a generator")
+        G = checkpoint_or_G
+    else:
+        G, cfg, _ = load_generator(checkpoint_or_G, device)
+    sr = cfg.data.sample_rate
+    n = max(1, int(round(seconds * sr)))
+    path = Path(path)
+    if is_longform(G):
+        plan = PiecePlan.for_generator(G, n, seed, interpolate_to)
+        blocks = iter_piece(G, plan, bpm_cond(cfg, bpm, 1), _chunk_frames(G, chunk_seconds, cfg))
+    else:
+        blocks = iter([_fixed_window_piece(G, cfg, n, seed, bpm, interpolate_to)])
+    bar = None
+    if progress and seconds >= 20:
+        from tqdm import tqdm
+
+        bar = tqdm(total=n, desc=f"generate {path.name}", unit="s", unit_scale=1.0 / sr, dynamic_ncols=True,
+                   bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s of audio [{elapsed}<{remaining}]")
+    try:
+        with atomic_path(path) as tmp:
+            with sf.SoundFile(tmp, "w", samplerate=sr, channels=1, subtype=subtype, format="WAV") as f:
+                for block in blocks:
+                    f.write(block)
+                    if bar is not None:
+                        bar.update(len(block))
+    finally:
+        if bar is not None:
+            bar.close()
+    return path

@@ -35,6 +35,19 @@ PRESETS: dict[str, dict] = {
             },
         },
     },
+    "spectral": {
+        "summary": "Pieces of any length: the length-agnostic spectral generator (latent frame sequence + style, "
+        "ConvNeXt at STFT frame rate, ISTFT output; trained on windows spanning several latent frames) judged by "
+        "multi-scale and multi-resolution STFT discriminators, hinge + feature matching, Adam 2e-4/0.5/0.9. Any "
+        "sample rate (16-44.1 kHz) and clip length; `generate --seconds N` streams pieces of any length.",
+        "config": {
+            "model": {"arch": "spectral", "discriminators": ["msd", "stft"], "dim": 32, "latent_dim": 128},
+            "train": {
+                "loss": "hinge", "optimizer": "adam", "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.9],
+                "eps": 1e-8, "d_steps": 1, "feature_matching": 2.0, "batch_size": 16,
+            },
+        },
+    },
 }
 
 
