@@ -182,6 +182,45 @@ def generate(checkpoint: Path = typer.Argument(..., help="Checkpoint file or run
 
 
 @app.command()
+@user_errors
+def evaluate(target: Path = typer.Argument(..., help="Run folder (its latest checkpoint) or checkpoint file."),
+             dataset: Optional[Path] = typer.Option(None, "--dataset", "-d", help="Prepared dataset (default: the run's, from run.json)."),
+             n: int = typer.Option(64, "-n", help="Generated clips to evaluate."),
+             seed: int = typer.Option(0, help="Seed of the generated clips (clip i = clip i of `generate --seed`)."),
+             output: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for report.json and PNGs (default: the run folder)."),
+             threshold: float = typer.Option(0.8, help="Flag a generated clip as a copy at this normalised cross-correlation."),
+             all_checkpoints: bool = typer.Option(False, "--all-checkpoints", help="Also plot cheap metrics for every checkpoint of the run."),
+             max_real: int = typer.Option(2000, help="Real clips (random subset) for the distribution metrics."),
+             device: str = typer.Option("cpu", help="cpu | cuda"),
+             quiet: bool = typer.Option(False, "--quiet", help="No progress messages.")):
+    """Measure a checkpoint: distance to real data, noise, rhythm, memorisation (copies), diversity; writes report.json + PNGs."""
+    import time as _time
+
+    from .evaluate.report import evaluate as run_evaluate
+
+    t0 = _time.perf_counter()
+    rep = run_evaluate(target, dataset=dataset, n=n, seed=seed, out_dir=output, threshold=threshold, max_real=max_real,
+                       all_checkpoints=all_checkpoints, device=device, progress=not quiet,
+                       log=(lambda m: None) if quiet else (lambda m: console.print(m, markup=False)))
+    table = Table("metric", "generated", "real / baseline", "verdict",
+                  title=f"{Path(rep['checkpoint']).name} (step {rep['step']}): {rep['n_generated']} generated vs "
+                        f"{rep['n_real']} real clips")
+    for row in rep["summary"]:
+        style = "red" if any(w in row[3] for w in ("copy", "copies", "collapse", "far", "noisier", "unlike")) else None
+        table.add_row(*row, style=style)
+    out.print(table)
+    flagged = [c for c in rep["memorisation"]["clips"] if c["flagged"]]
+    for i, c in enumerate(rep["memorisation"]["clips"]):
+        if c["flagged"]:
+            out.print(f"  clip {i}: corr {c['corr']:.3f} with {c['source_file']} at {c['source_time_s']:.2f} s",
+                      markup=False)
+    if flagged:
+        out.print(f"[bold red]{len(flagged)} generated clip(s) copy training data[/]")
+    out.print(f"report: {rep['report_path']}" + "".join(f"\n{k}: {v}" for k, v in rep.get("plots", {}).items())
+              + f"\n({_time.perf_counter() - t0:.1f} s)", markup=False)
+
+
+@app.command()
 def presets():
     """List the named configurations."""
     from .presets import describe

@@ -222,6 +222,10 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
             if step % t.ckpt_every == 0 or step == t.steps:
                 monitor.check_finite(step, {"d_loss": float(loss_d.detach()), "g_loss": float(loss_g.detach())})
                 last_ckpt = snapshot(step)
+            if t.eval_every and step % t.eval_every == 0:  # cheap metrics -> logs/metrics.csv + TensorBoard eval/*
+                from .evaluate.report import training_metrics
+
+                training_metrics(G, cfg, ds, step, run_dir, writer)
         if stopped != "done":
             last_ckpt = snapshot(step)
             if stopped == "time budget":
