@@ -62,9 +62,13 @@ def synth(out_dir: Path = typer.Argument(..., help="Folder for the built-in Djen
           sr: int = typer.Option(16000, "--sr", help="Sample rate."),
           seed: int = typer.Option(0, help="Seed: same seed, same dataset.")):
     """Render the built-in procedural Djent dataset."""
+    from .config import ConfigError
     from .synth import synth_dataset
 
-    paths = synth_dataset(out_dir, n_files=n, seconds=seconds, sr=sr, seed=seed)
+    try:
+        paths = synth_dataset(out_dir, n_files=n, seconds=seconds, sr=sr, seed=seed)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     out.print(f"wrote {len(paths)} riffs to {out_dir}")
 
 
