@@ -183,3 +183,11 @@ def test_wgan_uses_critic_gap_not_accuracy():
     for step in range(30, 60):
         out += mon.update(step, {"critic_gap": 0.5 * 1.2 ** (step - 30), "d_real_acc": 0.5, "d_fake_acc": 0.5})
     assert "d_wins" in [w.kind for w in out]
+
+
+def test_loss_that_settles_high_is_reported_once():
+    mon = HealthMonitor("bce", HealthConfig(window=10))
+    out = []
+    for step in range(200):
+        out += mon.update(step, {"d_loss": 1.4 if step < 20 else 30.0})
+    assert [w.kind for w in out] == ["diverging"]

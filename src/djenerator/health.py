@@ -10,7 +10,8 @@ per ``window`` steps:
   the critic gap E[D(real)] - E[D(fake)] keeps widening instead).
 - ``vanishing_g_grad``: the generator's gradient norm stays below ``min_g_grad``.
 - ``diverging``: |loss| at the end of the window is ``diverge_factor`` times its level at the start of
-  the window (or at the start of training).
+  the window, or at the start of training (after such a warning that reference moves up to the new level,
+  so a loss that settles high is reported once, not every window).
 - ``collapse``: generated clips are much less diverse than real ones (:func:`batch_diversity` below
   ``collapse_ratio``).
 
@@ -202,9 +203,12 @@ class HealthMonitor:
             grew_total = base is not None and end > c.diverge_factor * max(base, c.loss_floor)
             if grew_window or grew_total:
                 since = f"{start:.3g} at the start of the window" if grew_window else f"{base:.3g} at the start of training"
+                before = len(out)
                 self._fire(step, "diverging",
                            f"|{key}| grew to {end:.3g} from {since} (more than {c.diverge_factor:g}x): training is "
                            f"becoming unstable. To fix it: {self._advice_diverged()}.", out)
+                if len(out) > before and grew_total:
+                    self.baseline[key] = end  # warn again only if it grows another diverge_factor times
                 break
         # mode collapse
         div = series("diversity")
