@@ -112,12 +112,18 @@ def test_strong_discriminator_triggers_d_wins():
 
 
 def test_constant_generator_triggers_collapse():
-    mon = HealthMonitor("hinge", HealthConfig(window=10))
+    mon = HealthMonitor("hinge", HealthConfig(window=10, collapse_warmup=0))
     warnings = train("hinge", 12, lr_g=1e-3, lr_d=1e-3, monitor=mon, constant_g=True)
     col = [w for w in warnings if w.kind == "collapse"]
     assert col and col[0].step == 0
     assert len(col) == 2 and col[1].step == 10  # once per window, not every step
-    assert "collapse" in col[0].message and "train." in col[0].message
+    assert "collapse" in col[0].message and "train.loss=wgan-gp" in col[0].message
+
+
+def test_collapse_waits_for_warmup():
+    mon = HealthMonitor("hinge", HealthConfig(window=10, collapse_warmup=50))
+    early = mon.update(10, {"diversity": 0.0})
+    assert not early and [w.kind for w in mon.update(60, {"diversity": 0.0})] == ["collapse"]
 
 
 def test_nan_loss_raises_training_diverged():

@@ -38,6 +38,7 @@ class HealthConfig:
     collapse_ratio: float = 0.1
     loss_floor: float = 1.0  # |loss| levels below this count as this much when judging growth
     wgan_gap_growth: float = 2.0  # critic gap widening by this factor over the window = D wins (wgan)
+    collapse_warmup: int = 200  # an untrained generator's clips all look alike (its biases dominate): wait
 
 
 @dataclass
@@ -111,6 +112,10 @@ class HealthMonitor:
             return f"{common}, or set model.spectral_norm=true"
         return (f"{common}, enable train.instance_noise=0.1 and train.label_smoothing=0.9, "
                 "or use train.loss=wgan-gp or train.loss=hinge")
+
+    def _advice_collapse(self) -> str:
+        other = "train.loss=hinge" if self.loss == "wgan-gp" else "train.loss=wgan-gp"
+        return f"{other}, train.feature_matching=1.0, a lower train.lr_g, or train.instance_noise=0.1"
 
     # -- checks ----------------------------------------------------------------------------------
     def check_finite(self, step: int, stats: dict[str, float]) -> None:
@@ -212,11 +217,10 @@ class HealthMonitor:
                 break
         # mode collapse
         div = series("diversity")
-        if div:
+        if div and step >= c.collapse_warmup:
             recent = _median(div[-3:])
             if recent < c.collapse_ratio:
                 self._fire(step, "collapse",
                            f"generated clips are {recent:.2f}x as diverse as real ones (below {c.collapse_ratio:g}): "
-                           "mode collapse. Try train.loss=wgan-gp or hinge, train.feature_matching=1.0, a lower "
-                           "train.lr_g, or train.instance_noise=0.1.", out)
+                           f"mode collapse. Try {self._advice_collapse()}.", out)
         return out
