@@ -85,6 +85,8 @@ class AugmentConfig:
     ada_interval: int = 4
     ada_kimg: float = 100.0  # how fast p can move (thousands of real clips to go 0 -> 1)
     ops: list[str] = field(default_factory=lambda: ["shift", "gain", "polarity", "eq", "cutout"])
+    # polarity gain shift pitch eq bandpass noise cutout; see djenerator/augment.py
+    leaky_p_max: float = 0.8  # cap on p for ops whose leak would be audible (pitch eq bandpass noise cutout)
 
 
 @dataclass
@@ -227,6 +229,7 @@ def build_config(preset: str | None = None, files: list[str | Path] = (), overri
 LOSSES = ("bce", "kl", "wgan", "wgan-gp", "hinge")
 ARCHS = ("dense", "wavegan", "spectral")
 DISCS = ("dense", "wave", "msd", "stft", "joint")
+AUG_OPS = ("polarity", "gain", "shift", "pitch", "eq", "bandpass", "noise", "cutout")  # order of application
 
 
 def validate(cfg: Config) -> None:
@@ -250,3 +253,11 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.label_smoothing must be in (0, 1], got {t.label_smoothing}")
     if t.lr_g <= 0 or t.lr_d <= 0:
         raise ConfigError("train.lr_g and train.lr_d must be positive")
+    a = cfg.augment
+    bad_ops = [o for o in a.ops if o not in AUG_OPS]
+    if bad_ops:
+        raise ConfigError(f"augment.ops: unknown {', '.join(bad_ops)} (choose from: {', '.join(AUG_OPS)})")
+    if not 0.0 <= a.p < 1.0 or not 0.0 <= a.leaky_p_max < 1.0:
+        raise ConfigError(f"augment.p and augment.leaky_p_max must be in [0, 1), got {a.p} and {a.leaky_p_max}")
+    if a.ada_interval < 1 or a.ada_kimg <= 0:
+        raise ConfigError("augment.ada_interval must be >= 1 and augment.ada_kimg positive")

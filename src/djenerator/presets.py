@@ -48,6 +48,24 @@ PRESETS: dict[str, dict] = {
             },
         },
     },
+    "few": {
+        "summary": "For 1 to 10 recordings: a small WaveGAN generator (d=16) judged by a waveform and a "
+        "multi-resolution STFT discriminator, hinge + feature matching, Adam 2e-4/0.5/0.9, clips cut with "
+        "75% overlap (prepare --hop 4096), and differentiable augmentation of every discriminator input "
+        "(polarity, gain, shift, EQ tilt, low noise, cut-out) with its probability tuned by ADA (target 0.6).",
+        "config": {
+            "data": {"hop_samples": 4096},
+            "model": {"arch": "wavegan", "discriminators": ["wave", "stft"], "dim": 16, "phase_shuffle": 2},
+            "train": {
+                "loss": "hinge", "optimizer": "adam", "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.9],
+                "eps": 1e-8, "d_steps": 1, "feature_matching": 2.0, "batch_size": 16,
+            },
+            "augment": {
+                "enabled": True, "ada": True, "p": 0.0, "ada_target": 0.6, "ada_interval": 4, "ada_kimg": 100.0,
+                "ops": ["polarity", "gain", "shift", "eq", "noise", "cutout"],
+            },
+        },
+    },
 }
 
 

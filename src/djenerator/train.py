@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from . import losses
+from .augment import AdaController, Augmenter, overfit_signs
 from .audio import write_wav
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
 from .config import Config, ConfigError
@@ -28,7 +29,7 @@ from .health import HealthMonitor, TrainingDiverged, batch_diversity
 from .models import build_discriminator, build_generator
 
 LOG_FIELDS = ["step", "d_loss", "g_loss", "d_real_acc", "d_fake_acc", "g_grad_norm", "d_grad_norm",
-              "diversity", "noise_std", "steps_per_s"]
+              "diversity", "noise_std", "steps_per_s", "augment_p", "ada_rt"]
 
 
 @dataclass
@@ -78,8 +79,11 @@ def noise_std(cfg: Config, step: int) -> float:
     return t.instance_noise
 
 
-def discriminator_input(x: torch.Tensor, std: float) -> torch.Tensor:
-    """The one place every discriminator input (real and fake alike) passes through: instance noise."""
+def discriminator_input(x: torch.Tensor, std: float, aug: Augmenter | None = None) -> torch.Tensor:
+    """The one place every discriminator input (real and fake alike, D step, G step and the gradient
+    penalty's endpoints) passes through: differentiable augmentation (see augment.py), then instance noise."""
+    if aug is not None:
+        x = aug(x)
     return x + std * torch.randn_like(x) if std > 0 else x
 
 
@@ -104,6 +108,10 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
 
     G, D = build_generator(cfg).to(device), build_discriminator(cfg).to(device)
     opt_g, opt_d = make_optimizer(G.parameters(), cfg, t.lr_g), make_optimizer(D.parameters(), cfg, t.lr_d)
+    aug = Augmenter(cfg.augment, cfg.data.sample_rate)
+    a_cfg = cfg.augment
+    ada = AdaController(a_cfg.ada_target, a_cfg.ada_interval, a_cfg.ada_kimg, t.batch_size, p=aug.p) \
+        if aug.enabled and a_cfg.ada else None
     start = 0
     ckpt_path = latest_checkpoint(run_dir) if resume else None
     if resume and ckpt_path is None:
@@ -122,6 +130,10 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
         opt_g.load_state_dict(ck["opt_g"])
         opt_d.load_state_dict(ck["opt_d"])
         set_rng_state(ck["rng"])
+        if aug.enabled and "augment" in ck:
+            if ada is not None:
+                ada.load_state_dict(ck["augment"])
+            aug.p = float(ck["augment"]["p"])
         start = ck["step"]
         log(f"resumed from {ckpt_path} at step {start}")
     elif run_dir.exists() and any((run_dir / "checkpoints").glob("step_*.pt")):
@@ -149,6 +161,8 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
 
     def snapshot(step: int) -> Path:
         state = {"G": G.state_dict(), "D": D.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()}
+        if aug.enabled:
+            state["augment"] = ada.state_dict() if ada is not None else {"p": aug.p}
         return save_checkpoint(run_dir, step, cfg, state, keep=t.keep_checkpoints)
 
     bar = _bar(start, t.steps, progress)
@@ -169,8 +183,10 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
                 z = torch.randn(real.shape[0], cfg.model.latent_dim, device=device)
                 with torch.no_grad():
                     fake = G(z, cond)
-                real_in, fake_in = discriminator_input(real, std), discriminator_input(fake, std)
+                real_in, fake_in = discriminator_input(real, std, aug), discriminator_input(fake, std, aug)
                 r_out, f_out = D(real_in, cond), D(fake_in, cond)
+                if ada is not None:
+                    ada.accumulate(*overfit_signs(t.loss, r_out, f_out))
                 loss_d = losses.d_loss(t.loss, r_out, f_out, t.label_smoothing)
                 if t.loss == "wgan-gp":
                     loss_d = loss_d + t.gp_lambda * losses.gradient_penalty(D, real_in, fake_in, cond)
@@ -185,7 +201,7 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
             fake = G(z, cond)
             for p in D.parameters():
                 p.requires_grad_(False)
-            f_out = D(discriminator_input(fake, std), cond)
+            f_out = D(discriminator_input(fake, std, aug), cond)
             loss_g = losses.g_loss(t.loss, f_out)
             if t.feature_matching > 0:
                 with torch.no_grad():
@@ -197,6 +213,8 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
                 p.requires_grad_(True)
             opt_g.step()
             step += 1
+            if ada is not None and step % ada.interval == 0:
+                aug.p = ada.update()
             # ---- logging, health, samples, checkpoints ----------------------------------------------
             if step % t.log_every == 0 or step == t.steps:
                 now = time.perf_counter()
@@ -205,6 +223,9 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
                 stats["g_grad_norm"], stats["d_grad_norm"] = float(grad_norm(G)), float(grad_norm(D))
                 stats["diversity"] = batch_diversity(fake.detach(), real)
                 stats["noise_std"] = std
+                stats["augment_p"] = aug.p
+                if ada is not None and math.isfinite(ada.last_rt):
+                    stats["ada_rt"] = ada.last_rt
                 stats["steps_per_s"] = (step - t0_step) / max(now - t0, 1e-9)
                 t0, t0_step = now, step
                 monitor.check_finite(step, stats)

@@ -1,0 +1,296 @@
+"""Differentiable audio augmentation for discriminator inputs, with adaptive probability (ADA).
+
+With a handful of recordings the discriminator memorises the training clips and the generator follows
+it into copying them. Augmenting *every* discriminator input, real and generated alike (DiffAugment,
+Zhao et al. 2020), with a probability ``p`` tuned from an overfitting signal (adaptive discriminator
+augmentation, Karras et al. 2020) keeps the discriminator from overfitting without teaching the
+generator to produce augmented audio.
+
+Every op maps (B, C, T) float audio in [-1, 1] to the same shape and range, is differentiable with
+respect to its input (so the generator's gradient flows through it), and is applied to each example
+independently with probability ``p``. All randomness comes from the global torch RNG (on the input's
+device), which the checkpoints save, so training with augmentation resumes exactly.
+
+Ops (``augment.ops``), in the order they are applied:
+
+========== ========================================================================== ==============
+name       what                                                                         if it leaked
+========== ========================================================================== ==============
+polarity   multiply by -1                                                               inaudible
+gain       x * g, g log-normal (sigma 4 dB), capped so the peak stays <= 1             harmless
+shift      circular time shift by up to 1/4 of the clip                                harmless
+pitch      resample by 2^(c/12), c ~ U(-1, 1) semitones (tape-speed: pitch and          audible
+           tempo change together, +-6 %), then crop / zero-pad back to T
+eq         FFT-domain spectral tilt, U(-3, 3) dB/octave around 1 kHz (+-12 dB max)     audible
+bandpass   FFT-domain band-pass: smooth high-pass at 20-300 Hz, low-pass at 2.5 kHz-    audible
+           Nyquist
+noise      additive white noise at -60..-40 dBFS                                        audible
+cutout     zero one span of 1/32..1/8 of the clip                                       audible
+========== ========================================================================== ==============
+
+Why they do not leak (Karras et al. 2020, sec. 2.2): an augmentation T applied with probability p < 1
+is *non-leaking* when it is invertible in distribution: the augmented data distribution
+(1 - p) P + p T(P) determines P, so the only generator distribution whose augmented version matches
+the augmented data is the data distribution itself; the generator gains nothing by producing
+augmented-looking audio. That holds for every op above at p < 1, but the argument is asymptotic: the
+paper finds leaks in practice as p approaches 1 and recommends keeping p below about 0.8. Here the ops
+whose leak would be *audible* (pitch, eq, bandpass, noise, cutout) are capped at ``augment.leaky_p_max``
+(default 0.8) whatever ADA asks for; polarity, gain and shift may go higher (up to 0.99), since a
+generator that learnt them would only produce clips with flipped polarity, a different level or a
+different start time, which are all equally valid music (clips are arbitrary windows anyway).
+
+With tempo conditioning, ``pitch`` changes the tempo of a clip by up to +-6 % without changing its
+tempo label; it is off by default (leave it off if tempo accuracy matters more than variety).
+
+ADA (:class:`AdaController`): the overfitting signal r_t = E[sign(D(real))] over the last
+``augment.ada_interval`` steps, on augmented reals, one sign per clip and discriminator (a patch
+discriminator's logits are averaged per clip first). For ``kl`` (f-GAN) the decision midpoint is 1, so
+the sign is of D(real) - 1. For ``wgan``/``wgan-gp`` the critic's offset is arbitrary, so the sign is of
+D(real) minus the mean D(fake) of the same batch (the share of reals scored above the average fake,
+mapped to [-1, 1]). Every ``ada_interval`` steps, p += sign(r_t - ada_target) * batch * interval /
+(ada_kimg * 1000), clamped to [0, 0.99]: r_t above target (D too sure of the reals: overfitting)
+raises p; below lowers it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .config import AUG_OPS as OPS
+
+AUDIBLE_IF_LEAKED = frozenset({"pitch", "eq", "bandpass", "noise", "cutout"})
+P_MAX = 0.99
+
+# strengths (documented in the module docstring)
+GAIN_SIGMA_DB = 4.0
+SHIFT_MAX = 0.25
+PITCH_SEMITONES = 1.0
+EQ_DB_PER_OCTAVE = 3.0
+EQ_MAX_DB = 12.0
+BANDPASS_HP_HZ = (20.0, 300.0)
+BANDPASS_LP_HZ = 2500.0
+NOISE_DBFS = (-60.0, -40.0)
+CUTOUT_FRACTION = (1 / 32, 1 / 8)
+
+
+def _rand(b: int, x: torch.Tensor) -> torch.Tensor:
+    return torch.rand(b, device=x.device, dtype=torch.float32)
+
+
+def _bshape(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return v.to(x.dtype).reshape((-1,) + (1,) * (x.dim() - 1))
+
+
+def _limit_peak(y: torch.Tensor) -> torch.Tensor:
+    """Scale down (per example) any example whose peak went above 1; the scale is a constant (detached)."""
+    peak = y.detach().abs().flatten(1).amax(1).clamp_min(1.0)
+    return y / _bshape(peak, y)
+
+
+# --- ops: each (x (B, C, T), sample_rate) -> same shape; applied to every example (masking is done outside) --
+def polarity(x: torch.Tensor, sr: int) -> torch.Tensor:
+    return -x
+
+
+def gain(x: torch.Tensor, sr: int) -> torch.Tensor:
+    b = x.shape[0]
+    g = 10.0 ** (torch.randn(b, device=x.device) * GAIN_SIGMA_DB / 20.0)
+    peak = x.detach().abs().flatten(1).amax(1).clamp_min(1e-6)
+    g = torch.minimum(g, 1.0 / peak)
+    return x * _bshape(g, x)
+
+
+def shift(x: torch.Tensor, sr: int) -> torch.Tensor:
+    b, t = x.shape[0], x.shape[-1]
+    n = max(1, int(SHIFT_MAX * t))
+    k = torch.randint(-n, n + 1, (b,), device=x.device)
+    idx = (torch.arange(t, device=x.device)[None, :] - k[:, None]) % t  # out[i] = x[i - k]
+    return x.gather(-1, idx[:, None, :].expand(x.shape))
+
+
+def pitch(x: torch.Tensor, sr: int) -> torch.Tensor:
+    """Resample each example by its own ratio r (output sample i reads input position i * r), crop/zero-pad."""
+    b, c, t = x.shape
+    r = 2.0 ** ((_rand(b, x) * 2 - 1) * PITCH_SEMITONES / 12.0)  # > 1: higher and faster
+    pos = torch.arange(t, device=x.device, dtype=torch.float32)[None, :] * r[:, None]  # (B, T)
+    i0 = pos.floor().long()
+    frac = (pos - i0).to(x.dtype)
+    valid0, valid1 = i0 < t, (i0 + 1) < t
+    i0c, i1c = i0.clamp_max(t - 1), (i0 + 1).clamp_max(t - 1)
+    g0 = x.gather(-1, i0c[:, None, :].expand(b, c, t)) * valid0[:, None, :]
+    g1 = x.gather(-1, i1c[:, None, :].expand(b, c, t)) * valid1[:, None, :]
+    return g0 * (1 - frac[:, None, :]) + g1 * frac[:, None, :]
+
+
+def _fft_filter(x: torch.Tensor, gain_fn) -> torch.Tensor:
+    t = x.shape[-1]
+    spec = torch.fft.rfft(x.float(), dim=-1)
+    freqs = torch.fft.rfftfreq(t, device=x.device)  # cycles/sample, 0..0.5
+    h = gain_fn(freqs)  # (B, F) real
+    y = torch.fft.irfft(spec * h[:, None, :], n=t, dim=-1).to(x.dtype)
+    return _limit_peak(y)
+
+
+def eq(x: torch.Tensor, sr: int) -> torch.Tensor:
+    """Spectral tilt: gain(f) = slope * log2(f / 1 kHz) dB, clamped to +-12 dB; DC untouched."""
+    b = x.shape[0]
+    slope = (_rand(b, x) * 2 - 1) * EQ_DB_PER_OCTAVE
+
+    def h(freqs):
+        f_hz = (freqs * sr).clamp_min(20.0)
+        db = (slope[:, None] * torch.log2(f_hz / 1000.0)[None, :]).clamp(-EQ_MAX_DB, EQ_MAX_DB)
+        return 10.0 ** (db / 20.0)
+
+    return _fft_filter(x, h)
+
+
+def bandpass(x: torch.Tensor, sr: int) -> torch.Tensor:
+    """Smooth (2nd-order Butterworth magnitude) high-pass and low-pass, random corners per example."""
+    b = x.shape[0]
+    nyq = sr / 2.0
+    lo_a, lo_b = BANDPASS_HP_HZ
+    hp = torch.exp(math.log(lo_a) + _rand(b, x) * (math.log(lo_b) - math.log(lo_a)))
+    lp_lo = min(BANDPASS_LP_HZ, 0.9 * nyq)
+    lp = torch.exp(math.log(lp_lo) + _rand(b, x) * (math.log(nyq) - math.log(lp_lo)))
+
+    def h(freqs):
+        f = (freqs * sr)[None, :]
+        hp_g = (f / hp[:, None]) ** 2 / torch.sqrt(1 + (f / hp[:, None]) ** 4)
+        lp_g = 1 / torch.sqrt(1 + (f / lp[:, None]) ** 4)
+        return hp_g * lp_g
+
+    return _fft_filter(x, h)
+
+
+def noise(x: torch.Tensor, sr: int) -> torch.Tensor:
+    b = x.shape[0]
+    lo, hi = NOISE_DBFS
+    std = 10.0 ** ((lo + _rand(b, x) * (hi - lo)) / 20.0)
+    return (x + _bshape(std, x) * torch.randn_like(x)).clamp(-1.0, 1.0)
+
+
+def cutout(x: torch.Tensor, sr: int) -> torch.Tensor:
+    b, t = x.shape[0], x.shape[-1]
+    lo, hi = CUTOUT_FRACTION
+    length = ((lo + _rand(b, x) * (hi - lo)) * t).long().clamp_min(1)
+    start = (_rand(b, x) * (t - length + 1).float()).long()
+    i = torch.arange(t, device=x.device)[None, :]
+    keep = ~((i >= start[:, None]) & (i < (start + length)[:, None]))
+    return x * keep[:, None, :].to(x.dtype)
+
+
+OP_FUNCS = {"polarity": polarity, "gain": gain, "shift": shift, "pitch": pitch, "eq": eq, "bandpass": bandpass,
+            "noise": noise, "cutout": cutout}
+
+
+def check_ops(ops) -> list[str]:
+    """The ops in canonical order; ValueError naming unknown ones."""
+    bad = [o for o in ops if o not in OP_FUNCS]
+    if bad:
+        raise ValueError(f"unknown augmentation(s) {', '.join(bad)} (known: {', '.join(OPS)})")
+    return [o for o in OPS if o in set(ops)]
+
+
+def augment(x: torch.Tensor, p: float, ops, sample_rate: int, leaky_p_max: float = 0.8) -> torch.Tensor:
+    """Apply each op in ``ops`` to each example with probability p (min(p, leaky_p_max) for the ops
+    whose leak would be audible). p == 0 returns ``x`` itself and draws no random numbers."""
+    if p <= 0 or not ops:
+        return x
+    b = x.shape[0]
+    for name in check_ops(ops):
+        q = min(p, leaky_p_max) if name in AUDIBLE_IF_LEAKED else p
+        if q <= 0:
+            continue
+        mask = _rand(b, x) < q
+        y = OP_FUNCS[name](x, sample_rate)
+        x = torch.where(_bshape(mask, x).bool(), y, x)
+    return x
+
+
+class Augmenter:
+    """The augmentation state of a run: config + current probability ``p`` (moved by ADA)."""
+
+    def __init__(self, aug_cfg, sample_rate: int):
+        self.cfg = aug_cfg
+        self.sample_rate = int(sample_rate)
+        self.ops = check_ops(aug_cfg.ops)
+        self.enabled = bool(aug_cfg.enabled)
+        self.p = float(aug_cfg.p) if self.enabled else 0.0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return x
+        return augment(x, self.p, self.ops, self.sample_rate, self.cfg.leaky_p_max)
+
+
+def overfit_signs(loss: str, real_out, fake_out=None) -> tuple[torch.Tensor, int]:
+    """(sum of signs, count) of the overfitting signal for one batch; see the module docstring.
+
+    ``real_out``/``fake_out`` are a MultiDiscriminator's outputs: lists of (logits, features).
+    Stays on the device (no host sync).
+    """
+    total, count = None, 0
+    for j, (r, _) in enumerate(real_out):
+        r = r.detach().float().reshape(r.shape[0], -1).mean(1)
+        if loss in ("wgan", "wgan-gp"):
+            f = fake_out[j][0].detach().float()
+            mid = f.reshape(f.shape[0], -1).mean()
+        elif loss == "kl":
+            mid = 1.0
+        else:
+            mid = 0.0
+        s = torch.sign(r - mid).sum()
+        total = s if total is None else total + s
+        count += r.shape[0]
+    return total, count
+
+
+@dataclass
+class AdaController:
+    """Accumulates the overfitting signal and moves p every ``interval`` steps (Karras et al. 2020)."""
+
+    target: float = 0.6
+    interval: int = 4
+    kimg: float = 100.0
+    batch: int = 32
+    p: float = 0.0
+    sign_sum: float = 0.0
+    count: int = 0
+    last_rt: float = float("nan")
+    _pending: object = None  # device tensor not yet folded into sign_sum
+
+    def accumulate(self, sign_sum: torch.Tensor, count: int) -> None:
+        self._pending = sign_sum if self._pending is None else self._pending + sign_sum
+        self.count += int(count)
+
+    def _flush(self) -> None:
+        if self._pending is not None:
+            self.sign_sum += float(self._pending)
+            self._pending = None
+
+    def update(self) -> float:
+        """Fold the accumulated signs into r_t, step p, reset; returns the new p."""
+        self._flush()
+        if self.count > 0:
+            self.last_rt = self.sign_sum / self.count
+            adjust = math.copysign(1.0, self.last_rt - self.target) if self.last_rt != self.target else 0.0
+            self.p = self.step_p(self.p, adjust, self.batch, self.interval, self.kimg)
+        self.sign_sum, self.count = 0.0, 0
+        return self.p
+
+    @staticmethod
+    def step_p(p: float, direction: float, batch: int, interval: int, kimg: float) -> float:
+        return float(min(max(p + direction * batch * interval / (kimg * 1000.0), 0.0), P_MAX))
+
+    def state_dict(self) -> dict:
+        self._flush()
+        return {"p": self.p, "sign_sum": self.sign_sum, "count": self.count, "last_rt": self.last_rt}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._pending = None
+        self.p = float(state["p"])
+        self.sign_sum = float(state.get("sign_sum", 0.0))
+        self.count = int(state.get("count", 0))
+        self.last_rt = float(state.get("last_rt", float("nan")))
