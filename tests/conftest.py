@@ -11,6 +11,21 @@ def sine(freq: float, sr: int, seconds: float, amp: float = 0.5) -> np.ndarray:
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """Four seconds of tones + noise at 8 kHz, prepared into 1024-sample clips (shared by training tests)."""
+    from djenerator.config import build_config
+    from djenerator.data.prepare import prepare
+
+    d = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+    x = np.concatenate([sine(f, 8000, 1.0) for f in (110, 220, 330, 440)]) + 0.05 * rng.standard_normal(32000).astype(np.float32)
+    sf.write(d / "x.wav", x, 8000)
+    cfg = build_config("original", [], ["data.sample_rate=8000", "data.clip_samples=1024", "data.estimate_tempo=false"])
+    prepare(d / "x.wav", d / "ds", cfg.data, progress=False)
+    return d / "ds"
+
+
 @pytest.fixture
 def audio_dir(tmp_path):
     """A folder of small, varied, valid audio files (rates, channels, formats)."""

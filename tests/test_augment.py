@@ -1,17 +1,13 @@
 """Augmentation: shape, range, gradient flow to the generator, identity at p=0; ADA controller; exact resume."""
 import csv
 
-import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from djenerator.augment import OP_FUNCS, OPS, AdaController, Augmenter, augment, overfit_signs
 from djenerator.checkpoint import latest_checkpoint, load_checkpoint
 from djenerator.config import ConfigError, build_config
-from djenerator.data.prepare import prepare
 from djenerator.train import train
-from conftest import sine
 
 SR = 8000
 
@@ -104,15 +100,6 @@ def test_config_rejects_unknown_ops():
         build_config("few", [], ["augment.ops=[gain,reverb]"])
 
 
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny_aug")
-    rng = np.random.default_rng(0)
-    x = np.concatenate([sine(f, 8000, 1.0) for f in (110, 220, 330, 440)]) + 0.05 * rng.standard_normal(32000).astype(np.float32)
-    sf.write(d / "x.wav", x, 8000)
-    cfg = build_config("original", [], ["data.sample_rate=8000", "data.clip_samples=1024", "data.estimate_tempo=false"])
-    prepare(d / "x.wav", d / "ds", cfg.data, progress=False)
-    return d / "ds"
 
 
 def aug_cfg(*extra):

@@ -366,7 +366,6 @@ def test_full_queue_answers_503_with_retry_after(world, tmp_path, monkeypatch):
             return await asyncio.gather(*tasks)
 
     rs = asyncio.run(go())
-    codes = sorted(r.status_code for r in rs)
     assert [r.status_code for r in rs] == [200, 200, 503, 200]
     busy = rs[2]
     assert int(busy.headers["Retry-After"]) >= 1

@@ -7,21 +7,10 @@ import torch
 
 from djenerator.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from djenerator.config import build_config
-from djenerator.data.prepare import prepare
 from djenerator.generate import generate_clips, generate_to_files, interpolate, latents, load_generator
 from djenerator.train import batch_indices, train
-from conftest import sine
 
 
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny")
-    rng = np.random.default_rng(0)
-    x = np.concatenate([sine(f, 8000, 1.0) for f in (110, 220, 330, 440)]) + 0.05 * rng.standard_normal(32000).astype(np.float32)
-    sf.write(d / "x.wav", x, 8000)
-    cfg = build_config("original", [], ["data.sample_rate=8000", "data.clip_samples=1024", "data.estimate_tempo=false"])
-    prepare(d / "x.wav", d / "ds", cfg.data, progress=False)
-    return d / "ds"
 
 
 def tiny_cfg(*extra):

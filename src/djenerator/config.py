@@ -228,7 +228,7 @@ def build_config(preset: str | None = None, files: list[str | Path] = (), overri
 
 LOSSES = ("bce", "kl", "wgan", "wgan-gp", "hinge")
 ARCHS = ("dense", "wavegan", "spectral")
-DISCS = ("dense", "wave", "msd", "stft", "joint")
+DISCS = ("dense", "wave", "msd", "stft")
 AUG_OPS = ("polarity", "gain", "shift", "pitch", "eq", "bandpass", "noise", "cutout")  # order of application
 
 

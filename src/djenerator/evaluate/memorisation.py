@@ -125,7 +125,6 @@ def max_normalized_xcorr(gen, train, batch: int = 8, device: str | torch.device 
         x = chunk if isinstance(chunk, torch.Tensor) else torch.from_numpy(np.array(chunk, dtype=np.float32))
         x = x.to(device=device, dtype=torch.float32)
         x = x - x.mean(dim=1, keepdim=True)
-        n = x.shape[0]
         x_inv = _lag_inv_norm(_prefix_energy(x), lags, valid, T, shifted=True)  # (n, L)
         x_spec = torch.fft.rfft(x, n=L)  # (n, F)
         c = torch.fft.irfft(g_spec[:, None, :] * x_spec[None, :, :], n=L)  # (G, n, L): c[l] = sum g[t] x[t+l]
