@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo
-DEMO_PRESET ?= original
+DEMO_PRESET ?= auto
 DEMO_MINUTES ?= 3
 
 .PHONY: setup demo test bench clean chromium
