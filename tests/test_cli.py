@@ -27,8 +27,9 @@ def test_cli_end_to_end(tmp_path):
     r = djenerator("train", "ds", "--run", "run", "--steps", "8", "--resume", "--quiet", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "resumed" in r.stderr and (tmp_path / "run" / "checkpoints" / "step_0000008.pt").is_file()
-    r = djenerator("generate", "run", "-n", "3", "--seed", "5", "-o", "gen", cwd=tmp_path)
+    r = djenerator("generate", "run", "-n", "3", "--seed", "5", "-o", "gen", "--bpm", "140", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
+    assert "--bpm is ignored" in r.stderr
     wavs = sorted((tmp_path / "gen").glob("*.wav"))
     assert len(wavs) == 3
     x, sr = sf.read(wavs[0])

@@ -65,9 +65,11 @@ def generate_clips(G: torch.nn.Module, cfg: Config, n: int = 8, seed: int = 0, b
 
 def generate_to_files(checkpoint: str | Path, out_dir: str | Path, n: int = 8, seed: int = 0, batch_size: int = 16,
                       bpm: float | None = None, interpolate_to: int | None = None, device: str = "cpu",
-                      prefix: str = "clip") -> list[Path]:
+                      prefix: str = "clip", log=lambda m: None) -> list[Path]:
     """Write n clips (or an n-step interpolation from seed to ``interpolate_to``) as wav files."""
     G, cfg, step = load_generator(checkpoint, device)
+    if bpm is not None and not cfg.model.tempo_conditioning:
+        log(BPM_IGNORED)
     z = None
     if interpolate_to is not None:
         z0 = latents(1, cfg.model.latent_dim, seed)[0]
@@ -77,6 +79,10 @@ def generate_to_files(checkpoint: str | Path, out_dir: str | Path, n: int = 8, s
     out_dir = Path(out_dir)
     tag = f"seed{seed}" if interpolate_to is None else f"seed{seed}-to-{interpolate_to}"
     return [write_wav(out_dir / f"{prefix}_{tag}_{i:03d}.wav", a, cfg.data.sample_rate) for i, a in enumerate(audio)]
+
+
+BPM_IGNORED = ("note: this model was trained without tempo conditioning, so --bpm is ignored "
+               "(train with --set model.tempo_conditioning=true to ask for a tempo)")
 
 
 # --- pieces of any length --------------------------------------------------------------------------
