@@ -15,7 +15,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 console = Console(stderr=True)
 out = Console()
 
-RunOpt = typer.Option(None, "--run", "-r", help="Run folder (default: runs/<preset>).")
+RunOpt = typer.Option(None, "--run", "--run-dir", "-r", help="Run folder (default: runs/<preset>); --run-dir under torchrun, whose parser takes --run for its own --run-path.")
 PresetOpt = typer.Option(None, "--preset", "-p", help="Named configuration; see `djenerator presets`.")
 ConfigOpt = typer.Option(None, "--config", "-c", help="TOML/YAML config file(s), applied after the preset.")
 SetOpt = typer.Option(None, "--set", "-s", help="Override: section.key=value, e.g. train.lr_g=2e-4 (repeatable).")
@@ -121,9 +121,14 @@ def train(dataset: Path = typer.Argument(..., help="Prepared dataset folder (fro
 
             apply_dict(cfg, parse_override(f"{k}={v}"))
     run_dir = run or Path("runs") / cfg.preset
+    import os
+
+    talk = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 alone prints
     res = run_train(cfg, dataset, run_dir, resume=resume, progress=not quiet,
-                    log=lambda m: console.print(m, markup=False), max_seconds=minutes * 60 if minutes else None)
-    out.print(f"{res.stopped} at step {res.step}; checkpoint: {res.checkpoint}; samples: {run_dir / 'samples'}")
+                    log=(lambda m: console.print(m, markup=False)) if talk else (lambda m: None),
+                    max_seconds=minutes * 60 if minutes else None)
+    if talk:
+        out.print(f"{res.stopped} at step {res.step}; checkpoint: {res.checkpoint}; samples: {run_dir / 'samples'}")
     if res.stopped == "diverged":
         raise typer.Exit(1)
 
@@ -160,7 +165,7 @@ def generate(checkpoint: Path = typer.Argument(..., help="Checkpoint file or run
         from .generate import generate_to_files
 
         paths = generate_to_files(checkpoint, output, n=8 if n is None else n, seed=seed, batch_size=batch_size, bpm=bpm,
-                                  interpolate_to=interpolate_to, device=device)
+                                  interpolate_to=interpolate_to, device=device, log=console.print)
         out.print(f"wrote {len(paths)} clip(s) to {output}")
         return
     from .config import ConfigError
@@ -172,6 +177,10 @@ def generate(checkpoint: Path = typer.Argument(..., help="Checkpoint file or run
     if output.suffix.lower() == ".wav" and count > 1:
         raise ConfigError(f"-o {output} names one file but -n asks for {count} pieces; give a folder")
     G, cfg, _ = load_generator(checkpoint, device)
+    if bpm is not None and not cfg.model.tempo_conditioning:
+        from .generate import BPM_IGNORED
+
+        console.print(BPM_IGNORED)
     paths = []
     for i in range(count):
         s = seed + i
@@ -238,7 +247,7 @@ def presets():
 @app.command()
 @user_errors
 def demo(out_dir: Path = typer.Option(Path("demo"), "--out", help="Folder for everything the demo makes."),
-         preset: str = typer.Option("original", help="Preset to train."),
+         preset: str = typer.Option("auto", help="Preset to train; auto = recommended on a GPU, original on a CPU."),
          minutes: float = typer.Option(3.0, help="Training time budget."),
          files: int = typer.Option(16, help="Built-in riffs to synthesise.")):
     """Built-in Djent data -> prepare -> train -> generate, end to end."""
