@@ -68,7 +68,7 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="also write the rows here")
     args = ap.parse_args()
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="djen-presets-"))
-    console = Console()
+    console = Console(width=200)
     rows = []
     for name in [p.strip() for p in args.presets.split(",") if p.strip()]:
         console.print(f"training {name} for {args.minutes:g} min ...")
