@@ -1,8 +1,11 @@
 """The training loop: one screen for the step, plus checkpoints, logs, samples and the health monitor.
 
-Exact resume: batches are drawn from an RNG keyed by (seed, step), and every other random state
-(latents, dropout, instance noise, phase shuffle) lives in the global RNGs saved in each checkpoint,
+Exact resume: batches and latents are drawn from RNGs keyed by (seed, step, k), and every other random
+state (dropout, instance noise, phase shuffle) lives in the global RNGs saved in each checkpoint,
 so N steps + resume + N steps gives the same parameters as 2N steps in one go.
+
+Several processes (``torchrun --nproc_per_node=N -m djenerator train ...``): see distributed.py. Each rank
+trains on its slice of the global batch under DistributedDataParallel; rank 0 alone writes.
 """
 from __future__ import annotations
 
@@ -18,10 +21,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import losses
+from . import distributed, losses
 from .augment import AdaController, Augmenter, overfit_signs
 from .audio import write_wav
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
+from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import Config, ConfigError
 from .data.dataset import ClipDataset
 from .io import atomic_write_text
@@ -53,7 +56,9 @@ def make_optimizer(params, cfg: Config, lr: float) -> torch.optim.Optimizer:
     t = cfg.train
     if t.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, alpha=t.rms_alpha, eps=t.eps)
-    return torch.optim.Adam(params, lr=lr, betas=tuple(t.betas), eps=t.eps)
+    params = list(params)
+    fused = bool(params) and all(p.device.type == "cuda" for p in params)  # one kernel for the whole update
+    return torch.optim.Adam(params, lr=lr, betas=tuple(t.betas), eps=t.eps, **({"fused": True} if fused else {}))
 
 
 def batch_indices(n: int, batch: int, seed: int, step: int, k: int = 0) -> np.ndarray:
@@ -102,22 +107,29 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
     if ds.clip_samples != cfg.data.clip_samples or ds.sample_rate != cfg.data.sample_rate:
         cfg.data.clip_samples, cfg.data.sample_rate = ds.clip_samples, ds.sample_rate
         log(f"using the dataset's clip length {ds.clip_samples} and sample rate {ds.sample_rate} Hz")
-    device = pick_device(t.device)
-    torch.manual_seed(t.seed)
-    np.random.seed(t.seed)
+    dd = distributed.setup(t.device)  # under torchrun: join the process group (gloo on CPU, NCCL on GPU)
+    device = dd.device if dd.enabled else pick_device(t.device)
+    local = distributed.local_slice(t.batch_size, dd)  # this rank's part of the global batch
+    if not dd.is_main:
+        log = lambda m: None  # noqa: E731 - rank 0 alone talks and writes
+    torch.manual_seed(distributed.rank_seed(t.seed, dd.rank))
+    np.random.seed(distributed.rank_seed(t.seed, dd.rank) % 2**32)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest convolution
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
 
-    G, D = build_generator(cfg).to(device), build_discriminator(cfg).to(device)
+    G, D = distributed.sync_batchnorm(build_generator(cfg), dd).to(device), build_discriminator(cfg).to(device)
     opt_g, opt_d = make_optimizer(G.parameters(), cfg, t.lr_g), make_optimizer(D.parameters(), cfg, t.lr_d)
     aug = Augmenter(cfg.augment, cfg.data.sample_rate)
     a_cfg = cfg.augment
     ada = AdaController(a_cfg.ada_target, a_cfg.ada_interval, a_cfg.ada_kimg, t.batch_size, p=aug.p) \
         if aug.enabled and a_cfg.ada else None
     start = 0
-    ckpt_path = latest_checkpoint(run_dir) if resume else None
+    ckpt_path = distributed.broadcast_object(latest_checkpoint(run_dir) if resume and dd.is_main else None, dd)
     if resume and ckpt_path is None:
         log(f"no checkpoint in {run_dir} yet; starting from step 0")
     if ckpt_path is not None:
-        ck = load_checkpoint(ckpt_path, map_location=device)
+        ck = distributed.broadcast_object(load_checkpoint(ckpt_path, map_location="cpu") if dd.is_main else None, dd)
         saved = ck["config"]
         for key in ("optimizer", "loss"):
             if saved["train"][key] != getattr(t, key):
@@ -129,62 +141,83 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
         D.load_state_dict(ck["D"])
         opt_g.load_state_dict(ck["opt_g"])
         opt_d.load_state_dict(ck["opt_d"])
-        set_rng_state(ck["rng"])
+        set_rng_state(distributed.rank_rng_state(ck, dd, t.seed))
         if aug.enabled and "augment" in ck:
             if ada is not None:
                 ada.load_state_dict(ck["augment"])
             aug.p = float(ck["augment"]["p"])
         start = ck["step"]
         log(f"resumed from {ckpt_path} at step {start}")
-    elif run_dir.exists() and any((run_dir / "checkpoints").glob("step_*.pt")):
+    elif distributed.broadcast_object(run_dir.exists() and any((run_dir / "checkpoints").glob("step_*.pt")), dd):
         raise ConfigError(f"run folder {run_dir} already holds checkpoints: pass --resume to continue it, "
                           "or choose another --run")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cfg.save(run_dir / "config.yaml")
-    atomic_write_text(run_dir / "run.json", json.dumps({"dataset": str(Path(dataset).resolve())}, indent=1))
+    if dd.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save(run_dir / "config.yaml")
+        atomic_write_text(run_dir / "run.json", json.dumps({"dataset": str(Path(dataset).resolve())}, indent=1))
+    # what the step calls: compiled (train.compile), DDP (several processes), bf16 autocast (train.amp, CUDA)
+    G_step = distributed.fast_paths(G, dd, t.amp, t.compile)
+    D_step = distributed.fast_paths(D, dd, t.amp, t.compile)
+    D_frozen = distributed.fast_paths(D, dd, t.amp, t.compile, ddp=False)  # G step: D frozen, no all-reduce
 
     z_fixed = torch.randn(t.n_samples, cfg.model.latent_dim, generator=torch.Generator().manual_seed(t.seed + 7919)).to(device)
     bpm_fixed = torch.linspace(*cfg.model.bpm_range, t.n_samples) if t.n_samples > 1 else torch.tensor([cfg.model.bpm_range[0]])
     csv_path = run_dir / "logs" / "losses.csv"
-    csv_file = _open_csv(csv_path, start)
-    writer = _tensorboard(run_dir / "logs" / "tb", start)
+    csv_file = _open_csv(csv_path, start) if dd.is_main else _NoLog()
+    writer = _tensorboard(run_dir / "logs" / "tb", start) if dd.is_main else None
     monitor = HealthMonitor(t.loss)
     warnings: list[str] = []
     stop_requested = []
     old_handler = signal.signal(signal.SIGINT, lambda *_: stop_requested.append(True)) if _main_thread() else None
 
+    def make_batch(step: int, k: int):
+        """(real, cond, z) of this rank for critic step k < d_steps (k = d_steps: the G step's z only)."""
+        z = distributed.global_latents(t.seed, step, k, t.batch_size, cfg.model.latent_dim)[local]
+        if k == t.d_steps:
+            return None, None, z
+        real, bpm = ds.batch(batch_indices(len(ds), t.batch_size, t.seed, step, k)[local])
+        return real, tempo_cond(bpm, cfg), z
+
+    # batches are pure functions of (step, k): a background thread may make them ahead (always on GPU,
+    # where reading and pinning would otherwise stall the step; on CPU with train.num_workers > 0)
+    keys = ((s, k) for s in range(start, max(t.steps, start)) for k in range(t.d_steps + 1))
+    loader = distributed.Prefetcher(make_batch, keys, depth=2 * (t.d_steps + 1), pin=device.type == "cuda") \
+        if device.type == "cuda" or t.num_workers > 0 else None
+
     def fetch(step: int, k: int):
-        real, bpm = ds.batch(batch_indices(len(ds), t.batch_size, t.seed, step, k))
-        real = real.to(device, non_blocking=True)
-        cond = tempo_cond(bpm, cfg)
-        return real, (cond.to(device) if cond is not None else None)
+        got = loader.get((step, k)) if loader is not None else make_batch(step, k)
+        return tuple(x.to(device, non_blocking=True) if x is not None else None for x in got)
 
     def snapshot(step: int) -> Path:
+        rng_ranks = distributed.gather_objects(rng_state(), dd)  # collective: every rank takes part
+        if not dd.is_main:
+            return run_dir / "checkpoints" / f"step_{step:07d}.pt"
         state = {"G": G.state_dict(), "D": D.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()}
+        if dd.enabled:
+            state["rng_ranks"], state["world_size"] = rng_ranks, dd.world
         if aug.enabled:
             state["augment"] = ada.state_dict() if ada is not None else {"p": aug.p}
         return save_checkpoint(run_dir, step, cfg, state, keep=t.keep_checkpoints)
 
-    bar = _bar(start, t.steps, progress)
+    bar = _bar(start, t.steps, progress and dd.is_main)
     step, stopped, last_ckpt, t0, t0_step = start, "done", ckpt_path, time.perf_counter(), start
     G.train(), D.train()
     try:
         while step < t.steps:
-            if stop_requested:
-                stopped = "interrupted"
-                break
-            if max_seconds is not None and time.perf_counter() - t_start > max_seconds:
-                stopped = "time budget"
+            halt = "interrupted" if stop_requested else \
+                "time budget" if max_seconds is not None and time.perf_counter() - t_start > max_seconds else ""
+            halt = distributed.agree_stop(halt, dd, step, t.log_every)  # ranks stop at the same step
+            if halt:
+                stopped = halt
                 break
             std = noise_std(cfg, step)
             # ---- discriminator / critic -------------------------------------------------------------
             for k in range(t.d_steps):
-                real, cond = fetch(step, k)
-                z = torch.randn(real.shape[0], cfg.model.latent_dim, device=device)
+                real, cond, z = fetch(step, k)
                 with torch.no_grad():
-                    fake = G(z, cond)
+                    fake = G_step(z, cond)
                 real_in, fake_in = discriminator_input(real, std, aug), discriminator_input(fake, std, aug)
-                r_out, f_out = D(real_in, cond), D(fake_in, cond)
+                r_out, f_out = judge(D_step, real_in, fake_in, cond)  # one forward, one all-reduce
                 if ada is not None:
                     ada.accumulate(*overfit_signs(t.loss, r_out, f_out))
                 loss_d = losses.d_loss(t.loss, r_out, f_out, t.label_smoothing)
@@ -197,15 +230,15 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
                     for p in D.parameters():
                         p.data.clamp_(-t.clip_value, t.clip_value)
             # ---- generator --------------------------------------------------------------------------
-            z = torch.randn(real.shape[0], cfg.model.latent_dim, device=device)
-            fake = G(z, cond)
+            z = fetch(step, t.d_steps)[2]
+            fake = G_step(z, cond)
             for p in D.parameters():
                 p.requires_grad_(False)
-            f_out = D(discriminator_input(fake, std, aug), cond)
+            f_out = D_frozen(discriminator_input(fake, std, aug), cond)
             loss_g = losses.g_loss(t.loss, f_out)
             if t.feature_matching > 0:
                 with torch.no_grad():
-                    r_feat = D(real_in, cond)
+                    r_feat = D_frozen(real_in, cond)
                 loss_g = loss_g + t.feature_matching * losses.feature_matching(r_feat, f_out)
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
@@ -220,6 +253,9 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
                 now = time.perf_counter()
                 stats = {"step": step, "d_loss": float(loss_d.detach()), "g_loss": float(loss_g.detach())}
                 stats["d_real_acc"], stats["d_fake_acc"] = losses.d_accuracy(t.loss, r_out, f_out)
+                if dd.enabled:  # every rank logs (and health-checks) the means over ranks
+                    names = ["d_loss", "g_loss", "d_real_acc", "d_fake_acc"]
+                    stats.update(zip(names, distributed.mean_floats([stats[n] for n in names], dd)))
                 stats["g_grad_norm"], stats["d_grad_norm"] = float(grad_norm(G)), float(grad_norm(D))
                 stats["diversity"] = batch_diversity(fake.detach(), real)
                 stats["noise_std"] = std
@@ -231,40 +267,63 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
                 monitor.check_finite(step, stats)
                 for w in monitor.update(step, stats):
                     warnings.append(w.message)
-                    _log_health(run_dir, w.message)
+                    if dd.is_main:
+                        _log_health(run_dir, w.message)
                     (bar.write if bar is not None else log)(f"warning: {w.message}")
-                _write_log(csv_file, writer, stats)
+                if dd.is_main:
+                    _write_log(csv_file, writer, stats)
                 if bar is not None:
                     bar.set_postfix(d=f"{stats['d_loss']:.3f}", g=f"{stats['g_loss']:.3f}", it_s=f"{stats['steps_per_s']:.2f}")
             if bar is not None:
                 bar.update(1)
-            if step % t.sample_every == 0 or step == t.steps:
+            if dd.is_main and (step % t.sample_every == 0 or step == t.steps):
                 write_samples(G, z_fixed, bpm_fixed, cfg, run_dir / "samples" / f"step_{step:07d}")
             if step % t.ckpt_every == 0 or step == t.steps:
-                monitor.check_finite(step, {"d_loss": float(loss_d.detach()), "g_loss": float(loss_g.detach())})
+                dl, gl = distributed.mean_floats([float(loss_d.detach()), float(loss_g.detach())], dd)
+                monitor.check_finite(step, {"d_loss": dl, "g_loss": gl})
                 last_ckpt = snapshot(step)
-            if t.eval_every and step % t.eval_every == 0:  # cheap metrics -> logs/metrics.csv + TensorBoard eval/*
+            if t.eval_every and step % t.eval_every == 0 and dd.is_main:  # cheap metrics -> logs/metrics.csv + TensorBoard eval/*
                 from .evaluate.report import training_metrics
 
                 training_metrics(G, cfg, ds, step, run_dir, writer)
         if stopped != "done":
             last_ckpt = snapshot(step)
-            if stopped == "time budget":
+            if stopped == "time budget" and dd.is_main:
                 write_samples(G, z_fixed, bpm_fixed, cfg, run_dir / "samples" / f"step_{step:07d}")
             log(f"{stopped}: saved {last_ckpt} at step {step}; continue with --resume")
     except TrainingDiverged as e:
         stopped = "diverged"
-        _log_health(run_dir, str(e))
+        if dd.is_main:
+            _log_health(run_dir, str(e))
         log(f"stopped: {e}. The last good checkpoint is {last_ckpt}.")
     finally:
+        if loader is not None:
+            loader.close()
         if bar is not None:
             bar.close()
         csv_file.close()
+        distributed.cleanup(dd)
         if writer is not None:
             writer.close()
         if old_handler is not None:
             signal.signal(signal.SIGINT, old_handler)
     return TrainResult(run_dir, step, Path(last_ckpt) if last_ckpt else None, stopped, warnings)
+
+
+def judge(D: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor, cond: torch.Tensor | None):
+    """D on real and fake clips in one forward (one pass, and under DDP one backward and one all-reduce);
+    returns (real outputs, fake outputs) in the losses' format."""
+    b = real.shape[0]
+    outs = D(torch.cat([real, fake]), torch.cat([cond, cond]) if cond is not None else None)
+    return ([(lg[:b], [f[:b] for f in fs]) for lg, fs in outs], [(lg[b:], [f[b:] for f in fs]) for lg, fs in outs])
+
+
+class _NoLog:
+    def write(self, row: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 @torch.no_grad()
