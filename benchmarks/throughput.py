@@ -1,6 +1,6 @@
 """Training and generation throughput of every preset, against the machine's measured matmul peak.
 
-    python benchmarks/throughput.py                       # CPU, all presets, batch 4 and 8 (~5 min on 2 busy cores)
+    python benchmarks/throughput.py                       # CPU, all presets, batch 4 and 8 (5-9 min on 2 shared cores; wavegan is most of it)
     python benchmarks/throughput.py --device cuda --batch-sizes 16,64,256
     python benchmarks/throughput.py --presets original --batch-sizes 32 --set train.amp=true
 
