@@ -15,6 +15,8 @@ from djenerator.config import build_config
 from djenerator.train import train
 
 STEPS = 4
+ADA = ("augment.enabled=true", "augment.ada=true", "augment.ada_interval=1", "augment.ada_kimg=0.01",
+       "augment.ada_target=0.3", "augment.ops=[gain,shift,cutout]")
 
 
 def make_dataset(path, n=24, T=1024, sr=8000):
@@ -68,9 +70,22 @@ def _worker(rank, world, jobs):
     os.environ.update({"MASTER_ADDR": "127.0.0.1", "RANK": str(rank), "WORLD_SIZE": str(world),
                        "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": str(world)})
     torch.set_num_threads(1)
-    for port, loss, ds, run_dir, out_prefix in jobs:  # train() joins and leaves a process group per run
+    from djenerator.augment import AdaController
+
+    real_update, ps = AdaController.update, []
+
+    def recording_update(self):
+        p = real_update(self)
+        ps.append([p, self.last_rt])
+        return p
+
+    AdaController.update = recording_update
+    for port, loss, ds, run_dir, out_prefix, extra in jobs:  # train() joins and leaves a process group per run
         os.environ["MASTER_PORT"] = str(port)
-        run_recording(cfg_for(loss), ds, run_dir, f"{out_prefix}{rank}.pt")
+        ps.clear()
+        run_recording(cfg_for(loss, *extra), ds, run_dir, f"{out_prefix}{rank}.pt")
+        with open(f"{out_prefix}{rank}_ada.json", "w") as f:
+            json.dump(ps, f)
 
 
 def free_port():
@@ -83,8 +98,9 @@ def free_port():
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp")
     ds = make_dataset(root / "ds")
-    jobs = [(free_port(), "bce", ds, root / "bce2", str(root / "bce2_rank")),
-            (free_port(), "wgan-gp", ds, root / "gp2", str(root / "gp2_rank"))]
+    jobs = [(free_port(), "bce", ds, root / "bce2", str(root / "bce2_rank"), ()),
+            (free_port(), "wgan-gp", ds, root / "gp2", str(root / "gp2_rank"), ()),
+            (free_port(), "hinge", ds, root / "ada2", str(root / "ada2_rank"), ADA)]
     mp.start_processes(_worker, args=(2, jobs), nprocs=2, join=True, start_method="spawn")
     run_recording(cfg_for("bce"), ds, root / "bce1", root / "bce1.pt")
     return root
@@ -96,7 +112,7 @@ def assert_close(a, b, rtol=1e-4, atol=1e-5):
 
 
 def test_ranks_hold_identical_parameters_after_every_step(runs):
-    for name in ("bce2", "gp2"):  # wgan-gp: the penalty's gradient (through D.module) is all-reduced too
+    for name in ("bce2", "gp2", "ada2"):  # wgan-gp: the penalty's gradient (through D.module) is all-reduced too
         r0, r1 = torch.load(runs / f"{name}_rank0.pt"), torch.load(runs / f"{name}_rank1.pt")
         assert len(r0) == len(r1) == STEPS
         for step, (a, b) in enumerate(zip(r0, r1)):
@@ -157,3 +173,11 @@ def test_batch_slices_and_latents_tile_the_global_batch():
 
     with pytest.raises(ConfigError, match="multiple of 2"):
         distributed.local_slice(7, d0)
+
+
+def test_ada_probability_is_the_same_on_every_rank(runs):
+    """Each rank sees different clips; p must still move from the global overfitting signal, in step."""
+    p0 = json.loads((runs / "ada2_rank0_ada.json").read_text())
+    p1 = json.loads((runs / "ada2_rank1_ada.json").read_text())
+    assert len(p0) == STEPS and p0 == p1  # the same signal r_t and the same p on both ranks
+    assert len({p for p, _ in p0}) > 1  # p moved

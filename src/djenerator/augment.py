@@ -270,6 +270,10 @@ class AdaController:
             self.sign_sum += float(self._pending)
             self._pending = None
 
+    def flushed_counts(self) -> list[float]:
+        self._flush()
+        return [self.sign_sum, float(self.count)]
+
     def update(self) -> float:
         """Fold the accumulated signs into r_t, step p, reset; returns the new p."""
         self._flush()

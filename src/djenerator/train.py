@@ -247,6 +247,8 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
             opt_g.step()
             step += 1
             if ada is not None and step % ada.interval == 0:
+                if dd.enabled:  # every rank adapts p from the same, global overfitting signal
+                    ada.sign_sum, ada.count = distributed.mean_floats(ada.flushed_counts(), dd)
                 aug.p = ada.update()
             # ---- logging, health, samples, checkpoints ----------------------------------------------
             if step % t.log_every == 0 or step == t.steps:
