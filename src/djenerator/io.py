@@ -1,6 +1,7 @@
 """Atomic file writes: a crash never leaves a half-written checkpoint, dataset or report behind."""
 from __future__ import annotations
 
+import csv
 import os
 import tempfile
 from contextlib import contextmanager
@@ -32,3 +33,23 @@ def atomic_write_text(path: Path, text: str) -> None:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def read_csv_columns(path: Path) -> dict[str, list[float]]:
+    """A numeric log (losses.csv, metrics.csv) as columns; blank or non-numeric cells become NaN.
+
+    Rows without an integer ``step`` (a torn last line after a crash) are skipped.
+    """
+    cols: dict[str, list[float]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            if not (row.get("step") or "").strip().isdigit():
+                continue
+            for k, v in row.items():
+                if k is None:
+                    continue
+                try:
+                    cols.setdefault(k, []).append(float(v))
+                except (TypeError, ValueError):
+                    cols.setdefault(k, []).append(float("nan"))
+    return cols

@@ -1,7 +1,6 @@
 """PNG figures for the evaluation report (matplotlib, Agg backend: no display needed)."""
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
@@ -11,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ..io import read_csv_columns  # noqa: E402
 from .features import log_mel  # noqa: E402
 
 __all__ = ["spectrogram_grid", "loss_curves", "metrics_over_steps"]
@@ -58,14 +58,7 @@ def loss_curves(csv_path: Path, path: Path) -> Path | None:
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         return None
-    cols: dict[str, list[float]] = {}
-    with open(csv_path, newline="") as f:
-        for row in csv.DictReader(f):
-            for k, v in row.items():
-                try:
-                    cols.setdefault(k, []).append(float(v))
-                except (TypeError, ValueError):
-                    cols.setdefault(k, []).append(float("nan"))
+    cols = read_csv_columns(csv_path)
     if not cols.get("step"):
         return None
     step = np.asarray(cols["step"])

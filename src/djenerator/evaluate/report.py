@@ -38,6 +38,7 @@ from ..checkpoint import CheckpointError, list_checkpoints, resolve_checkpoint
 from ..config import ConfigError
 from ..data.dataset import ClipDataset, DatasetError
 from ..generate import generate_clips, load_generator
+from ..io import read_csv_columns
 from . import metrics
 from .features import as_batch, clip_features, power_spectrogram
 from .memorisation import memorisation_report
@@ -374,15 +375,7 @@ def over_steps(ckpts: list[Path], ds: ClipDataset, real_idx: np.ndarray, n: int,
 def _read_metrics_csv(path: Path) -> dict | None:
     if not path.is_file():
         return None
-    series: dict[str, list] = {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            for k, v in row.items():
-                try:
-                    series.setdefault(k, []).append(float(v))
-                except (TypeError, ValueError):
-                    series.setdefault(k, []).append(float("nan"))
-    return series or None
+    return read_csv_columns(path) or None
 
 
 def _jsonable(x):

@@ -6,9 +6,9 @@ resolved root. Run folders, checkpoints and reports that are symlinks pointing e
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import yaml
+
+from ..io import read_csv_columns
 
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 CKPT_ID_RE = re.compile(r"^step_\d{1,12}\.pt$")
@@ -125,15 +127,8 @@ class RunStore:
         p = self.file_in_run(run_dir, "logs/losses.csv")
         if p is None:
             return {}
-        cols: dict[str, list] = {}
-        with open(p, newline="") as f:
-            for row in csv.DictReader(f):
-                if not (row.get("step") or "").strip().isdigit():
-                    continue
-                for k, v in row.items():
-                    if k is None:
-                        continue
-                    cols.setdefault(k, []).append(_num(v))
+        cols = {k: [None if not math.isfinite(v) else int(v) if k == "step" else v for v in vs]
+                for k, vs in read_csv_columns(p).items()}  # JSON has no NaN
         n = len(cols.get("step", []))
         if n > max_points:  # keep an even spread, always the last row
             idx = sorted({round(i * (n - 1) / (max_points - 1)) for i in range(max_points)})
@@ -185,16 +180,6 @@ def _step_of(p: Path) -> int:
     return int(m.group(1)) if m else 0
 
 
-def _num(v: Any) -> float | int | None:
-    if v is None or v == "":
-        return None
-    try:
-        f = float(v)
-    except ValueError:
-        return None
-    if f != f or f in (float("inf"), float("-inf")):
-        return None  # JSON has no NaN
-    return int(f) if f.is_integer() and "." not in v and "e" not in v.lower() else f
 
 
 def request_hash(parts: dict[str, Any]) -> str:
