@@ -39,4 +39,7 @@ def audio_dir(tmp_path):
     sf.write(d / "d.flac", sine(110, 22050, 2.0), 22050)
     sf.write(d / "e.ogg", sine(550, 16000, 2.0), 16000, format="OGG", subtype="VORBIS")
     sf.write(d / "f_8bit.wav", sine(660, 8000, 2.0), 8000, subtype="PCM_U8")
+    sf.write(d / "g_32bit.wav", sine(770, 32000, 2.0), 32000, subtype="PCM_32")
+    if "MP3" in sf.available_formats():  # libsndfile >= 1.1 reads and writes mp3
+        sf.write(d / "h.mp3", sine(880, 24000, 2.0), 24000, format="MP3")
     return d
