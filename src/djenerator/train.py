@@ -199,7 +199,7 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
             state["augment"] = ada.state_dict() if ada is not None else {"p": aug.p}
         return save_checkpoint(run_dir, step, cfg, state, keep=t.keep_checkpoints)
 
-    bar = _bar(start, t.steps, progress and dd.is_main)
+    bar = _bar(start, None if max_seconds else t.steps, progress and dd.is_main)  # a time budget: no fake total
     step, stopped, last_ckpt, t0, t0_step = start, "done", ckpt_path, time.perf_counter(), start
     G.train(), D.train()
     try:
@@ -386,7 +386,7 @@ def _log_health(run_dir: Path, message: str) -> None:
         f.write(time.strftime("%Y-%m-%d %H:%M:%S ") + message + "\n")
 
 
-def _bar(start: int, total: int, enabled: bool):
+def _bar(start: int, total: int | None, enabled: bool):
     if not enabled:
         return None
     from tqdm import tqdm
