@@ -247,15 +247,15 @@ def presets():
 @app.command()
 @user_errors
 def demo(out_dir: Path = typer.Option(Path("demo"), "--out", help="Folder for everything the demo makes."),
-         preset: str = typer.Option("auto", help="Preset to train; auto = recommended on a GPU, original on a CPU."),
+         preset: str = typer.Option("auto", help="Preset to train; auto = recommended on a GPU, laptop on a CPU."),
          minutes: float = typer.Option(3.0, help="Training time budget."),
-         files: int = typer.Option(16, help="Built-in riffs to synthesise.")):
+         files: int = typer.Option(32, help="Built-in riffs to synthesise.")):
     """Built-in Djent data -> prepare -> train -> generate, end to end."""
     from .pipeline import run_demo
 
     res = run_demo(out_dir, preset=preset, minutes=minutes, n_files=files,
                    log=lambda m: console.print(m, markup=False))
-    out.print(f"\n[bold green]done[/]: {len(res['generated'])} generated clips in {res['generated_dir']}")
+    out.print(f"\n[bold green]done[/]: {len(res['generated'])} generated files in {res['generated_dir']}")
     out.print(f"training samples: {res['run_dir'] / 'samples'}; loss log: {res['run_dir'] / 'logs' / 'losses.csv'}")
 
 

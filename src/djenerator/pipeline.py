@@ -8,21 +8,23 @@ from .config import apply_dict, build_config
 
 
 def demo_preset(preset: str) -> str:
-    """'auto': the recommended preset where a GPU makes it affordable, the original dense GAN on a CPU.
+    """'auto': the recommended preset where a GPU makes it affordable, the CPU-sized 'laptop' preset elsewhere.
 
-    Measured on 2 CPU cores: the dense GAN runs ~7.6 steps/s, the recommended WaveGAN + STFT critic ~0.14,
-    so a few CPU minutes of the latter are ~30 steps: not enough to hear anything but noise.
+    Measured on 2 CPU cores: 'recommended' (WaveGAN + waveform and STFT critics at 16 kHz) runs ~0.14-0.6
+    steps/s, so a few CPU minutes are noise; 'laptop' runs ~6 steps/s and makes rhythmic bursts by step 1000,
+    where the dense 'original' (7.6 steps/s) still makes white noise.
     """
     if preset != "auto":
         return preset
     import torch
 
-    return "recommended" if torch.cuda.is_available() else "original"
+    return "recommended" if torch.cuda.is_available() else "laptop"
 
 
-def run_demo(out_dir: str | Path, preset: str = "auto", minutes: float = 3.0, n_files: int = 16,
-             seconds: float = 8.0, log: Callable[[str], None] = print, overrides: dict | None = None) -> dict:
-    """Synthesise the built-in Djent data, prepare it, train for ``minutes``, generate clips."""
+def run_demo(out_dir: str | Path, preset: str = "auto", minutes: float = 3.0, n_files: int = 32,
+             seconds: float = 8.0, log: Callable[[str], None] = print, overrides: dict | None = None,
+             piece_seconds: float = 30.0) -> dict:
+    """Synthesise the built-in Djent data, prepare it, train for ``minutes``, generate clips (and a piece)."""
     preset = demo_preset(preset)
     from .data.prepare import prepare
     from .generate import generate_to_files
@@ -33,10 +35,12 @@ def run_demo(out_dir: str | Path, preset: str = "auto", minutes: float = 3.0, n_
     cfg = build_config(preset)
     if overrides:
         apply_dict(cfg, overrides)
-    raw, data, run_dir = out_dir / "builtin_audio", out_dir / "dataset", out_dir / "runs" / preset
+    d = cfg.data
+    raw, run_dir = out_dir / "builtin_audio", out_dir / "runs" / preset
+    data = out_dir / f"dataset_{d.sample_rate}hz_{d.clip_samples}"
     if not (raw / "metadata.json").is_file():
         log(f"[1/4] synthesising {n_files} Djent riffs -> {raw}")
-        synth_dataset(raw, n_files=n_files, seconds=seconds, sr=cfg.data.sample_rate, seed=0)
+        synth_dataset(raw, n_files=n_files, seconds=seconds, sr=max(16000, cfg.data.sample_rate), seed=0)
     if not (data / "manifest.json").is_file():
         log(f"[2/4] preparing clips -> {data}")
         cfg.data.hop_samples = cfg.data.hop_samples or cfg.data.clip_samples // 4
@@ -48,4 +52,9 @@ def run_demo(out_dir: str | Path, preset: str = "auto", minutes: float = 3.0, n_
     gen_dir = out_dir / "generated"
     log(f"[4/4] generating clips from {res.checkpoint} -> {gen_dir}")
     paths = generate_to_files(res.checkpoint, gen_dir, n=8, seed=0)
+    if cfg.model.arch == "spectral":  # a length-agnostic generator: also one piece of music, not only clips
+        from .generate import generate_long_to_file
+
+        paths.append(generate_long_to_file(res.checkpoint, gen_dir / f"piece_seed0_{piece_seconds:g}s.wav",
+                                           piece_seconds, seed=0, progress=False))
     return {"run_dir": run_dir, "checkpoint": res.checkpoint, "generated_dir": gen_dir, "generated": paths}

@@ -48,6 +48,20 @@ PRESETS: dict[str, dict] = {
             },
         },
     },
+    "laptop": {
+        "summary": "Trainable on a CPU: the spectral generator (d=16; pieces of any length) against a multi-"
+        "resolution STFT discriminator, at 8 kHz with 1-s clips, hinge + feature matching, batch 8. ~6 steps/s "
+        "on 2 cores: rhythmic chug bursts appear within minutes (prepare with --sr 8000 --clip 8192).",
+        "config": {
+            "data": {"sample_rate": 8000, "clip_samples": 8192, "hop_samples": 2048},
+            "model": {"arch": "spectral", "discriminators": ["stft"], "dim": 16, "latent_dim": 128,
+                      "stft_ffts": [256, 512, 1024]},
+            "train": {
+                "loss": "hinge", "optimizer": "adam", "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.9],
+                "eps": 1e-8, "d_steps": 1, "feature_matching": 2.0, "batch_size": 8,
+            },
+        },
+    },
     "few": {
         "summary": "For 1 to 10 recordings: a small WaveGAN generator (d=16) judged by a waveform and a "
         "multi-resolution STFT discriminator, hinge + feature matching, Adam 2e-4/0.5/0.9, clips cut with "
