@@ -197,3 +197,9 @@ def test_loss_that_settles_high_is_reported_once():
     for step in range(200):
         out += mon.update(step, {"d_loss": 1.4 if step < 20 else 30.0})
     assert [w.kind for w in out] == ["diverging"]
+
+
+def test_repeated_warnings_back_off():
+    mon = HealthMonitor("hinge", HealthConfig(window=10, collapse_warmup=0))
+    fired = [s for s in range(0, 200) if mon.update(s, {"diversity": 0.0})]
+    assert fired == [0, 10, 30, 70, 150]  # gaps of 1, 2, 4, 8 windows

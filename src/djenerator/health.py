@@ -97,6 +97,7 @@ class HealthMonitor:
         self._first: list[tuple[int, dict[str, float]]] = []
         self._baseline_done = False
         self._last_fired: dict[str, int] = {}
+        self._times_fired: dict[str, int] = {}
 
     # -- advice ----------------------------------------------------------------------------------
     def _advice_diverged(self) -> str:
@@ -129,10 +130,13 @@ class HealthMonitor:
             )
 
     def _fire(self, step: int, kind: str, message: str, out: list[Warning]) -> None:
+        """Say it once, then again only after 1, 2, 4, ... windows: a long run's log is not a wall of repeats."""
         last = self._last_fired.get(kind)
-        if last is not None and step - last < self.cfg.window:
+        times = self._times_fired.get(kind, 0)
+        if last is not None and step - last < self.cfg.window * 2 ** max(times - 1, 0):
             return
         self._last_fired[kind] = step
+        self._times_fired[kind] = times + 1
         out.append(Warning(step, kind, message))
 
     def update(self, step: int, stats: dict[str, float]) -> list[Warning]:
