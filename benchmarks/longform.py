@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from djenerator.config import build_config
-from djenerator.generate import generate_long, latents, load_generator
+from djenerator.generate import latents, load_generator
 from djenerator.models import build_generator, count_parameters
 from djenerator.stream import PiecePlan, iter_piece, seam_statistics
 
@@ -96,11 +96,18 @@ def seams(checkpoint, seconds: float) -> list[tuple]:
         clips = W(latents(int(np.ceil(n / T)), wcfg.model.latent_dim, 1)).numpy()[:, 0]
     y = clips.reshape(-1)[:n]
     rows.append(("wavegan windows concatenated [untrained]", seam_statistics(y, sr, np.arange(1, len(clips)) * T)))
-    from djenerator.synth.djent import render_riff
-
-    riff, _ = render_riff(0, sr=sr, seconds=seconds)
+    riff = _riff(seconds, sr)
     rows.append(("built-in riff, same grid as spectral joins", seam_statistics(riff, sr, frame_joins)))
     return rows, x, sr
+
+
+def _riff(seconds: float, sr: int) -> np.ndarray:
+    """A built-in riff at ``sr`` (the synth renders 16-48 kHz; lower rates are resampled)."""
+    from djenerator.audio import resample
+    from djenerator.synth.djent import render_riff
+
+    riff, _ = render_riff(0, sr=max(sr, 16000), seconds=seconds)
+    return resample(riff, max(sr, 16000), sr)
 
 
 def tempo(x: np.ndarray, sr: int, seconds_each: float = 5.0):
@@ -108,8 +115,6 @@ def tempo(x: np.ndarray, sr: int, seconds_each: float = 5.0):
         from djenerator.evaluate.rhythm import estimate_tempo
     except ImportError:
         return None
-    from djenerator.synth.djent import render_riff
-
     def stretches(sig):
         k = int(seconds_each * sr)
         t = np.array([estimate_tempo(sig[i:i + k], sr) for i in range(0, len(sig) - k + 1, k)])
@@ -117,7 +122,7 @@ def tempo(x: np.ndarray, sr: int, seconds_each: float = 5.0):
         within = np.mean(np.abs(t / med - 1) <= 0.05) if np.isfinite(med) else 0.0
         return t, med, within
 
-    riff, _ = render_riff(0, sr=sr, seconds=len(x) / sr)
+    riff = _riff(len(x) / sr, sr)
     return {"generated": stretches(x), "built-in riff": stretches(riff)}
 
 
