@@ -34,6 +34,12 @@ def test_cli_end_to_end(tmp_path):
     assert len(wavs) == 3
     x, sr = sf.read(wavs[0])
     assert sr == 8000 and len(x) == 1024 and abs(x).max() <= 1.0
+    r = djenerator("prepare", "raw", "-o", "ds_laptop", "--preset", "laptop", "--hop", "4096", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    from djenerator.data.dataset import ClipDataset
+
+    ds = ClipDataset(tmp_path / "ds_laptop")
+    assert (ds.sample_rate, ds.clip_samples, ds.manifest["hop_samples"]) == (8000, 8192, 4096)
     r = djenerator("presets", cwd=tmp_path)
     assert r.returncode == 0 and "original" in r.stdout and "recommended" in r.stdout
 

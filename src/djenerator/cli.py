@@ -76,21 +76,25 @@ def synth(out_dir: Path = typer.Argument(..., help="Folder for the built-in Djen
 @user_errors
 def prepare(src: Path = typer.Argument(..., help="Folder (or file) of wav/flac/ogg/mp3 audio."),
             output: Path = typer.Option(..., "-o", "--output", help="Dataset folder to create."),
-            sr: int = typer.Option(16000, "--sr", help="Target sample rate."),
-            clip: int = typer.Option(16384, "--clip", help="Clip length in samples."),
-            hop: int = typer.Option(0, "--hop", help="Hop between clips in samples (0 = clip length)."),
+            preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Take rate, clip and hop from this preset (e.g. laptop)."),
+            sr: Optional[int] = typer.Option(None, "--sr", help="Target sample rate [default: 16000, or the preset's]."),
+            clip: Optional[int] = typer.Option(None, "--clip", help="Clip length in samples [default: 16384, or the preset's]."),
+            hop: Optional[int] = typer.Option(None, "--hop", help="Hop between clips in samples (0 = clip length)."),
             silence_db: float = typer.Option(-45.0, help="Drop clips quieter than this RMS (dBFS)."),
             normalize: str = typer.Option("peak", help="peak (per clip) | file (one gain per file) | none."),
             no_tempo: bool = typer.Option(False, "--no-tempo", help="Skip per-clip tempo estimation."),
             overwrite: bool = typer.Option(False, help="Replace an existing dataset.")):
     """Cut a folder of audio into a memory-mapped dataset of fixed-length clips."""
-    from .config import DataConfig
+    from .config import DataConfig, build_config
     from .data.prepare import prepare as run_prepare
 
     if normalize not in ("peak", "file", "none"):
         raise typer.BadParameter("--normalize must be peak, file or none")
-    cfg = DataConfig(sample_rate=sr, clip_samples=clip, hop_samples=hop, silence_db=silence_db,
-                     normalize=normalize, estimate_tempo=not no_tempo)
+    cfg = build_config(preset).data if preset else DataConfig()
+    for key, value in {"sample_rate": sr, "clip_samples": clip, "hop_samples": hop}.items():
+        if value is not None:
+            setattr(cfg, key, value)
+    cfg.silence_db, cfg.normalize, cfg.estimate_tempo = silence_db, normalize, not no_tempo
     rep = run_prepare(src, output, cfg, overwrite=overwrite, log=lambda m: console.print(m, markup=False))
     out.print(f"{rep.n_clips} clips ({rep.seconds:.1f} s of audio) from {len(rep.files_used)} file(s) -> {rep.out}")
     if rep.skipped:
