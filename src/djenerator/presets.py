@@ -1,6 +1,10 @@
 """Named, complete configurations. Each entry is a nested dict applied on top of the defaults."""
 from __future__ import annotations
 
+# hinge + feature matching with Adam (2e-4, betas 0.5/0.9): the GAN-vocoder recipe the conv presets share
+HINGE_ADAM = {"loss": "hinge", "optimizer": "adam", "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.9], "eps": 1e-8,
+              "d_steps": 1, "feature_matching": 2.0}
+
 PRESETS: dict[str, dict] = {
     "original": {
         "summary": "The seed's dense GAN: dense G/D, LeakyReLU, dropout+batch-norm, BCE, instance noise 0.2, "
@@ -29,10 +33,7 @@ PRESETS: dict[str, dict] = {
         "STFT discriminator, hinge loss with feature matching, Adam 2e-4/0.5/0.9.",
         "config": {
             "model": {"arch": "wavegan", "discriminators": ["wave", "stft"], "dim": 32, "spectral_norm": False},
-            "train": {
-                "loss": "hinge", "optimizer": "adam", "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.9],
-                "eps": 1e-8, "d_steps": 1, "feature_matching": 2.0, "batch_size": 16,
-            },
+            "train": {**HINGE_ADAM, "batch_size": 16},
         },
     },
     "spectral": {
@@ -42,10 +43,7 @@ PRESETS: dict[str, dict] = {
         "sample rate (16-44.1 kHz) and clip length; `generate --seconds N` streams pieces of any length.",
         "config": {
             "model": {"arch": "spectral", "discriminators": ["msd", "stft"], "dim": 32, "latent_dim": 128},
-            "train": {
-                "loss": "hinge", "optimizer": "adam", "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.9],
-                "eps": 1e-8, "d_steps": 1, "feature_matching": 2.0, "batch_size": 16,
-            },
+            "train": {**HINGE_ADAM, "batch_size": 16},
         },
     },
     "laptop": {
@@ -56,10 +54,7 @@ PRESETS: dict[str, dict] = {
             "data": {"sample_rate": 8000, "clip_samples": 8192, "hop_samples": 2048},
             "model": {"arch": "spectral", "discriminators": ["stft"], "dim": 16, "latent_dim": 128,
                       "stft_ffts": [256, 512, 1024]},
-            "train": {
-                "loss": "hinge", "optimizer": "adam", "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.9],
-                "eps": 1e-8, "d_steps": 1, "feature_matching": 2.0, "batch_size": 8,
-            },
+            "train": {**HINGE_ADAM, "batch_size": 8},
         },
     },
     "few": {
@@ -70,10 +65,7 @@ PRESETS: dict[str, dict] = {
         "config": {
             "data": {"hop_samples": 4096},
             "model": {"arch": "wavegan", "discriminators": ["wave", "stft"], "dim": 16, "phase_shuffle": 2},
-            "train": {
-                "loss": "hinge", "optimizer": "adam", "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.9],
-                "eps": 1e-8, "d_steps": 1, "feature_matching": 2.0, "batch_size": 16,
-            },
+            "train": {**HINGE_ADAM, "batch_size": 16},
             "augment": {
                 "enabled": True, "ada": True, "p": 0.0, "ada_target": 0.6, "ada_interval": 4, "ada_kimg": 100.0,
                 "ops": ["polarity", "gain", "shift", "eq", "noise", "cutout"],
