@@ -11,14 +11,7 @@ from djenerator import losses as L
 from djenerator.health import HealthConfig, HealthMonitor, TrainingDiverged, Warning, batch_diversity
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: one thread avoids OpenMP stalls on a busy 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def real_batch(b: int = 32) -> torch.Tensor:

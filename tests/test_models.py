@@ -29,14 +29,7 @@ def make_cfg(clip=16384, dim=4, cond=False, discs=("wave",), ffts=(128, 256, 512
     return cfg
 
 
-@pytest.fixture(autouse=True)
-def _seed_one_thread():
-    # small tensors: one thread avoids OpenMP stalls on a busy 2-core machine (restored afterwards)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- generator ----------------------------------------------------------------------------------
