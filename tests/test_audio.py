@@ -50,11 +50,15 @@ def test_unreadable_file_names_the_file(tmp_path):
 
 
 def test_write_wav_clips_and_roundtrips(tmp_path):
+    import os
+
+    os.umask(0o022)
     x = np.array([0.0, 0.5, 2.0, -3.0], dtype=np.float32)
     write_wav(tmp_path / "o.wav", x, 16000, subtype="FLOAT")
     y, sr = sf.read(tmp_path / "o.wav", dtype="float32")
     np.testing.assert_allclose(y, [0.0, 0.5, 1.0, -1.0])
     assert not list(tmp_path.glob(".*tmp"))
+    assert (tmp_path / "o.wav").stat().st_mode & 0o044 == 0o044  # readable by others, like any file (umask 022)
 
 
 def test_peak_normalize_and_rms():
