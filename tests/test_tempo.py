@@ -12,7 +12,8 @@ from djenerator.data.prepare import prepare
 from djenerator.evaluate.rhythm import estimate_tempo
 from djenerator.generate import generate_clips, generate_to_files, load_generator
 from djenerator.models import build_generator
-from djenerator.train import tempo_cond, train
+from djenerator.models import tempo_cond
+from djenerator.train import train
 
 
 def click_track(bpm: float, seconds: float, sr: int, start: float = 0.1, noise: float = 0.0, seed: int = 0) -> np.ndarray:

@@ -13,7 +13,7 @@ import torch
 from .audio import write_wav
 from .checkpoint import config_of, load_checkpoint
 from .config import Config, ConfigError
-from .models import build_generator
+from .models import build_generator, tempo_cond
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Config, int]:
@@ -42,11 +42,8 @@ def interpolate(z0: torch.Tensor, z1: torch.Tensor, steps: int) -> torch.Tensor:
 
 
 def bpm_cond(cfg: Config, bpm: float | None, n: int) -> torch.Tensor | None:
-    if not cfg.model.tempo_conditioning:
-        return None
-    lo, hi = cfg.model.bpm_range
-    value = 0.5 if bpm is None else min(max((bpm - lo) / (hi - lo), 0.0), 1.0)
-    return torch.full((n,), float(value))
+    """One requested tempo (None: the middle of the trained range) as the condition of n clips."""
+    return tempo_cond(torch.full((n,), float("nan") if bpm is None else float(bpm)), cfg)
 
 
 @torch.no_grad()

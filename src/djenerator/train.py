@@ -29,7 +29,7 @@ from .config import Config, ConfigError
 from .data.dataset import ClipDataset
 from .io import atomic_write_text
 from .health import HealthMonitor, TrainingDiverged, batch_diversity
-from .models import build_discriminator, build_generator
+from .models import build_discriminator, build_generator, tempo_cond
 
 LOG_FIELDS = ["step", "d_loss", "g_loss", "d_real_acc", "d_fake_acc", "g_grad_norm", "d_grad_norm",
               "diversity", "noise_std", "steps_per_s", "augment_p", "ada_rt"]
@@ -64,15 +64,6 @@ def make_optimizer(params, cfg: Config, lr: float) -> torch.optim.Optimizer:
 def batch_indices(n: int, batch: int, seed: int, step: int, k: int = 0) -> np.ndarray:
     """The clips of global step ``step`` (k-th critic step): a pure function of its arguments."""
     return np.random.default_rng([seed, step, k]).integers(0, n, size=batch)
-
-
-def tempo_cond(bpm: torch.Tensor, cfg: Config) -> torch.Tensor | None:
-    """BPM -> [0, 1] over the configured range; unknown tempo -> the middle of the range."""
-    if not cfg.model.tempo_conditioning:
-        return None
-    lo, hi = cfg.model.bpm_range
-    c = ((bpm - lo) / (hi - lo)).clamp(0.0, 1.0)
-    return torch.nan_to_num(c, nan=0.5)
 
 
 def noise_std(cfg: Config, step: int) -> float:

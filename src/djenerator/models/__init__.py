@@ -62,5 +62,14 @@ def build_discriminator(cfg: Config) -> MultiDiscriminator:
     return disc
 
 
+def tempo_cond(bpm: torch.Tensor, cfg: Config) -> torch.Tensor | None:
+    """BPM (B,) -> the models' condition in [0, 1] over ``model.bpm_range``; unknown (NaN) -> the middle."""
+    if not cfg.model.tempo_conditioning:
+        return None
+    lo, hi = cfg.model.bpm_range
+    c = ((bpm - lo) / (hi - lo)).clamp(0.0, 1.0)
+    return torch.nan_to_num(c, nan=0.5)
+
+
 def count_parameters(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
