@@ -40,7 +40,7 @@ from ..data.dataset import ClipDataset, DatasetError
 from ..generate import generate_clips, load_generator
 from ..io import read_csv_columns
 from . import metrics
-from .features import as_batch, clip_features, power_spectrogram
+from .features import as_batch, clip_features
 from .memorisation import memorisation_report
 
 __all__ = ["cheap_metrics", "evaluate", "summary_rows", "REPORT_VERSION", "CHEAP_METRIC_KEYS"]
@@ -85,7 +85,8 @@ def cheap_metrics(fake: torch.Tensor, real: torch.Tensor, sr: int) -> dict[str, 
     r = as_batch(real.detach().float().cpu())
     cut = hf_cutoff(sr)
     out = {
-        "flatness_fake": _mean(_welch_flatness(f)), "flatness_real": _mean(_welch_flatness(r)),
+        "flatness_fake": _mean(metrics.spectral_flatness(f, sr, welch=True)),
+        "flatness_real": _mean(metrics.spectral_flatness(r, sr, welch=True)),
         "hf_ratio_fake": _mean(metrics.high_freq_energy_ratio(f, sr, cut)),
         "hf_ratio_real": _mean(metrics.high_freq_energy_ratio(r, sr, cut)),
         "fd_batch": float("nan"), "kid_batch": float("nan"), "diversity_ratio": float("nan"),
@@ -97,15 +98,6 @@ def cheap_metrics(fake: torch.Tensor, real: torch.Tensor, sr: int) -> dict[str, 
         dr = metrics.diversity(rf)
         out["diversity_ratio"] = metrics.diversity(ff) / dr if dr > 0 else float("nan")
     return {k: float(v) for k, v in out.items()}
-
-
-def _welch_flatness(x: torch.Tensor, n_fft: int = 1024, hop: int = 256) -> np.ndarray:
-    """``metrics.spectral_flatness(x, welch=True)`` from one float32 STFT (the training loop's hot path)."""
-    p = power_spectrogram(x, n_fft, hop).mean(-1).double()  # (N, F): the clip's average spectrum
-    arith = p.mean(-1)
-    geo = torch.exp(torch.log(p + 1e-20).mean(-1))
-    flat = torch.where(arith > 1e-12, geo / (arith + 1e-20), torch.zeros_like(arith))
-    return flat.clamp(0.0, 1.0).numpy()
 
 
 # ---------------------------------------------------------------------------------------------------
