@@ -10,9 +10,9 @@ from .config import apply_dict, build_config
 def demo_preset(preset: str) -> str:
     """'auto': the recommended preset where a GPU makes it affordable, the CPU-sized 'laptop' preset elsewhere.
 
-    Measured on 2 CPU cores: 'recommended' (WaveGAN + waveform and STFT critics at 16 kHz) runs ~0.14-0.6
-    steps/s, so a few CPU minutes are noise; 'laptop' runs ~6 steps/s and makes rhythmic bursts by step 1000,
-    where the dense 'original' (7.6 steps/s) still makes white noise.
+    Measured on 2 CPU cores: 'recommended' (WaveGAN + waveform and STFT critics at 16 kHz) runs ~0.8 steps/s
+    idle, 0.14 loaded, so a few CPU minutes are noise; 'laptop' runs ~6.9 steps/s and makes rhythmic bursts
+    by step 1000, where the dense 'original' (also ~6.9 steps/s) still makes white noise.
     """
     if preset != "auto":
         return preset
