@@ -41,6 +41,12 @@ def interpolate(z0: torch.Tensor, z1: torch.Tensor, steps: int) -> torch.Tensor:
     return torch.stack([(torch.sin((1 - t) * omega) * z0 + torch.sin(t * omega) * z1) / torch.sin(omega) for t in ts])
 
 
+def interpolation_latents(cfg: Config, seed: int, to_seed: int, steps: int) -> torch.Tensor:
+    """The latents of a ``steps``-clip slerp from clip 0 of ``seed`` to clip 0 of ``to_seed``."""
+    z0, z1 = latents(1, cfg.model.latent_dim, seed)[0], latents(1, cfg.model.latent_dim, to_seed)[0]
+    return interpolate(z0, z1, steps)
+
+
 def bpm_cond(cfg: Config, bpm: float | None, n: int) -> torch.Tensor | None:
     """One requested tempo (None: the middle of the trained range) as the condition of n clips."""
     return tempo_cond(torch.full((n,), float("nan") if bpm is None else float(bpm)), cfg)
@@ -67,11 +73,7 @@ def generate_to_files(checkpoint: str | Path, out_dir: str | Path, n: int = 8, s
     G, cfg, step = load_generator(checkpoint, device)
     if bpm is not None and not cfg.model.tempo_conditioning:
         log(BPM_IGNORED)
-    z = None
-    if interpolate_to is not None:
-        z0 = latents(1, cfg.model.latent_dim, seed)[0]
-        z1 = latents(1, cfg.model.latent_dim, interpolate_to)[0]
-        z = interpolate(z0, z1, max(n, 2))
+    z = None if interpolate_to is None else interpolation_latents(cfg, seed, interpolate_to, max(n, 2))
     audio = generate_clips(G, cfg, n, seed, batch_size, bpm, z)
     out_dir = Path(out_dir)
     tag = f"seed{seed}" if interpolate_to is None else f"seed{seed}-to-{interpolate_to}"

@@ -269,7 +269,7 @@ def create_app(settings: Settings | None = None, **kwargs: Any) -> FastAPI:
             "clip_seconds": (data["clip_samples"] / data["sample_rate"]) if data.get("clip_samples") and data.get("sample_rate") else None,
             "health": store.health_lines(run_dir),
             "evaluation": store.memorisation(run_dir),
-            "long_form": _long_form_available() and (cfg.get("model") or {}).get("arch") not in FIXED_WINDOW_ARCHS,
+            "long_form": (cfg.get("model") or {}).get("arch") not in FIXED_WINDOW_ARCHS,
         }
 
     @app.get("/api/runs/{run}/losses", tags=["runs"])
@@ -289,8 +289,6 @@ def create_app(settings: Settings | None = None, **kwargs: Any) -> FastAPI:
             if n > s.max_steps:
                 raise HTTPException(422, f"steps must be between 2 and {s.max_steps}, got {n}")
             if req.seconds is not None:
-                if not _long_form_available("interpolate_to"):
-                    raise HTTPException(422, "interpolate_to and seconds cannot be combined")
                 return _check_seconds(req, 1)
             return n
         if req.seconds is not None:
@@ -300,8 +298,6 @@ def create_app(settings: Settings | None = None, **kwargs: Any) -> FastAPI:
     def _check_seconds(req: GenerateRequest, n: int) -> int:
         if req.seconds > s.max_seconds:
             raise HTTPException(422, f"seconds must be at most {s.max_seconds:g}, got {req.seconds:g}")
-        if not _long_form_available():
-            raise HTTPException(422, "this model makes fixed-length clips: leave out seconds")
         return n
 
     def make(req: GenerateRequest, ckpt: Path, n: int, key: str) -> dict[str, Any]:
@@ -312,9 +308,8 @@ def create_app(settings: Settings | None = None, **kwargs: Any) -> FastAPI:
         sr = cfg.data.sample_rate
         seeds = [req.seed] * n  # clip i of seed s: latent i of seed s (see generate.latents)
         if req.interpolate_to is not None and req.seconds is None:
-            z0 = gen.latents(1, cfg.model.latent_dim, req.seed)[0]
-            z1 = gen.latents(1, cfg.model.latent_dim, req.interpolate_to)[0]
-            audio = list(gen.generate_clips(G, cfg, n, req.seed, 16, req.bpm, gen.interpolate(z0, z1, n)))
+            z = gen.interpolation_latents(cfg, req.seed, req.interpolate_to, n)
+            audio = list(gen.generate_clips(G, cfg, n, req.seed, 16, req.bpm, z))
         elif req.seconds is not None:
             seeds = [req.seed + i for i in range(n)]  # one long piece per seed
             extra = {"interpolate_to": req.interpolate_to} if req.interpolate_to is not None else {}
@@ -453,23 +448,6 @@ def create_app(settings: Settings | None = None, **kwargs: Any) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
-
-
-def _long_form_available(param: str | None = None) -> bool:
-    """Whether djenerator.generate has ``generate_long`` (and, if asked, whether it takes ``param``)."""
-    from .. import generate as gen
-
-    fn = getattr(gen, "generate_long", None)
-    if not callable(fn):
-        return False
-    if param is None:
-        return True
-    import inspect
-
-    try:
-        return param in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 FIXED_WINDOW_ARCHS = ("dense", "wavegan")  # generators that make one window; long pieces need another family
