@@ -41,7 +41,7 @@ def test_mixed_folder_formats_rates_and_normalisation(audio_dir, tmp_path):
     assert np.all(np.abs(ds.clips) <= 1.0)
     assert np.allclose(np.max(np.abs(ds.clips), axis=1), 0.95, atol=1e-3)
     assert {c["file"] for c in ds.manifest["clips"]} == set(rep.files_used)
-    x, bpm = ds.batch(np.array([3, 0, 1]))
+    x, bpm, _ = ds.batch(np.array([3, 0, 1]))
     assert x.shape == (3, 1, 4096)
     np.testing.assert_array_equal(x[0, 0].numpy(), ds.clips[3])
 

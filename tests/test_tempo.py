@@ -68,8 +68,13 @@ def test_conditioning_changes_the_output_for_another_bpm_at_the_same_seed():
 
 def test_tempo_cond_normalises_and_fills_unknown():
     cfg = tiny_wavegan(True)
-    c = tempo_cond(torch.tensor([90.0, 125.0, 160.0, 200.0, float("nan")]), cfg)
-    assert torch.allclose(c, torch.tensor([0.0, 0.5, 1.0, 1.0, 0.5]))
+    c = tempo_cond(torch.tensor([90.0, 125.0, 160.0, 200.0, 60.0, 400.0, float("nan")]), cfg,
+                   torch.tensor([0.0, 0.25, 0.5, 0.5, 0.75, 0.1, 0.3]))
+    # 200 -> 100, 60 -> 120 and 400 -> 100 by octaves (the phase halves / doubles with them)
+    assert torch.allclose(c[:, 0], torch.tensor([0.0, 0.5, 1.0, 10 / 70, 30 / 70, 10 / 70, 0.5]))
+    assert torch.allclose(c[:6, 1], torch.tensor([0.0, 0.25, 0.5, 0.25, 0.5, 0.025]))
+    assert torch.isnan(c[6, 1])  # unknown tempo: unknown beats
+    assert torch.isnan(tempo_cond(torch.tensor([120.0]), cfg)[0, 1])  # no beat labels
     assert tempo_cond(torch.tensor([120.0]), tiny_wavegan(False)) is None
 
 

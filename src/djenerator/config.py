@@ -42,6 +42,7 @@ class ModelConfig:
     spectral_norm: bool = False
     stft_ffts: list[int] = field(default_factory=lambda: [512, 1024, 2048])
     tempo_conditioning: bool = False
+    beat_grid: bool = False  # spectral G + stft/msd D also read a beat clock (needs tempo_conditioning)
     bpm_range: list[float] = field(default_factory=lambda: [90.0, 160.0])
 
 
@@ -253,6 +254,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.label_smoothing must be in (0, 1], got {t.label_smoothing}")
     if t.lr_g <= 0 or t.lr_d <= 0:
         raise ConfigError("train.lr_g and train.lr_d must be positive")
+    if m.beat_grid and (m.arch != "spectral" or not m.tempo_conditioning):
+        raise ConfigError("model.beat_grid needs model.arch=spectral and model.tempo_conditioning=true")
     a = cfg.augment
     bad_ops = [o for o in a.ops if o not in AUG_OPS]
     if bad_ops:

@@ -48,8 +48,11 @@ def interpolation_latents(cfg: Config, seed: int, to_seed: int, steps: int) -> t
 
 
 def bpm_cond(cfg: Config, bpm: float | None, n: int) -> torch.Tensor | None:
-    """One requested tempo (None: the middle of the trained range) as the condition of n clips."""
-    return tempo_cond(torch.full((n,), float("nan") if bpm is None else float(bpm)), cfg)
+    """One requested tempo (None: the middle of the trained range) as the condition of n clips, each
+    starting on a beat."""
+    if bpm is None:
+        bpm = sum(cfg.model.bpm_range) / 2
+    return tempo_cond(torch.full((n,), float(bpm)), cfg, torch.zeros(n))
 
 
 @torch.no_grad()

@@ -105,7 +105,9 @@ class PiecePlan:
 def _render(G: torch.nn.Module, plan: PiecePlan, start: int, stop: int, cond: torch.Tensor | None) -> torch.Tensor:
     device = next(G.parameters()).device
     z, style = plan.latents(start, stop)
-    return G.render(z.to(device), style.to(device), cond.to(device) if cond is not None else None)[0, 0].float().cpu()
+    t0 = (start - plan.context) * plan.frame_samples / G.sample_rate  # the piece's clock (beat grid)
+    return G.render(z.to(device), style.to(device), cond.to(device) if cond is not None else None,
+                    t0=t0)[0, 0].float().cpu()
 
 
 def iter_piece(G: torch.nn.Module, plan: PiecePlan, cond: torch.Tensor | None = None,

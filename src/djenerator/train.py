@@ -166,8 +166,8 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
         z = distributed.global_latents(t.seed, step, k, t.batch_size, cfg.model.latent_dim)[local]
         if k == t.d_steps:
             return None, None, z
-        real, bpm = ds.batch(batch_indices(len(ds), t.batch_size, t.seed, step, k)[local])
-        return real, tempo_cond(bpm, cfg), z
+        real, bpm, beat = ds.batch(batch_indices(len(ds), t.batch_size, t.seed, step, k)[local])
+        return real, tempo_cond(bpm, cfg, beat), z
 
     # batches are pure functions of (step, k): a background thread may make them ahead (always on GPU,
     # where reading and pinning would otherwise stall the step; on CPU with train.num_workers > 0)

@@ -32,6 +32,8 @@ class ClipDataset(torch.utils.data.Dataset):
         self.clip_samples = int(self.manifest["clip_samples"])
         bpm = [c.get("bpm") for c in self.manifest["clips"]]
         self.bpm = np.array([np.nan if b is None else float(b) for b in bpm], dtype=np.float32)
+        beat = [c.get("beat") for c in self.manifest["clips"]]  # datasets prepared before beats: all NaN
+        self.beat = np.array([np.nan if b is None else float(b) for b in beat], dtype=np.float32)
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -39,12 +41,12 @@ class ClipDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         return torch.from_numpy(np.array(self.clips[i], dtype=np.float32)).unsqueeze(0)
 
-    def batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Read clips ``idx`` (sorted reads are sequential on disk) -> ((B, 1, T), bpm (B,))."""
+    def batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Read clips ``idx`` (sorted reads are sequential on disk) -> ((B, 1, T), bpm (B,), beat phase (B,))."""
         order = np.argsort(idx)
         out = np.empty((len(idx), self.clip_samples), dtype=np.float32)
         out[order] = self.clips[np.asarray(idx)[order]]
-        return torch.from_numpy(out).unsqueeze(1), torch.from_numpy(self.bpm[idx])
+        return torch.from_numpy(out).unsqueeze(1), torch.from_numpy(self.bpm[idx]), torch.from_numpy(self.beat[idx])
 
     def source(self, i: int) -> dict:
         return self.manifest["clips"][i]

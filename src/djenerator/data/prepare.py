@@ -2,7 +2,11 @@
 
 Layout of a dataset folder:
 - ``clips.npy``: float32 (N, clip_samples), opened with ``mmap_mode='r'``
-- ``manifest.json``: sample rate, clip length, hop, and for every clip its source file, start time and tempo
+- ``manifest.json``: sample rate, clip length, hop, and for every clip its source file, start time, tempo
+  (``bpm``) and beat phase (``beat``: where in the beat the clip starts, in [0, 1); 0 = on a beat)
+
+Tempo and beats come from a sidecar ``.json`` next to the audio (``bpm``, optional ``first_beat`` in s; the
+built-in synth writes both) or are estimated per 30-s block (:func:`djenerator.evaluate.rhythm.estimate_beats`).
 
 Everything is written under a temporary folder name and renamed at the end, so an interrupted or failed
 run never leaves a half-written dataset behind.
@@ -51,16 +55,19 @@ def _npy_header(n: int, t: int) -> bytes:
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(d) + pad + 1) + (d + " " * pad + "\n").encode("latin1")
 
 
-def _clips_from_stream(blocks: Iterable[np.ndarray], clip: int, hop: int) -> Iterable[tuple[int, np.ndarray, int, np.ndarray]]:
-    """Yield (start_sample, clip, block_index, block) from a stream of blocks (the block gives tempo context)."""
+def _clips_from_stream(blocks: Iterable[np.ndarray], clip: int, hop: int) -> Iterable[tuple[int, np.ndarray, int, np.ndarray, int]]:
+    """Yield (start_sample, clip, block_index, block, block_start_sample) from a stream of blocks (the block
+    gives tempo context)."""
     buf = np.zeros(0, dtype=np.float32)
     offset = 0  # absolute sample index of buf[0]
+    block_start = 0
     for bi, block in enumerate(blocks):
         buf = np.concatenate([buf, block])
         pos = 0
         while pos + clip <= len(buf):
-            yield offset + pos, buf[pos:pos + clip], bi, block
+            yield offset + pos, buf[pos:pos + clip], bi, block, block_start
             pos += hop
+        block_start += len(block)
         buf = buf[pos:]
         offset += pos
 
@@ -69,15 +76,24 @@ def _file_peak(path: Path, sr: int) -> float:
     return max((float(np.max(np.abs(b))) for b in iter_blocks(path, sr)), default=0.0)
 
 
-def _sidecar_bpm(path: Path) -> float | None:
+def _sidecar_beats(path: Path) -> tuple[float | None, float | None]:
+    """(bpm, first beat in s) from a sidecar ``.json`` next to the audio; None where absent."""
     meta = path.with_suffix(".json")
     if meta.is_file():
         try:
-            bpm = json.loads(meta.read_text()).get("bpm")
-            return float(bpm) if bpm is not None else None
-        except (ValueError, OSError, AttributeError):
-            return None
-    return None
+            d = json.loads(meta.read_text())
+            bpm, first = d.get("bpm"), d.get("first_beat")
+            return (float(bpm) if bpm is not None else None), (float(first) if first is not None else None)
+        except (ValueError, OSError, AttributeError, TypeError):
+            return None, None
+    return None, None
+
+
+def _beat_at(t: float, bpm: float | None, first_beat: float | None) -> float | None:
+    """Beat phase in [0, 1) at time t (s) of a steady beat at ``bpm`` with a beat at ``first_beat``."""
+    if bpm is None or first_beat is None or not (np.isfinite(bpm) and np.isfinite(first_beat)):
+        return None
+    return float(((t - first_beat) * bpm / 60.0) % 1.0)
 
 
 def prepare(src: str | Path, out: str | Path, cfg: DataConfig | None = None, overwrite: bool = False,
@@ -95,7 +111,7 @@ def prepare(src: str | Path, out: str | Path, cfg: DataConfig | None = None, ove
     clip, sr = cfg.clip_samples, cfg.sample_rate
     hop = cfg.hop_samples or clip
     if cfg.estimate_tempo:
-        from ..evaluate.rhythm import estimate_tempo
+        from ..evaluate.rhythm import beat_phase, estimate_beats, tempo_envelope
 
     tmp = out.with_name(f".{out.name}.partial")
     if tmp.exists():
@@ -115,9 +131,9 @@ def prepare(src: str | Path, out: str | Path, cfg: DataConfig | None = None, ove
                     if cfg.normalize == "file":
                         peak = _file_peak(path, sr)
                         gain = 0.95 / peak if peak > 0 else None
-                    label = _sidecar_bpm(path)
-                    tempo_cache: dict[int, float] = {}
-                    for start, c, bi, block in _clips_from_stream(iter_blocks(path, sr), clip, hop):
+                    label, label_first = _sidecar_beats(path)
+                    beats: dict[int, tuple] = {}  # block index -> (bpm, first beat in s from the file start)
+                    for start, c, bi, block, b0 in _clips_from_stream(iter_blocks(path, sr), clip, hop):
                         if rms_db(c) < cfg.silence_db:
                             report.silent_clips += 1
                             continue
@@ -126,14 +142,20 @@ def prepare(src: str | Path, out: str | Path, cfg: DataConfig | None = None, ove
                         elif gain is not None:
                             c = c * gain
                         c = np.clip(c, -1.0, 1.0).astype("<f4")
-                        bpm = label
-                        if bpm is None and cfg.estimate_tempo:
-                            if bi not in tempo_cache:
-                                tempo_cache = {bi: float(estimate_tempo(block, sr))}
-                            bpm = tempo_cache[bi]
+                        if bi not in beats:
+                            beats = {bi: (label, label_first)}
+                            if cfg.estimate_tempo and label is None:
+                                bpm_b, first_b = estimate_beats(block, sr)
+                                beats[bi] = (bpm_b, b0 / sr + first_b)
+                            elif cfg.estimate_tempo and label_first is None:
+                                env, fps = tempo_envelope(block, sr)
+                                beats[bi] = (label, b0 / sr + beat_phase(env, fps, label))
+                        bpm, first = beats[bi]
+                        beat = _beat_at(start / sr, bpm, first)
                         fh.write(c.tobytes())
                         entries.append({"file": rel, "start": round(start / sr, 6),
-                                        "bpm": None if bpm is None or not np.isfinite(bpm) else round(bpm, 2)})
+                                        "bpm": None if bpm is None or not np.isfinite(bpm) else round(bpm, 2),
+                                        "beat": None if beat is None else round(beat, 4)})
                     if len(entries) == n_before:
                         info = audio_info(path)
                         if info.frames / max(info.samplerate, 1) * sr < clip:

@@ -445,7 +445,7 @@ def training_metrics(G: torch.nn.Module, cfg, ds: ClipDataset, step: int, run_di
         finally:
             G.train(was_training)
     idx = np.sort(np.random.default_rng([cfg.train.seed, 104729]).choice(len(ds), min(n, len(ds)), replace=False))
-    real, _ = ds.batch(idx)
+    real = ds.batch(idx)[0]
     vals = cheap_metrics(fake, real, cfg.data.sample_rate)
     path = Path(run_dir) / "logs" / "metrics.csv"
     rows = []

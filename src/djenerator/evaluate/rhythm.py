@@ -114,6 +114,7 @@ def ioi_histogram(onsets_s, bins=DEFAULT_IOI_BINS) -> np.ndarray:
     return h / s if s > 0 else h
 
 
+ONSET_LEAD_FRAMES = 0.7
 TEMPO_BANDS_HZ = (0.0, 500.0, 2000.0, 5000.0, np.inf)
 TEMPO_BAND_WEIGHTS = (0.5, 0.5, 1.0, 3.0)
 
@@ -231,3 +232,38 @@ def estimate_tempo_batch(clips: np.ndarray, sr: int, bpm_range=(60.0, 200.0)) ->
     if c.ndim == 3:
         c = c.mean(axis=1)
     return np.array([estimate_tempo(row, sr, bpm_range) for row in c], dtype=np.float64)
+
+
+def beat_phase(env: np.ndarray, fps: float, bpm: float) -> float:
+    """Time (s, in [0, 60/bpm)) of the first beat of an onset envelope whose tempo is ``bpm``.
+
+    A comb filter: every candidate offset is scored by the mean envelope (linearly interpolated) at
+    offset + k * period over the whole envelope, and the best one wins; with a steady tempo the
+    beats are where the onsets pile up. NaN when the tempo is unknown or the envelope is flat.
+    """
+    env = np.asarray(env, dtype=np.float64).reshape(-1)
+    if not (np.isfinite(bpm) and bpm > 0) or env.size < 2 or not np.any(env != env[0]):
+        return float("nan")
+    period = 60.0 * fps / float(bpm)  # frames per beat
+    if env.size < period:
+        return float("nan")
+    offsets = np.arange(0.0, period, 0.25)
+    ks = np.arange(0.0, (env.size - 1) / period + 1)
+    pos = offsets[:, None] + ks[None, :] * period  # (candidates, beats)
+    inside = pos <= env.size - 1
+    vals = np.interp(np.where(inside, pos, 0.0), np.arange(env.size), env)
+    score = np.where(inside, vals, 0.0).sum(1) / np.maximum(inside.sum(1), 1)
+    return float(offsets[int(np.argmax(score))] / fps)
+
+
+def estimate_beats(x: np.ndarray, sr: int, bpm_range=(60.0, 200.0)) -> tuple[float, float]:
+    """(tempo in BPM, time of the first beat in s) of a stretch of steady-tempo audio; NaNs when unknown."""
+    x = np.asarray(x).reshape(-1)
+    if len(x) < 2.0 * 60.0 / float(bpm_range[0]) * sr:
+        return float("nan"), float("nan")
+    env, fps = tempo_envelope(x, sr)
+    bpm = tempo_from_envelope(env, fps, bpm_range)
+    first = beat_phase(env, fps, bpm)
+    # the flux of an onset peaks ~0.7 frame before it (the window sees the attack half a window early);
+    # measured on click tracks at 8-44.1 kHz
+    return bpm, float((first + ONSET_LEAD_FRAMES / fps) % (60.0 / bpm)) if np.isfinite(first) else first

@@ -13,7 +13,9 @@ intermediate activations used by :func:`djenerator.losses.feature_matching`.
 ``cfg.model.dim`` (d) scales the width of all of them. With ``cfg.model.tempo_conditioning`` each one
 adds a projection term <embed(cond), h> (Miyato & Koyama 2018) to its logits, h being its last
 hidden features (pooled over time/frequency for the patch discriminators); when ``cond`` is None the
-term is left out (an unconditional judgement).
+term is left out (an unconditional judgement). With ``cfg.model.beat_grid`` the multi-scale and STFT
+discriminators also read the beat grid (:mod:`.grid`) as extra input channels at their own time
+resolution, so they can tell onsets on the labelled beat from onsets off it.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config
+from .grid import GRID_DIM, beat_grid, tempo_column
 from .wavegan import BASE_FRAMES, KERNEL, PADDING, STRIDE, wavegan_layers
 
 
@@ -57,6 +60,23 @@ class PhaseShuffle(nn.Module):
         return f"n={self.n}"
 
 
+class _Grid:
+    """The beat grid as input channels: (sample rate, bpm range) of the model, or None when off."""
+
+    def __init__(self, cfg: Config):
+        self.on = bool(cfg.model.beat_grid)
+        self.sample_rate, self.bpm_range = cfg.data.sample_rate, tuple(cfg.model.bpm_range)
+
+    @property
+    def channels(self) -> int:
+        return GRID_DIM if self.on else 0
+
+    def __call__(self, cond: torch.Tensor | None, b: int, n: int, rate: float, ref: torch.Tensor) -> torch.Tensor:
+        if cond is None or cond.dim() != 2:  # unconditional judgement: no clock
+            return ref.new_zeros(b, GRID_DIM, n)
+        return beat_grid(cond, n, rate, self.bpm_range).to(ref)
+
+
 class _Projection(nn.Module):
     """Projection-discriminator term <embed(cond), h> for a continuous condition (normalised tempo)."""
 
@@ -65,7 +85,7 @@ class _Projection(nn.Module):
         self.embed = nn.Linear(1, features)
 
     def forward(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        e = self.embed(cond.to(h.dtype).reshape(-1, 1))
+        e = self.embed(tempo_column(cond).to(h.dtype))
         return (e * h).sum(dim=1, keepdim=True)
 
 
@@ -128,10 +148,12 @@ class ScaleDiscriminator(nn.Module):
     """MelGAN's NLayerDiscriminator with widths from d: [d/4, d, 4d, 16d, 16d] (d = 64 gives MelGAN's
     16..1024), grouped strided convs (kernel 41, stride 4), LeakyReLU 0.2, patch logits (B, 1, frames)."""
 
-    def __init__(self, d: int, tempo_conditioning: bool = False):
+    def __init__(self, d: int, tempo_conditioning: bool = False, grid: _Grid | None = None, stride: int = 1):
         super().__init__()
         widths = [max(d // 4, 1), max(d, 1), 4 * d, 16 * d, 16 * d]
-        layers = [nn.Conv1d(1, widths[0], 15, 1, padding=7, padding_mode="reflect")]
+        self.grid, self.stride = grid, stride  # stride: input samples per sample at this scale
+        extra = grid.channels if grid is not None else 0
+        layers = [nn.Conv1d(1 + extra, widths[0], 15, 1, padding=7, padding_mode="reflect")]
         for cin, cout in zip(widths[:-1], widths[1:]):
             layers.append(nn.Conv1d(cin, cout, 41, 4, padding=20, groups=_groups(cin, cout)))
         layers.append(nn.Conv1d(widths[-1], widths[-1], 5, 1, padding=2))
@@ -142,6 +164,8 @@ class ScaleDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         h, feats = x, []
+        if self.grid is not None and self.grid.on:
+            h = torch.cat([h, self.grid(cond, x.shape[0], x.shape[-1], self.grid.sample_rate / self.stride, x)], dim=1)
         for conv in self.convs:
             h = self.act(conv(h))
             feats.append(h)
@@ -164,7 +188,9 @@ class MultiScaleDiscriminator(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
         d = max(cfg.model.dim, 1)
-        self.discs = nn.ModuleList(ScaleDiscriminator(d, cfg.model.tempo_conditioning) for _ in range(self.n_scales))
+        grid = _Grid(cfg)
+        self.discs = nn.ModuleList(ScaleDiscriminator(d, cfg.model.tempo_conditioning, grid, 2**i)
+                                   for i in range(self.n_scales))
         self.pool = nn.AvgPool1d(4, 2, padding=2, count_include_pad=False)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -188,9 +214,10 @@ class STFTDiscriminator(nn.Module):
     logits. The layout and kernels follow descript-audio-codec's MRD (without its band split; a frequency
     stride of 4 instead of 2 in the first layer halves the cost on CPU); width ``ch``."""
 
-    def __init__(self, n_fft: int, ch: int, tempo_conditioning: bool = False):
+    def __init__(self, n_fft: int, ch: int, tempo_conditioning: bool = False, grid: _Grid | None = None):
         super().__init__()
         self.n_fft, self.hop = int(n_fft), max(int(n_fft) // 4, 1)
+        self.grid = grid if grid is not None and grid.on else None
         self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
         self.convs = nn.ModuleList([
             nn.Conv2d(2, ch, (3, 9), (1, 4), padding=(1, 4)),
@@ -199,6 +226,9 @@ class STFTDiscriminator(nn.Module):
             nn.Conv2d(ch, ch, (3, 3), (1, 1), padding=(1, 1)),
         ])
         self.post = nn.Conv2d(ch, 1, (3, 3), (1, 1), padding=(1, 1))
+        # the grid, constant over frequency, enters the first layer as a per-frame bias (what a Conv2d over
+        # grid channels broadcast to every bin computes, at 1/bins of the cost)
+        self.grid_in = nn.Conv1d(GRID_DIM, ch, 3, padding=1) if self.grid else None
         self.act = nn.LeakyReLU(0.1, inplace=True)
         self.proj = _Projection(ch) if tempo_conditioning else None
 
@@ -210,8 +240,12 @@ class STFTDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         h, feats = self.spectrogram(x), []
-        for conv in self.convs:
-            h = self.act(conv(h))
+        for i, conv in enumerate(self.convs):
+            h = conv(h)
+            if i == 0 and self.grid_in is not None:
+                g = self.grid(cond, h.shape[0], h.shape[2], self.grid.sample_rate / self.hop, h)
+                h = h + self.grid_in(g)[:, :, :, None]
+            h = self.act(h)
             feats.append(h)
         logits = self.post(h)
         if self.proj is not None and cond is not None:
@@ -228,7 +262,8 @@ class MultiResolutionSTFTDiscriminator(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
         ch = max(cfg.model.dim // 2, 4)
-        self.discs = nn.ModuleList(STFTDiscriminator(n, ch, cfg.model.tempo_conditioning) for n in cfg.model.stft_ffts)
+        grid = _Grid(cfg)
+        self.discs = nn.ModuleList(STFTDiscriminator(n, ch, cfg.model.tempo_conditioning, grid) for n in cfg.model.stft_ffts)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         logits, feats = [], []

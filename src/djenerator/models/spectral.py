@@ -29,6 +29,9 @@ training clip (a) spans several latent frames, and the discriminators judge the 
 at every phase, and (b) is computed with full context on both sides, exactly like the interior of a
 long piece: what is trained is what is rendered at any length. With a single latent frame and no
 neighbours it reduces to a one-window generator.
+
+With ``model.beat_grid`` every STFT frame is also told its position in the beat (see :mod:`.grid`), so the
+tempo asked for is held over any length.
 """
 from __future__ import annotations
 
@@ -41,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config
+from .grid import GRID_DIM, beat_grid, tempo_column
 
 FRAME_SECONDS = 0.25  # latent frame length target
 FRAME_DIM = 32  # width of one latent frame
@@ -102,8 +106,11 @@ class SpectralGenerator(nn.Module):
         if self.tempo_conditioning:
             self.cond_embed = nn.Linear(1, COND_DIM)
         self.style_dim = style_dim
-        self.inp = nn.Conv1d(FRAME_DIM + style_dim, ch, KERNEL, padding=KERNEL // 2)
-        self.blocks = nn.ModuleList(_Block(ch, style_dim, dl) for dl in DILATIONS)
+        self.beat_grid = bool(m.beat_grid)
+        self.bpm_range = tuple(m.bpm_range)
+        frame_in = style_dim + (GRID_DIM if self.beat_grid else 0)  # what every frame is told besides its latent
+        self.inp = nn.Conv1d(FRAME_DIM + frame_in, ch, KERNEL, padding=KERNEL // 2)
+        self.blocks = nn.ModuleList(_Block(ch, frame_in, dl) for dl in DILATIONS)
         self.norm = nn.LayerNorm(ch)
         self.bins = self.n_fft // 2 + 1
         self.head = nn.Conv1d(ch, 2 * self.bins, 1)
@@ -127,14 +134,15 @@ class SpectralGenerator(nn.Module):
         """Global latent (B, latent_dim) [+ tempo] -> style (B, style_dim)."""
         if not self.tempo_conditioning:
             return z
-        if cond is None:
-            cond = z.new_full((z.shape[0],), 0.5)
-        return torch.cat([z, self.cond_embed(cond.to(z.dtype).reshape(-1, 1))], dim=1)
+        c = z.new_full((z.shape[0], 1), 0.5) if cond is None else tempo_column(cond).to(z.dtype)
+        return torch.cat([z, self.cond_embed(c)], dim=1)
 
-    def render(self, z_seq: torch.Tensor, style: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def render(self, z_seq: torch.Tensor, style: torch.Tensor, cond: torch.Tensor | None = None,
+               t0: float = 0.0) -> torch.Tensor:
         """(B, frame_dim, N) latent frames + style (B, latent_dim) or, varying along time, (B, latent_dim, N)
         -> (B, 1, N * frame_samples). Edges are computed with zero padding: crop ``context_frames`` frames
-        on each side for audio that equals any longer rendering (what :mod:`djenerator.stream` does)."""
+        on each side for audio that equals any longer rendering (what :mod:`djenerator.stream` does).
+        ``t0``: the time (s) of output sample 0 on the beat grid's clock (where ``cond``'s phase holds)."""
         b, _, n = z_seq.shape
         if style.dim() == 2:
             style = self.style_of(style, cond)[:, :, None].expand(-1, -1, n)
@@ -145,6 +153,9 @@ class SpectralGenerator(nn.Module):
         # latent frames -> STFT frame rate by linear interpolation (no steps at frame joins)
         k = n * self.upsample
         s = F.interpolate(style, size=k, mode="linear", align_corners=False)
+        if self.beat_grid:
+            c = cond if cond is not None and cond.dim() == 2 else z_seq.new_tensor([[0.5, 0.0]]).expand(b, -1)
+            s = torch.cat([s, beat_grid(c, k, self.sample_rate / self.hop, self.bpm_range, t0).to(s)], dim=1)
         h = self.inp(torch.cat([F.interpolate(z_seq, size=k, mode="linear", align_corners=False), s], dim=1))
         for blk in self.blocks:
             h = blk(h, s)
@@ -169,7 +180,7 @@ class SpectralGenerator(nn.Module):
     def forward(self, z: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         T, fs, c = self.clip_samples, self.frame_samples, self.context_frames
         n = math.ceil(T / fs) + 2 * c + 1
-        audio = self.render(self._sequence(z, n), z, cond)
         offset = int(torch.randint(0, fs, ())) if self.training else 0
         start = c * fs + offset
+        audio = self.render(self._sequence(z, n), z, cond, t0=-start / self.sample_rate)
         return audio[:, :, start:start + T]

@@ -15,6 +15,8 @@ import torch
 from torch import nn
 
 from ..config import Config, ConfigError
+from .grid import tempo_column
+
 
 KERNEL, STRIDE, PADDING, OUTPUT_PADDING = 25, 4, 11, 1
 BASE_FRAMES = 16  # length after the dense layer
@@ -39,7 +41,7 @@ def wavegan_layers(clip_samples: int) -> int:
 class WaveGANGenerator(nn.Module):
     """``G(z, cond=None) -> (B, 1, clip_samples)`` in [-1, 1].
 
-    With ``cfg.model.tempo_conditioning`` the normalised tempo ``cond`` (B,) in [0, 1] goes through a
+    With ``cfg.model.tempo_conditioning`` the normalised tempo (``cond[:, 0]``) in [0, 1] goes through a
     Linear embedding (1 -> 16) that is concatenated to z; when ``cond`` is omitted, 0.5 (the middle of
     ``model.bpm_range``) is used.
     """
@@ -71,7 +73,7 @@ class WaveGANGenerator(nn.Module):
     def forward(self, z: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         if self.tempo_conditioning:
             if cond is None:
-                cond = z.new_full((z.shape[0],), 0.5)
-            z = torch.cat([z, self.cond_embed(cond.to(z.dtype).reshape(-1, 1))], dim=1)
+                cond = z.new_full((z.shape[0], 1), 0.5)
+            z = torch.cat([z, self.cond_embed(tempo_column(cond).to(z.dtype))], dim=1)
         h = self.fc(z).view(z.shape[0], self.base_channels, BASE_FRAMES)
         return self.net(torch.relu(h))

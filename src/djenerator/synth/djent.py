@@ -324,7 +324,7 @@ def render_riff(seed: int, sr: int = 16000, seconds: float = 8.0, bpm: float | N
     all_on = sorted(set(clean(guitar_onsets) + clean(kick_onsets) + clean(snare_onsets) + clean(hat_onsets)
                         + clean(cymbal_onsets) + clean(ping_onsets)))
     meta = {
-        "bpm": bpm, "grouping": grouping, "onsets": all_on,
+        "bpm": bpm, "first_beat": 0.0, "grouping": grouping, "onsets": all_on,
         "guitar_onsets": clean(guitar_onsets), "kick_onsets": clean(kick_onsets),
         "ghost_onsets": clean(ghost_onsets), "snare_onsets": clean(snare_onsets),
         "hat_onsets": clean(hat_onsets), "cymbal_onsets": clean(cymbal_onsets),
