@@ -83,12 +83,24 @@ def test_beat_grid_needs_the_spectral_generator_and_tempo():
         build_config("laptop", [], ["model.beat_grid=true"])
 
 
+def _wake(module: torch.nn.Module) -> None:
+    """Give every weight a small random part, as training would: the grid inputs start at zero."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+
+
 def test_generator_and_discriminators_read_the_grid():
     torch.manual_seed(0)
     cfg = grid_cfg()
     G, D = build_generator(cfg).eval(), build_discriminator(cfg)
     z = torch.randn(2, 16)
     on_beat, off_beat = tempo_cond(torch.tensor([120.0, 120.0]), cfg, torch.tensor([0.0, 0.5])).chunk(2)
+    with torch.no_grad():  # at initialisation the grid is switched off: same audio, same judgement
+        x = G(z[:1], on_beat)
+        assert torch.equal(x, G(z[:1], off_beat))
+        assert all(torch.equal(la, lb) for (la, _), (lb, _) in zip(D(x, on_beat), D(x, off_beat)))
+    _wake(G), _wake(D)
     with torch.no_grad():
         a, b = G(z[:1], on_beat), G(z[:1], off_beat)
         assert not torch.allclose(a, b, atol=1e-5) and torch.equal(a, G(z[:1], on_beat))
@@ -106,6 +118,7 @@ def test_streamed_pieces_keep_one_clock():
     torch.manual_seed(0)
     cfg = grid_cfg()
     G = build_generator(cfg).eval()
+    _wake(G)
     n = int(4.3 * cfg.data.sample_rate)
     plan = PiecePlan.for_generator(G, n, seed=3)
     cond = bpm_cond(cfg, 140.0, 1)

@@ -43,7 +43,7 @@ class ModelConfig:
     stft_ffts: list[int] = field(default_factory=lambda: [512, 1024, 2048])
     tempo_conditioning: bool = False
     beat_grid: bool = False  # spectral G + stft/msd D also read a beat clock (needs tempo_conditioning)
-    bpm_range: list[float] = field(default_factory=lambda: [90.0, 160.0])
+    bpm_range: list[float] = field(default_factory=lambda: [80.0, 160.0])  # one octave: any tempo folds into it
 
 
 @dataclass

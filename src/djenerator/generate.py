@@ -57,15 +57,17 @@ def bpm_cond(cfg: Config, bpm: float | None, n: int) -> torch.Tensor | None:
 
 @torch.no_grad()
 def generate_clips(G: torch.nn.Module, cfg: Config, n: int = 8, seed: int = 0, batch_size: int = 16,
-                   bpm: float | None = None, z: torch.Tensor | None = None) -> np.ndarray:
-    """(n, T) float32 in [-1, 1]; pass ``z`` to render given latents (interpolation)."""
+                   bpm: float | None = None, z: torch.Tensor | None = None,
+                   cond: torch.Tensor | None = None) -> np.ndarray:
+    """(n, T) float32 in [-1, 1]; pass ``z`` to render given latents (interpolation), ``cond`` (n, 2) to give
+    each clip its own condition (tempo-conditioned models; see models.tempo_cond) instead of ``bpm``."""
     device = next(G.parameters()).device
     z = latents(n, cfg.model.latent_dim, seed) if z is None else z
     out = []
     for i in range(0, len(z), batch_size):
         zb = z[i:i + batch_size].to(device)
-        cond = bpm_cond(cfg, bpm, len(zb))
-        out.append(G(zb, cond.to(device) if cond is not None else None).float().cpu()[:, 0])
+        cond_b = bpm_cond(cfg, bpm, len(zb)) if cond is None else cond[i:i + batch_size]
+        out.append(G(zb, cond_b.to(device) if cond_b is not None else None).float().cpu()[:, 0])
     return torch.cat(out).clamp(-1, 1).numpy()
 
 

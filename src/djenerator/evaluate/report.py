@@ -39,6 +39,7 @@ from ..config import ConfigError
 from ..data.dataset import ClipDataset, DatasetError
 from ..generate import generate_clips, load_generator
 from ..io import read_csv_columns
+from ..models import tempo_cond
 from . import metrics
 from .features import as_batch, clip_features
 from .memorisation import memorisation_report
@@ -274,8 +275,12 @@ def evaluate(target: str | Path, dataset: str | Path | None = None, n: int = 64,
     out.mkdir(parents=True, exist_ok=True)
 
     log(f"generating {n} clips (seed {seed}) from {ckpt.name} (step {step})")
-    gen = np.asarray(generate_clips(G, cfg, n, seed), dtype=np.float32)
     rng = np.random.default_rng(seed)
+    # a tempo-conditioned model is asked for the tempi (and beat phases) of n random training clips, so the
+    # generated set is compared like for like with the real one
+    c_idx = rng.choice(len(ds), n, replace=len(ds) < n)
+    cond = tempo_cond(torch.from_numpy(ds.bpm[c_idx]), cfg, torch.from_numpy(ds.beat[c_idx]))
+    gen = np.asarray(generate_clips(G, cfg, n, seed, cond=cond), dtype=np.float32)
     n_real = min(max_real, len(ds))
     idx = np.sort(rng.choice(len(ds), n_real, replace=False))
     real = np.array(ds.clips[idx], dtype=np.float32)

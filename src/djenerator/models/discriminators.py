@@ -154,6 +154,8 @@ class ScaleDiscriminator(nn.Module):
         self.grid, self.stride = grid, stride  # stride: input samples per sample at this scale
         extra = grid.channels if grid is not None else 0
         layers = [nn.Conv1d(1 + extra, widths[0], 15, 1, padding=7, padding_mode="reflect")]
+        with torch.no_grad():
+            layers[0].weight[:, 1:].zero_()  # the grid starts switched off: D first learns the audio
         for cin, cout in zip(widths[:-1], widths[1:]):
             layers.append(nn.Conv1d(cin, cout, 41, 4, padding=20, groups=_groups(cin, cout)))
         layers.append(nn.Conv1d(widths[-1], widths[-1], 5, 1, padding=2))
@@ -229,6 +231,9 @@ class STFTDiscriminator(nn.Module):
         # the grid, constant over frequency, enters the first layer as a per-frame bias (what a Conv2d over
         # grid channels broadcast to every bin computes, at 1/bins of the cost)
         self.grid_in = nn.Conv1d(GRID_DIM, ch, 3, padding=1) if self.grid else None
+        if self.grid_in is not None:  # the grid starts switched off: D first learns the audio
+            nn.init.zeros_(self.grid_in.weight)
+            nn.init.zeros_(self.grid_in.bias)
         self.act = nn.LeakyReLU(0.1, inplace=True)
         self.proj = _Projection(ch) if tempo_conditioning else None
 

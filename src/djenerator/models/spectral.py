@@ -111,6 +111,9 @@ class SpectralGenerator(nn.Module):
         frame_in = style_dim + (GRID_DIM if self.beat_grid else 0)  # what every frame is told besides its latent
         self.inp = nn.Conv1d(FRAME_DIM + frame_in, ch, KERNEL, padding=KERNEL // 2)
         self.blocks = nn.ModuleList(_Block(ch, frame_in, dl) for dl in DILATIONS)
+        if self.beat_grid:  # the grid starts switched off (FiLM is zero-initialised too): learnt as D asks for it
+            with torch.no_grad():
+                self.inp.weight[:, FRAME_DIM + style_dim:].zero_()
         self.norm = nn.LayerNorm(ch)
         self.bins = self.n_fft // 2 + 1
         self.head = nn.Conv1d(ch, 2 * self.bins, 1)
