@@ -1,23 +1,22 @@
-"""Few recordings: does augmentation + ADA cut copying and the distance to held-back data? Does --bpm work?
+"""Few recordings: does augmentation + ADA cut copying and the distance to held-back data?
 
-    .venv/bin/python benchmarks/few_files.py [--steps 1500] [--device auto] [--run-seconds 70] [--out DIR]
+    .venv/bin/python benchmarks/few_files.py [--preset few] [--sr 16000] [--clip N] [--hop N] [--steps 1500]
+        [--run-seconds 70] [--sets djent plucks real] [--real data/real/nexuiz] [--device auto] [--out DIR]
 
-Two sets of 8 training files, each with 8 held-back files made the same way (never trained on):
-- ``djent``: the built-in procedural Djent riffs (``djenerator.synth.synth_dataset``);
+Sets of 8 training files, each with 8 held-back files made the same way (never trained on):
+- ``djent``: the built-in procedural Djent riffs (``djenerator.synth.synth_dataset``), ``--seconds`` each;
 - ``plucks``: a differently made set built here: clean plucked-string arpeggios over a soft kick/hat
-  pulse (additive partials with per-partial decay, major/minor chords, random key and tempo).
-For each set the ``few`` preset is trained twice for the same number of steps and seed, with and without
+  pulse (additive partials with per-partial decay, major/minor chords, random key and tempo);
+- ``real``: recorded music (``--real``, e.g. the Nexuiz soundtrack from ``benchmarks/fetch_real_music.sh``):
+  a ``--seconds`` excerpt from the middle of each of the first 8 files to train on, of the next 8 to hold back.
+For each set the preset is trained twice for the same number of steps and seed, with and without
 augmentation (the run with augmentation goes first, it is slower; the other run gets exactly the steps it
-reached). Then 64 clips are generated and compared: copies flagged by ``memorisation_report``
+reached; ``--run-seconds 0`` means no time cap). With augmentation the ``few`` preset's ops and ADA are used
+whatever the preset. Then 64 clips are generated and compared: copies flagged by ``memorisation_report``
 (normalised xcorr >= 0.8), highest corr with any training clip, KID and Frechet distance on
 ``clip_features`` to the held-back clips (and, for scale, the training clips' own distance to them), and
 diversity (mean pairwise feature distance; the held-back clips' own value for reference).
-
-Tempo: a tempo-conditioned ``few`` model on longer clips (65536 samples, 4.1 s at 16 kHz, enough beats
-for the autocorrelation tempo) of the Djent set; for 8 tempos across the trained range, 16 clips each,
-tempo estimated by ``evaluate.rhythm.estimate_tempo``: median absolute error (BPM) and share within 5 %.
-The same numbers for the real training clips against their labels show the estimator's own error.
-Results stream to stdout and ``--out/results.jsonl``.
+Results stream to stdout and ``--out/results.jsonl``. Tempo control is measured by ``benchmarks/tempo.py``.
 """
 from __future__ import annotations
 
@@ -39,7 +38,6 @@ from djenerator.data.prepare import prepare
 from djenerator.evaluate.features import clip_features
 from djenerator.evaluate.memorisation import memorisation_report
 from djenerator.evaluate.metrics import diversity, frechet_distance, kernel_distance, standardise
-from djenerator.evaluate.rhythm import estimate_tempo_batch
 from djenerator.generate import generate_clips, load_generator
 from djenerator.synth import synth_dataset
 from djenerator.train import train
@@ -95,9 +93,27 @@ def plucks_dataset(out_dir: Path, n_files: int, seconds: float, seed: int) -> No
         (out_dir / f"plucks_{i:03d}.json").write_text(json.dumps(meta))
 
 
-def make_set(name: str, root: Path, seconds: float) -> tuple[Path, Path]:
+def real_excerpts(src: Path, out_dir: Path, files: list[Path], seconds: float) -> None:
+    """An excerpt of ``seconds`` from the middle of each file, as 16-kHz mono wav."""
+    from djenerator.audio import load_audio
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        x = load_audio(f, SR)[0]
+        mid = max(0, len(x) // 2 - int(seconds * SR) // 2)
+        write_wav(out_dir / f"{f.stem}.wav", x[mid:mid + int(seconds * SR)], SR)
+
+
+def make_set(name: str, root: Path, seconds: float, real: Path | None = None) -> tuple[Path, Path]:
     tr, held = root / f"{name}_train_wav", root / f"{name}_held_wav"
-    if name == "djent":
+    if name == "real":
+        from djenerator.data.prepare import find_audio
+
+        if real is None or len(files := find_audio(real)) < 16:
+            raise SystemExit(f"--real must name a folder with at least 16 audio files (got {real})")
+        real_excerpts(real, tr, files[:8], seconds)
+        real_excerpts(real, held, files[8:16], seconds)
+    elif name == "djent":
         synth_dataset(tr, n_files=8, seconds=seconds, sr=SR, seed=0, progress=False)
         synth_dataset(held, n_files=8, seconds=seconds, sr=SR, seed=1000, progress=False)
     else:
@@ -111,19 +127,38 @@ def prepared(src: Path, out: Path, cfg) -> ClipDataset:
     return ClipDataset(out)
 
 
-def few_cfg(device: str, steps: int, *extra: str):
-    return build_config("few", [], [f"data.sample_rate={SR}", f"train.device={device}", f"train.steps={steps}",
+def few_cfg(args, steps: int, *extra: str):
+    data = [f"data.sample_rate={args.sr}"] + [f"data.{k}_samples={v}" for k, v in (("clip", args.clip), ("hop", args.hop)) if v]
+    return build_config(args.preset, [], [*data, f"train.device={args.device}", f"train.steps={steps}",
                                     "train.log_every=50", "train.ckpt_every=100000", "train.sample_every=100000",
                                     "train.n_samples=2", *extra])
 
 
+def score(checkpoint: Path, ds: ClipDataset, f_held: np.ndarray, n_gen: int = 64, device: str = "cpu") -> dict:
+    """Copies of and max correlation with the training clips, KID/FD to held-back features, diversity."""
+    sr = ds.sample_rate
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    G, gcfg, _ = load_generator(checkpoint, device)
+    gen = generate_clips(G, gcfg, n=n_gen, seed=123)
+    rep = memorisation_report(gen, np.array(ds.clips), ds.manifest["clips"], sr, feature_check=False, device=device)
+    f_gen = clip_features(gen, sr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        s_held, s_gen = standardise(f_held, f_gen)
+        return {"final_p": ck.get("augment", {}).get("p", 0.0), "copies": rep["n_flagged"],
+                "max_corr": rep["max_corr"], "mean_corr": rep["mean_corr"],
+                "kid": kernel_distance(s_gen, s_held)[0], "fd": frechet_distance(s_gen, s_held),
+                "diversity": diversity(s_gen), "held_diversity": diversity(s_held)}
+
+
 def compare(name: str, root: Path, args, emit) -> None:
-    tr_wav, held_wav = make_set(name, root, 8.0)
-    cfg0 = few_cfg(args.device, args.steps)
+    tr_wav, held_wav = make_set(name, root, args.seconds, args.real)
+    cfg0 = few_cfg(args, args.steps)
+    sr = cfg0.data.sample_rate
     ds = prepared(tr_wav, root / f"{name}_train", cfg0)
     held = prepared(held_wav, root / f"{name}_held", cfg0)
     train_clips, held_clips = np.array(ds.clips), np.array(held.clips)
-    f_train, f_held = clip_features(train_clips, SR), clip_features(held_clips, SR)
+    f_train, f_held = clip_features(train_clips, sr), clip_features(held_clips, sr)
     base = {"set": name, "n_train_clips": len(ds), "n_held_clips": len(held)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -133,71 +168,33 @@ def compare(name: str, root: Path, args, emit) -> None:
               "held_diversity": diversity(s_held)})
     steps = args.steps
     for aug in (True, False):
-        extra = [] if aug else ["augment.enabled=false"]
-        cfg = few_cfg(args.device, steps, *extra)
+        extra = ["augment.enabled=true", "augment.ada=true", "augment.ops=[polarity,gain,shift,eq,noise,cutout]"] \
+            if aug else ["augment.enabled=false"]
+        cfg = few_cfg(args, steps, *extra)
         t0 = time.perf_counter()
         res = train(cfg, root / f"{name}_train", root / "runs" / f"{name}_{'aug' if aug else 'noaug'}", progress=False,
-                    log=lambda m: None, max_seconds=args.run_seconds)
+                    log=lambda m: None, max_seconds=args.run_seconds or None)
         dt = time.perf_counter() - t0
         if aug:
             steps = res.step  # the plain run gets exactly as many steps
-        ck = torch.load(res.checkpoint, map_location="cpu", weights_only=False)
-        G, gcfg, _ = load_generator(res.checkpoint, args.device)
-        gen = generate_clips(G, gcfg, n=args.n_gen, seed=123)
-        rep = memorisation_report(gen, train_clips, ds.manifest["clips"], SR, feature_check=False,
-                                  device=args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-        f_gen = clip_features(gen, SR)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            s_held, s_gen = standardise(f_held, f_gen)
-            row = {**base, "run": "augment+ADA" if aug else "no augment", "steps": res.step, "seconds": round(dt, 1),
-                   "final_p": ck.get("augment", {}).get("p", 0.0), "copies": rep["n_flagged"],
-                   "max_corr": rep["max_corr"], "mean_corr": rep["mean_corr"],
-                   "kid": kernel_distance(s_gen, s_held)[0], "fd": frechet_distance(s_gen, s_held),
-                   "diversity": diversity(s_gen), "held_diversity": diversity(s_held)}
+        row = score(res.checkpoint, ds, f_held, args.n_gen, args.device)
+        row.update({**base, "run": "augment+ADA" if aug else "no augment", "steps": res.step, "seconds": round(dt, 1)})
         emit(row)
-
-
-def tempo_part(root: Path, args, emit) -> None:
-    src = root / "tempo_wav"
-    synth_dataset(src, n_files=8, seconds=12.0, sr=SR, seed=0, progress=False)
-    cfg = few_cfg(args.device, args.steps, "data.clip_samples=65536", "model.tempo_conditioning=true")
-    ds = prepared(src, root / "tempo_ds", cfg)
-    labels = ds.bpm
-    clips = np.array(ds.clips)
-    est_real = estimate_tempo_batch(clips, SR)
-    err_real = np.abs(est_real - labels)
-    emit({"set": "djent 65536", "run": "real clips vs labels", "median_abs_err_bpm": float(np.nanmedian(err_real)),
-          "within_5pct": float(np.nanmean(err_real <= 0.05 * labels)), "trained_bpms": sorted({round(float(b), 1) for b in labels})})
-    t0 = time.perf_counter()
-    res = train(cfg, root / "tempo_ds", root / "runs" / "tempo", progress=False, log=lambda m: None,
-                max_seconds=args.tempo_seconds)
-    G, gcfg, _ = load_generator(res.checkpoint, args.device)
-    lo, hi = gcfg.model.bpm_range
-    targets = np.linspace(lo + 5, hi - 5, 8)
-    errs, within, per = [], [], {}
-    for bpm in targets:
-        gen = generate_clips(G, gcfg, n=16, seed=7, bpm=float(bpm))
-        est = estimate_tempo_batch(gen, SR)
-        e = np.abs(est - bpm)
-        errs.append(e)
-        within.append(e <= 0.05 * bpm)
-        per[f"{bpm:.0f}"] = float(np.nanmedian(est))
-    e, w = np.concatenate(errs), np.concatenate(within)
-    emit({"set": "djent 65536", "run": "generated at requested bpm", "steps": res.step,
-          "seconds": round(time.perf_counter() - t0, 1), "median_abs_err_bpm": float(np.nanmedian(e)),
-          "within_5pct": float(np.mean(w)), "nan_share": float(np.mean(np.isnan(e))), "median_est_by_target": per})
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="few")
+    ap.add_argument("--sr", type=int, default=SR)
+    ap.add_argument("--clip", type=int, default=0, help="clip samples (0: the preset's)")
+    ap.add_argument("--hop", type=int, default=0, help="hop samples (0: the preset's)")
+    ap.add_argument("--seconds", type=float, default=8.0, help="length of each file (excerpt for 'real')")
     ap.add_argument("--steps", type=int, default=1500)
-    ap.add_argument("--run-seconds", type=float, default=70.0, help="wall-clock cap of each training run")
-    ap.add_argument("--tempo-seconds", type=float, default=110.0)
+    ap.add_argument("--run-seconds", type=float, default=70.0, help="wall-clock cap of each training run (0: none)")
     ap.add_argument("--n-gen", type=int, default=64)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--sets", nargs="*", default=["djent", "plucks"])
-    ap.add_argument("--no-tempo", action="store_true")
+    ap.add_argument("--sets", nargs="*", default=["djent", "plucks"], choices=["djent", "plucks", "real"])
+    ap.add_argument("--real", type=Path, default=None, help="folder of recorded music for the 'real' set")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     if args.device == "auto":
@@ -216,14 +213,13 @@ def main() -> None:
                 f.write(json.dumps(row) + "\n")
 
     print(f"torch {torch.__version__}, device {args.device}"
-          f"{' (' + torch.cuda.get_device_name() + ')' if args.device.startswith('cuda') else ''}, steps {args.steps}",
+          f"{' (' + torch.cuda.get_device_name() + ')' if args.device.startswith('cuda') else ''}, preset {args.preset}, "
+          f"{args.sr} Hz, steps {args.steps}",
           flush=True)
     root = Path(tempfile.mkdtemp(prefix="few_files_"))
     try:
         for name in args.sets:
             compare(name, root, args, emit)
-        if not args.no_tempo:
-            tempo_part(root, args, emit)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print()
@@ -233,10 +229,6 @@ def main() -> None:
         if "kid" in r:
             print(f"{r['set']:<8} {r['run']:<28} {r.get('steps', ''):>5} {r.get('final_p', ''):>5} {r.get('copies', ''):>6} "
                   f"{r.get('max_corr', ''):>8} {r['kid']:>9.4f} {r['fd']:>8.2f} {r['diversity']:>7.2f} {r['held_diversity']:>8.2f}")
-    for r in rows:
-        if "median_abs_err_bpm" in r:
-            print(f"tempo: {r['run']:<28} median |error| {r['median_abs_err_bpm']:.1f} BPM, within 5 %: "
-                  f"{100 * r['within_5pct']:.0f} %")
 
 
 if __name__ == "__main__":
