@@ -30,8 +30,8 @@ at every phase, and (b) is computed with full context on both sides, exactly lik
 long piece: what is trained is what is rendered at any length. With a single latent frame and no
 neighbours it reduces to a one-window generator.
 
-With ``model.beat_grid`` every STFT frame is also told its position in the beat (see :mod:`.grid`), so the
-tempo asked for is held over any length.
+With ``model.beat_grid`` every STFT frame is also told its position in the beat (see :mod:`.grid`; an
+extra input of the first conv), so the tempo asked for is held over any length.
 """
 from __future__ import annotations
 
@@ -108,10 +108,11 @@ class SpectralGenerator(nn.Module):
         self.style_dim = style_dim
         self.beat_grid = bool(m.beat_grid)
         self.bpm_range = tuple(m.bpm_range)
-        frame_in = style_dim + (GRID_DIM if self.beat_grid else 0)  # what every frame is told besides its latent
-        self.inp = nn.Conv1d(FRAME_DIM + frame_in, ch, KERNEL, padding=KERNEL // 2)
-        self.blocks = nn.ModuleList(_Block(ch, frame_in, dl) for dl in DILATIONS)
-        if self.beat_grid:  # the grid starts switched off (FiLM is zero-initialised too): learnt as D asks for it
+        # the grid enters the input layer only: fed to every block's FiLM as well, it took over the output
+        # (steady drones, no rests; Frechet distance 531 vs 343 on the built-in data at ~4.5k steps)
+        self.inp = nn.Conv1d(FRAME_DIM + style_dim + (GRID_DIM if self.beat_grid else 0), ch, KERNEL, padding=KERNEL // 2)
+        self.blocks = nn.ModuleList(_Block(ch, style_dim, dl) for dl in DILATIONS)
+        if self.beat_grid:  # the grid starts switched off: learnt as far as the discriminators ask for it
             with torch.no_grad():
                 self.inp.weight[:, FRAME_DIM + style_dim:].zero_()
         self.norm = nn.LayerNorm(ch)
@@ -156,10 +157,11 @@ class SpectralGenerator(nn.Module):
         # latent frames -> STFT frame rate by linear interpolation (no steps at frame joins)
         k = n * self.upsample
         s = F.interpolate(style, size=k, mode="linear", align_corners=False)
+        inp = [F.interpolate(z_seq, size=k, mode="linear", align_corners=False), s]
         if self.beat_grid:
             c = cond if cond is not None and cond.dim() == 2 else z_seq.new_tensor([[0.5, 0.0]]).expand(b, -1)
-            s = torch.cat([s, beat_grid(c, k, self.sample_rate / self.hop, self.bpm_range, t0).to(s)], dim=1)
-        h = self.inp(torch.cat([F.interpolate(z_seq, size=k, mode="linear", align_corners=False), s], dim=1))
+            inp.append(beat_grid(c, k, self.sample_rate / self.hop, self.bpm_range, t0).to(s))
+        h = self.inp(torch.cat(inp, dim=1))
         for blk in self.blocks:
             h = blk(h, s)
         h = self.head(self.norm(h.transpose(1, 2)).transpose(1, 2))
