@@ -82,7 +82,7 @@ def prepare(src: Path = typer.Argument(..., help="Folder (or file) of wav/flac/o
             hop: Optional[int] = typer.Option(None, "--hop", help="Hop between clips in samples (0 = clip length)."),
             silence_db: float = typer.Option(-45.0, help="Drop clips quieter than this RMS (dBFS)."),
             normalize: str = typer.Option("peak", help="peak (per clip) | file (one gain per file) | none."),
-            no_tempo: bool = typer.Option(False, "--no-tempo", help="Skip per-clip tempo estimation."),
+            no_tempo: bool = typer.Option(False, "--no-tempo", help="Skip tempo and beat estimation (sidecar json labels are still read)."),
             overwrite: bool = typer.Option(False, help="Replace an existing dataset.")):
     """Cut a folder of audio into a memory-mapped dataset of fixed-length clips."""
     from .config import DataConfig, build_config

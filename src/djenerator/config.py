@@ -26,7 +26,7 @@ class DataConfig:
     hop_samples: int = 0  # 0 means hop = clip_samples (no overlap)
     silence_db: float = -45.0  # clips whose RMS is below this (dBFS) are dropped
     normalize: str = "peak"  # "peak": each clip scaled to peak 0.95; "file": one gain per file; "none"
-    estimate_tempo: bool = True  # store an onset-autocorrelation tempo per clip in the manifest
+    estimate_tempo: bool = True  # store an estimated tempo and beat phase per clip in the manifest (no sidecar)
 
 
 @dataclass
