@@ -48,12 +48,13 @@ PRESETS: dict[str, dict] = {
     },
     "laptop": {
         "summary": "Trainable on a CPU: the spectral generator (d=16; pieces of any length) against a multi-"
-        "resolution STFT discriminator, at 8 kHz with 1-s clips, hinge + feature matching, batch 8. ~6 steps/s "
-        "on 2 cores: rhythmic chug bursts appear within minutes (prepare with --preset laptop).",
+        "resolution STFT discriminator, at 8 kHz with 1-s clips, hinge + feature matching, batch 8, tempo "
+        "conditioning with the beat grid (generate --bpm; the tempo holds over long pieces). ~6 steps/s on 2 "
+        "cores: rhythmic chug bursts appear within minutes (prepare with --preset laptop).",
         "config": {
             "data": {"sample_rate": 8000, "clip_samples": 8192, "hop_samples": 2048},
             "model": {"arch": "spectral", "discriminators": ["stft"], "dim": 16, "latent_dim": 128,
-                      "stft_ffts": [256, 512, 1024]},
+                      "stft_ffts": [256, 512, 1024], "tempo_conditioning": True, "beat_grid": True},
             "train": {**HINGE_ADAM, "batch_size": 8},
         },
     },
