@@ -42,11 +42,13 @@ def test_prepare_stores_beat_phase_from_sidecar_and_estimate(tmp_path):
     sf.write(src / "labelled.wav", click_track(100.0, 12.0, sr, start=0.2), sr)
     (src / "labelled.json").write_text(json.dumps({"bpm": 100.0, "first_beat": 0.2}))
     sf.write(src / "clicks.wav", click_track(bpm, 12.0, sr, start=0.125), sr)
+    sf.write(src / "tempo_only.wav", click_track(110.0, 12.0, sr, start=0.3), sr)  # bpm label, beats estimated
+    (src / "tempo_only.json").write_text(json.dumps({"bpm": 110.0}))
     cfg = build_config("laptop", [], ["data.hop_samples=3000"])
     prepare(src, tmp_path / "ds", cfg.data, progress=False, log=lambda m: None)
     ds = ClipDataset(tmp_path / "ds")
     for c, beat in zip(ds.manifest["clips"], ds.beat):
-        b, first = (100.0, 0.2) if c["file"] == "labelled.wav" else (bpm, 0.125)
+        b, first = {"labelled.wav": (100.0, 0.2), "tempo_only.wav": (110.0, 0.3)}.get(c["file"], (bpm, 0.125))
         want = ((c["start"] - first) * b / 60.0) % 1.0
         tol = 1e-3 if c["file"] == "labelled.wav" else 0.04  # estimated: within 20 ms at 120 BPM
         assert min(abs(beat - want), 1 - abs(beat - want)) < tol, (c, want)

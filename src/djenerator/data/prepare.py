@@ -111,7 +111,7 @@ def prepare(src: str | Path, out: str | Path, cfg: DataConfig | None = None, ove
     clip, sr = cfg.clip_samples, cfg.sample_rate
     hop = cfg.hop_samples or clip
     if cfg.estimate_tempo:
-        from ..evaluate.rhythm import beat_phase, estimate_beats, tempo_envelope
+        from ..evaluate.rhythm import estimate_beats
 
     tmp = out.with_name(f".{out.name}.partial")
     if tmp.exists():
@@ -132,7 +132,7 @@ def prepare(src: str | Path, out: str | Path, cfg: DataConfig | None = None, ove
                         peak = _file_peak(path, sr)
                         gain = 0.95 / peak if peak > 0 else None
                     label, label_first = _sidecar_beats(path)
-                    beats: dict[int, tuple] = {}  # block index -> (bpm, first beat in s from the file start)
+                    beats_block = -1  # the block whose (bpm, first beat in s from the file start) is known
                     for start, c, bi, block, b0 in _clips_from_stream(iter_blocks(path, sr), clip, hop):
                         if rms_db(c) < cfg.silence_db:
                             report.silent_clips += 1
@@ -142,15 +142,11 @@ def prepare(src: str | Path, out: str | Path, cfg: DataConfig | None = None, ove
                         elif gain is not None:
                             c = c * gain
                         c = np.clip(c, -1.0, 1.0).astype("<f4")
-                        if bi not in beats:
-                            beats = {bi: (label, label_first)}
-                            if cfg.estimate_tempo and label is None:
-                                bpm_b, first_b = estimate_beats(block, sr)
-                                beats[bi] = (bpm_b, b0 / sr + first_b)
-                            elif cfg.estimate_tempo and label_first is None:
-                                env, fps = tempo_envelope(block, sr)
-                                beats[bi] = (label, b0 / sr + beat_phase(env, fps, label))
-                        bpm, first = beats[bi]
+                        if bi != beats_block:
+                            beats_block, bpm, first = bi, label, label_first
+                            if cfg.estimate_tempo and first is None:
+                                bpm, first = estimate_beats(block, sr, bpm=label)
+                                first = b0 / sr + first
                         beat = _beat_at(start / sr, bpm, first)
                         fh.write(c.tobytes())
                         entries.append({"file": rel, "start": round(start / sr, 6),

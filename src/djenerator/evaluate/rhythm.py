@@ -256,13 +256,15 @@ def beat_phase(env: np.ndarray, fps: float, bpm: float) -> float:
     return float(offsets[int(np.argmax(score))] / fps)
 
 
-def estimate_beats(x: np.ndarray, sr: int, bpm_range=(60.0, 200.0)) -> tuple[float, float]:
-    """(tempo in BPM, time of the first beat in s) of a stretch of steady-tempo audio; NaNs when unknown."""
+def estimate_beats(x: np.ndarray, sr: int, bpm_range=(60.0, 200.0), bpm: float | None = None) -> tuple[float, float]:
+    """(tempo in BPM, time of the first beat in s) of a stretch of steady-tempo audio; NaNs when unknown.
+    With ``bpm`` known (a label), only the first beat is estimated."""
     x = np.asarray(x).reshape(-1)
-    if len(x) < 2.0 * 60.0 / float(bpm_range[0]) * sr:
+    if bpm is None and len(x) < 2.0 * 60.0 / float(bpm_range[0]) * sr:
         return float("nan"), float("nan")
     env, fps = tempo_envelope(x, sr)
-    bpm = tempo_from_envelope(env, fps, bpm_range)
+    if bpm is None:
+        bpm = tempo_from_envelope(env, fps, bpm_range)
     first = beat_phase(env, fps, bpm)
     # the flux of an onset peaks ~0.7 frame before it (the window sees the attack half a window early);
     # measured on click tracks at 8-44.1 kHz

@@ -61,20 +61,19 @@ class PhaseShuffle(nn.Module):
 
 
 class _Grid:
-    """The beat grid as input channels: (sample rate, bpm range) of the model, or None when off."""
+    """The beat grid as input channels for a model's (sample rate, bpm range); see :func:`_grid_of`."""
 
     def __init__(self, cfg: Config):
-        self.on = bool(cfg.model.beat_grid)
         self.sample_rate, self.bpm_range = cfg.data.sample_rate, tuple(cfg.model.bpm_range)
-
-    @property
-    def channels(self) -> int:
-        return GRID_DIM if self.on else 0
 
     def __call__(self, cond: torch.Tensor | None, b: int, n: int, rate: float, ref: torch.Tensor) -> torch.Tensor:
         if cond is None or cond.dim() != 2:  # unconditional judgement: no clock
             return ref.new_zeros(b, GRID_DIM, n)
         return beat_grid(cond, n, rate, self.bpm_range).to(ref)
+
+
+def _grid_of(cfg: Config) -> _Grid | None:
+    return _Grid(cfg) if cfg.model.beat_grid else None
 
 
 class _Projection(nn.Module):
@@ -152,8 +151,7 @@ class ScaleDiscriminator(nn.Module):
         super().__init__()
         widths = [max(d // 4, 1), max(d, 1), 4 * d, 16 * d, 16 * d]
         self.grid, self.stride = grid, stride  # stride: input samples per sample at this scale
-        extra = grid.channels if grid is not None else 0
-        layers = [nn.Conv1d(1 + extra, widths[0], 15, 1, padding=7, padding_mode="reflect")]
+        layers = [nn.Conv1d(1 + (GRID_DIM if grid else 0), widths[0], 15, 1, padding=7, padding_mode="reflect")]
         with torch.no_grad():
             layers[0].weight[:, 1:].zero_()  # the grid starts switched off: D first learns the audio
         for cin, cout in zip(widths[:-1], widths[1:]):
@@ -166,7 +164,7 @@ class ScaleDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         h, feats = x, []
-        if self.grid is not None and self.grid.on:
+        if self.grid is not None:
             h = torch.cat([h, self.grid(cond, x.shape[0], x.shape[-1], self.grid.sample_rate / self.stride, x)], dim=1)
         for conv in self.convs:
             h = self.act(conv(h))
@@ -190,7 +188,7 @@ class MultiScaleDiscriminator(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
         d = max(cfg.model.dim, 1)
-        grid = _Grid(cfg)
+        grid = _grid_of(cfg)
         self.discs = nn.ModuleList(ScaleDiscriminator(d, cfg.model.tempo_conditioning, grid, 2**i)
                                    for i in range(self.n_scales))
         self.pool = nn.AvgPool1d(4, 2, padding=2, count_include_pad=False)
@@ -219,7 +217,7 @@ class STFTDiscriminator(nn.Module):
     def __init__(self, n_fft: int, ch: int, tempo_conditioning: bool = False, grid: _Grid | None = None):
         super().__init__()
         self.n_fft, self.hop = int(n_fft), max(int(n_fft) // 4, 1)
-        self.grid = grid if grid is not None and grid.on else None
+        self.grid = grid
         self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
         self.convs = nn.ModuleList([
             nn.Conv2d(2, ch, (3, 9), (1, 4), padding=(1, 4)),
@@ -267,7 +265,7 @@ class MultiResolutionSTFTDiscriminator(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
         ch = max(cfg.model.dim // 2, 4)
-        grid = _Grid(cfg)
+        grid = _grid_of(cfg)
         self.discs = nn.ModuleList(STFTDiscriminator(n, ch, cfg.model.tempo_conditioning, grid) for n in cfg.model.stft_ffts)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
