@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/few_files.py [--preset few] [--sr 16000] [--clip N] [--hop N] [--steps 1500]
         [--run-seconds 70] [--sets djent plucks real] [--real data/real/nexuiz] [--device auto] [--out DIR]
 
-Sets of 8 training files, each with 8 held-back files made the same way (never trained on):
+Sets of 8 training files, each with 8 held-back files made the same way (never trained on; ``--held-seconds``
+long, 4x the training files by default, so that the distances rest on more clips than there are to train on):
 - ``djent``: the built-in procedural Djent riffs (``djenerator.synth.synth_dataset``), ``--seconds`` each;
 - ``plucks``: a differently made set built here: clean plucked-string arpeggios over a soft kick/hat
   pulse (additive partials with per-partial decay, major/minor chords, random key and tempo);
@@ -14,8 +15,10 @@ augmentation (the run with augmentation goes first, it is slower; the other run 
 reached; ``--run-seconds 0`` means no time cap). With augmentation the ``few`` preset's ops and ADA are used
 whatever the preset. Then 64 clips are generated and compared: copies flagged by ``memorisation_report``
 (normalised xcorr >= 0.8), highest corr with any training clip, KID and Frechet distance on
-``clip_features`` to the held-back clips (and, for scale, the training clips' own distance to them), and
-diversity (mean pairwise feature distance; the held-back clips' own value for reference).
+``clip_features`` to the held-back clips, and
+diversity (mean pairwise feature distance; the held-back clips' own value for reference). A first row scores
+real music the same way, for scale: the held-back clips' correlation with the training clips (what an
+original clip of the same style reaches), the training clips' KID/FD to the held-back ones and their diversity.
 Results stream to stdout and ``--out/results.jsonl``. Tempo control is measured by ``benchmarks/tempo.py``.
 """
 from __future__ import annotations
@@ -104,7 +107,7 @@ def real_excerpts(src: Path, out_dir: Path, files: list[Path], seconds: float) -
         write_wav(out_dir / f"{f.stem}.wav", x[mid:mid + int(seconds * SR)], SR)
 
 
-def make_set(name: str, root: Path, seconds: float, real: Path | None = None) -> tuple[Path, Path]:
+def make_set(name: str, root: Path, seconds: float, held_seconds: float, real: Path | None = None) -> tuple[Path, Path]:
     tr, held = root / f"{name}_train_wav", root / f"{name}_held_wav"
     if name == "real":
         from djenerator.data.prepare import find_audio
@@ -112,13 +115,13 @@ def make_set(name: str, root: Path, seconds: float, real: Path | None = None) ->
         if real is None or len(files := find_audio(real)) < 16:
             raise SystemExit(f"--real must name a folder with at least 16 audio files (got {real})")
         real_excerpts(real, tr, files[:8], seconds)
-        real_excerpts(real, held, files[8:16], seconds)
+        real_excerpts(real, held, files[8:16], held_seconds)
     elif name == "djent":
         synth_dataset(tr, n_files=8, seconds=seconds, sr=SR, seed=0, progress=False)
-        synth_dataset(held, n_files=8, seconds=seconds, sr=SR, seed=1000, progress=False)
+        synth_dataset(held, n_files=8, seconds=held_seconds, sr=SR, seed=1000, progress=False)
     else:
         plucks_dataset(tr, 8, seconds, 0)
-        plucks_dataset(held, 8, seconds, 1000)
+        plucks_dataset(held, 8, held_seconds, 1000)
     return tr, held
 
 
@@ -152,7 +155,7 @@ def score(checkpoint: Path, ds: ClipDataset, f_held: np.ndarray, n_gen: int = 64
 
 
 def compare(name: str, root: Path, args, emit) -> None:
-    tr_wav, held_wav = make_set(name, root, args.seconds, args.real)
+    tr_wav, held_wav = make_set(name, root, args.seconds, args.held_seconds or 4 * args.seconds, args.real)
     cfg0 = few_cfg(args, args.steps)
     sr = cfg0.data.sample_rate
     ds = prepared(tr_wav, root / f"{name}_train", cfg0)
@@ -163,7 +166,10 @@ def compare(name: str, root: Path, args, emit) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         s_held, s_train = standardise(f_held, f_train)
-        emit({**base, "run": "training clips (reference)", "kid": kernel_distance(s_train, s_held)[0],
+        ref = memorisation_report(held_clips, train_clips, ds.manifest["clips"], sr, feature_check=False,
+                                  device=args.device)
+        emit({**base, "run": "real: training vs held-back", "copies": ref["n_flagged"], "max_corr": ref["max_corr"],
+              "mean_corr": ref["mean_corr"], "kid": kernel_distance(s_train, s_held)[0],
               "fd": frechet_distance(s_train, s_held), "diversity": diversity(s_train),
               "held_diversity": diversity(s_held)})
     steps = args.steps
@@ -171,8 +177,10 @@ def compare(name: str, root: Path, args, emit) -> None:
         extra = ["augment.enabled=true", "augment.ada=true", "augment.ops=[polarity,gain,shift,eq,noise,cutout]"] \
             if aug else ["augment.enabled=false"]
         cfg = few_cfg(args, steps, *extra)
+        run_dir = root / "runs" / f"{name}_{'aug' if aug else 'noaug'}"
+        shutil.rmtree(run_dir, ignore_errors=True)
         t0 = time.perf_counter()
-        res = train(cfg, root / f"{name}_train", root / "runs" / f"{name}_{'aug' if aug else 'noaug'}", progress=False,
+        res = train(cfg, root / f"{name}_train", run_dir, progress=False,
                     log=lambda m: None, max_seconds=args.run_seconds or None)
         dt = time.perf_counter() - t0
         if aug:
@@ -189,13 +197,16 @@ def main() -> None:
     ap.add_argument("--clip", type=int, default=0, help="clip samples (0: the preset's)")
     ap.add_argument("--hop", type=int, default=0, help="hop samples (0: the preset's)")
     ap.add_argument("--seconds", type=float, default=8.0, help="length of each file (excerpt for 'real')")
+    ap.add_argument("--held-seconds", type=float, default=0.0,
+                    help="length of each held-back file (0: 4x --seconds, so the distances rest on more clips)")
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--run-seconds", type=float, default=70.0, help="wall-clock cap of each training run (0: none)")
     ap.add_argument("--n-gen", type=int, default=64)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--sets", nargs="*", default=["djent", "plucks"], choices=["djent", "plucks", "real"])
     ap.add_argument("--real", type=Path, default=None, help="folder of recorded music for the 'real' set")
-    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=None,
+                    help="keep results.jsonl, the datasets and the runs (checkpoints) here; default: a temporary folder")
     args = ap.parse_args()
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -216,12 +227,13 @@ def main() -> None:
           f"{' (' + torch.cuda.get_device_name() + ')' if args.device.startswith('cuda') else ''}, preset {args.preset}, "
           f"{args.sr} Hz, steps {args.steps}",
           flush=True)
-    root = Path(tempfile.mkdtemp(prefix="few_files_"))
+    root = out / "work" if out is not None else Path(tempfile.mkdtemp(prefix="few_files_"))
     try:
         for name in args.sets:
             compare(name, root, args, emit)
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if out is None:
+            shutil.rmtree(root, ignore_errors=True)
     print()
     print(f"{'set':<8} {'run':<28} {'steps':>5} {'p':>5} {'copies':>6} {'max corr':>8} {'KID held':>9} {'FD held':>8} "
           f"{'divers.':>7} {'held div':>8}")
