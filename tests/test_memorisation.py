@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from djenerator.evaluate.memorisation import (
+    copy_alarm,
     fast_fft_size,
     max_normalized_xcorr,
     memorisation_report,
@@ -154,3 +155,15 @@ def test_nearest_feature_neighbour():
     assert nn["ratio"][0] < 0.05
     assert nn["ratio"][1] > 0.5
     assert nn["real_nn_distance"] > 0
+
+
+def test_copy_alarm_names_the_replayed_file_and_time():
+    rng = np.random.default_rng(3)
+    train = rng.standard_normal((6, 2048)).astype(np.float32)
+    manifest = [{"file": f"song_{i}.wav", "start": 1.5 * i} for i in range(6)]
+    gen = rng.standard_normal((4, 2048)).astype(np.float32)
+    assert copy_alarm(gen, train, manifest, SR) is None
+    gen[2, :1900] = -0.3 * train[4, 148:]  # a quieter, polarity-flipped copy starting 148 samples in
+    msg = copy_alarm(gen, train, manifest, SR)
+    assert msg is not None and msg.startswith("1 of 4 samples")
+    assert "sample 2 replays song_4.wav at 6.02 s" in msg  # 1.5 * 4 + 148 / 8000 = 6.0185

@@ -128,6 +128,30 @@ def test_nan_stops_cleanly_keeping_last_checkpoint(tiny_dataset, tmp_path, monke
     assert "train." in (tmp_path / "r" / "health.log").read_text()
 
 
+def test_training_warns_when_samples_copy_the_training_clips(tiny_dataset, tmp_path, monkeypatch):
+    import djenerator.train as T
+    from djenerator.data.dataset import ClipDataset
+
+    clips = np.array(ClipDataset(tiny_dataset).clips)
+    real_write = T.write_samples
+
+    def replaying(G, z, bpm, cfg, out):  # a generator that has memorised clip 3 (as the real one may)
+        audio = real_write(G, z, bpm, cfg, out)
+        audio[1] = clips[3]
+        return audio
+
+    res = train(tiny_cfg("train.steps=5"), tiny_dataset, tmp_path / "plain", progress=False, log=lambda m: None)
+    assert not any("copy" in w for w in res.warnings)
+    monkeypatch.setattr(T, "write_samples", replaying)
+    res = train(tiny_cfg("train.steps=5"), tiny_dataset, tmp_path / "r", progress=False, log=lambda m: None)
+    copies = [w for w in res.warnings if "copy training clips" in w]
+    assert len(copies) == 1 and "sample 1 replays x.wav at 0.38 s" in copies[0] and "augment.enabled=true" in copies[0]
+    assert "copy training clips" in (tmp_path / "r" / "health.log").read_text()
+    res = train(tiny_cfg("train.steps=5", "train.copy_check_clips=0"), tiny_dataset, tmp_path / "off", progress=False,
+                log=lambda m: None)
+    assert not any("copy" in w for w in res.warnings)
+
+
 def test_resume_refuses_a_different_optimizer(tiny_dataset, tmp_path):
     from djenerator.config import ConfigError
 

@@ -70,6 +70,7 @@ class TrainConfig:
     sample_every: int = 500
     log_every: int = 10
     n_samples: int = 4  # fixed-latent samples written at each sample step
+    copy_check_clips: int = 10000  # samples are checked for copies of the training clips when the dataset has at most this many clips (0 = never)
     keep_checkpoints: int = 5
     num_workers: int = 0
     eval_every: int = 0  # run cheap metrics at checkpoints (0 = off)

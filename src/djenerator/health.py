@@ -14,6 +14,8 @@ per ``window`` steps:
   so a loss that settles high is reported once, not every window).
 - ``collapse``: generated clips are much less diverse than real ones (:func:`batch_diversity` below
   ``collapse_ratio``).
+- ``copying`` (raised by the training loop, not here: it needs the audio): a fixed-latent sample is a
+  copy of a training clip (``evaluate.memorisation.copy_alarm``), checked at every sample step.
 
 :meth:`HealthMonitor.check_finite` raises :class:`TrainingDiverged` as soon as a statistic is NaN/inf.
 """
@@ -44,7 +46,7 @@ class HealthConfig:
 @dataclass
 class Warning:  # noqa: A001 - the name the training loop and the docs use
     step: int
-    kind: str  # "d_wins" | "diverging" | "collapse" | "vanishing_g_grad"
+    kind: str  # "d_wins" | "diverging" | "collapse" | "vanishing_g_grad" | "copying" (raised by the training loop)
     message: str
 
     def __str__(self) -> str:

@@ -28,7 +28,8 @@ from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_chec
 from .config import Config, ConfigError
 from .data.dataset import ClipDataset
 from .io import atomic_write_text
-from .health import HealthMonitor, TrainingDiverged, batch_diversity
+from .evaluate.memorisation import copy_alarm
+from .health import HealthMonitor, HealthWarning, TrainingDiverged, batch_diversity
 from .models import build_discriminator, build_generator, tempo_cond
 
 LOG_FIELDS = ["step", "d_loss", "g_loss", "d_real_acc", "d_fake_acc", "g_grad_norm", "d_grad_norm",
@@ -270,7 +271,15 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
             if bar is not None:
                 bar.update(1)
             if dd.is_main and (step % t.sample_every == 0 or step == t.steps):
-                write_samples(G, z_fixed, bpm_fixed, cfg, run_dir / "samples" / f"step_{step:07d}")
+                audio = write_samples(G, z_fixed, bpm_fixed, cfg, run_dir / "samples" / f"step_{step:07d}")
+                if 0 < len(ds) <= t.copy_check_clips:
+                    msg = copy_alarm(audio, ds.clips, ds.manifest["clips"], ds.sample_rate, device=device)
+                    if msg:
+                        w = HealthWarning(step, "copying", f"{msg} at step {step}: the discriminator has memorised the training "
+                                          f"clips. {_copy_advice(cfg)}")
+                        warnings.append(w.message)
+                        _log_health(run_dir, w.message)
+                        (bar.write if bar is not None else log)(f"warning: {w.message}")
             if step % t.ckpt_every == 0 or step == t.steps:
                 dl, gl = distributed.mean_floats([float(loss_d.detach()), float(loss_g.detach())], dd)
                 monitor.check_finite(step, {"d_loss": dl, "g_loss": gl})
@@ -320,13 +329,24 @@ class _NoLog:
 
 
 @torch.no_grad()
-def write_samples(G: torch.nn.Module, z: torch.Tensor, bpm: torch.Tensor, cfg: Config, out: Path) -> list[Path]:
+def write_samples(G: torch.nn.Module, z: torch.Tensor, bpm: torch.Tensor, cfg: Config, out: Path) -> np.ndarray:
+    """Write one wav per latent into ``out``; returns the audio, (n, T)."""
     was_training = G.training
     G.eval()
     cond = tempo_cond(bpm, cfg)
-    audio = G(z, cond.to(z.device) if cond is not None else None).float().cpu().numpy()
+    audio = G(z, cond.to(z.device) if cond is not None else None).float().cpu().numpy()[:, 0]
     G.train(was_training)
-    return [write_wav(out / f"sample_{i:02d}.wav", a[0], cfg.data.sample_rate) for i, a in enumerate(audio)]
+    for i, a in enumerate(audio):
+        write_wav(out / f"sample_{i:02d}.wav", a, cfg.data.sample_rate)
+    return audio
+
+
+def _copy_advice(cfg: Config) -> str:
+    if cfg.augment.enabled and cfg.augment.ada:
+        return (f"Lower augment.ada_target (now {cfg.augment.ada_target}) so that ADA augments more, or use an "
+                "earlier checkpoint.")
+    return ("Train with augmentation (--preset few, or --set augment.enabled=true --set augment.ada=true), or use "
+            "an earlier checkpoint.")
 
 
 def _open_csv(path: Path, start: int):

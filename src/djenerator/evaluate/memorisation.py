@@ -28,7 +28,8 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["max_normalized_xcorr", "nearest_feature_neighbour", "memorisation_report", "fast_fft_size"]
+__all__ = ["max_normalized_xcorr", "nearest_feature_neighbour", "memorisation_report", "copy_alarm",
+           "fast_fft_size"]
 
 _ENERGY_FLOOR = 1e-3  # overlap energies are floored at this share of the clip's total energy
 
@@ -243,3 +244,21 @@ def memorisation_report(gen, train_clips, manifest_clips: list[dict], sr: int, t
         report["feature_real_nn_distance"] = nn["real_nn_distance"]
         report["feature_min_ratio"] = float(nn["ratio"].min()) if len(clips) else float("nan")
     return report
+
+
+def copy_alarm(gen, train_clips, manifest_clips: list[dict], sr: int, threshold: float = 0.8,
+               device: str | torch.device = "cpu") -> str | None:
+    """None, or one sentence on the generated clips that copy a training clip (corr >= threshold).
+
+    Cheap enough for the training loop to run on its fixed-latent samples, so that a run with a few
+    files says when it starts replaying them instead of the user finding out by ear.
+    """
+    idx, corr, lag = max_normalized_xcorr(gen, train_clips, device=device)
+    n = int((corr >= threshold).sum())
+    if n == 0:
+        return None
+    k = int(corr.argmax())
+    m = manifest_clips[int(idx[k])]
+    at = float(m.get("start", 0.0)) + float(lag[k]) / sr
+    return (f"{n} of {len(corr)} samples copy training clips (sample {k} replays {m.get('file', '?')} at "
+            f"{at:.2f} s, correlation {corr[k]:.2f} >= {threshold})")
