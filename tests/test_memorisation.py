@@ -162,8 +162,8 @@ def test_copy_alarm_names_the_replayed_file_and_time():
     train = rng.standard_normal((6, 2048)).astype(np.float32)
     manifest = [{"file": f"song_{i}.wav", "start": 1.5 * i} for i in range(6)]
     gen = rng.standard_normal((4, 2048)).astype(np.float32)
-    assert copy_alarm(gen, train, manifest, SR) is None
+    assert copy_alarm(gen, train, manifest, SR) == (0, None)
     gen[2, :1900] = -0.3 * train[4, 148:]  # a quieter, polarity-flipped copy starting 148 samples in
-    msg = copy_alarm(gen, train, manifest, SR)
-    assert msg is not None and msg.startswith("1 of 4 samples")
+    n, msg = copy_alarm(gen, train, manifest, SR)
+    assert n == 1 and msg.startswith("1 of 4 samples")
     assert "sample 2 replays song_4.wav at 6.02 s" in msg  # 1.5 * 4 + 148 / 8000 = 6.0185

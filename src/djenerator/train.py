@@ -159,6 +159,7 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
     writer = _tensorboard(run_dir / "logs" / "tb", start) if dd.is_main else None
     monitor = HealthMonitor(t.loss)
     warnings: list[str] = []
+    most_copies = 0
     stop_requested = []
     old_handler = signal.signal(signal.SIGINT, lambda *_: stop_requested.append(True)) if _main_thread() else None
 
@@ -273,8 +274,9 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
             if dd.is_main and (step % t.sample_every == 0 or step == t.steps):
                 audio = write_samples(G, z_fixed, bpm_fixed, cfg, run_dir / "samples" / f"step_{step:07d}")
                 if 0 < len(ds) <= t.copy_check_clips:
-                    msg = copy_alarm(audio, ds.clips, ds.manifest["clips"], ds.sample_rate, device=device)
-                    if msg:
+                    n_copies, msg = copy_alarm(audio, ds.clips, ds.manifest["clips"], ds.sample_rate, device=device)
+                    if n_copies > most_copies:  # said again only when more samples copy
+                        most_copies = n_copies
                         w = HealthWarning(step, "copying", f"{msg} at step {step}: the discriminator has memorised the training "
                                           f"clips. {_copy_advice(cfg)}")
                         warnings.append(w.message)

@@ -247,8 +247,8 @@ def memorisation_report(gen, train_clips, manifest_clips: list[dict], sr: int, t
 
 
 def copy_alarm(gen, train_clips, manifest_clips: list[dict], sr: int, threshold: float = 0.8,
-               device: str | torch.device = "cpu") -> str | None:
-    """None, or one sentence on the generated clips that copy a training clip (corr >= threshold).
+               device: str | torch.device = "cpu") -> tuple[int, str | None]:
+    """How many generated clips copy a training clip (corr >= threshold), and one sentence on them (None if 0).
 
     Cheap enough for the training loop to run on its fixed-latent samples, so that a run with a few
     files says when it starts replaying them instead of the user finding out by ear.
@@ -256,9 +256,9 @@ def copy_alarm(gen, train_clips, manifest_clips: list[dict], sr: int, threshold:
     idx, corr, lag = max_normalized_xcorr(gen, train_clips, device=device)
     n = int((corr >= threshold).sum())
     if n == 0:
-        return None
+        return 0, None
     k = int(corr.argmax())
     m = manifest_clips[int(idx[k])]
     at = float(m.get("start", 0.0)) + float(lag[k]) / sr
-    return (f"{n} of {len(corr)} samples copy training clips (sample {k} replays {m.get('file', '?')} at "
-            f"{at:.2f} s, correlation {corr[k]:.2f} >= {threshold})")
+    return n, (f"{n} of {len(corr)} samples copy training clips (sample {k} replays {m.get('file', '?')} at "
+               f"{at:.2f} s, correlation {corr[k]:.2f} >= {threshold})")
