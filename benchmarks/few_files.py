@@ -14,7 +14,9 @@ For each set the preset is trained twice for the same number of steps and seed, 
 augmentation (the run with augmentation goes first, it is slower; the other run gets exactly the steps it
 reached; ``--run-seconds 0`` means no time cap). With augmentation the ``few`` preset's ops and ADA are used
 whatever the preset. Then 64 clips are generated and compared: copies flagged by ``memorisation_report``
-(normalised xcorr >= 0.8), highest corr with any training clip, KID and Frechet distance on
+(normalised xcorr >= 0.8), highest corr with any training clip, the data-copying z (Meehan et al. 2020:
+generated vs held-back clips' distance 1 - corr to their nearest training clip; << 0 = copying, ~0 = as
+new as real music of the kind, >> 0 = unlike it), KID and Frechet distance on
 ``clip_features`` to the held-back clips, and
 diversity (mean pairwise feature distance; the held-back clips' own value for reference). A first row scores
 real music the same way, for scale: the held-back clips' correlation with the training clips (what an
@@ -39,7 +41,7 @@ from djenerator.config import build_config
 from djenerator.data.dataset import ClipDataset
 from djenerator.data.prepare import prepare
 from djenerator.evaluate.features import clip_features
-from djenerator.evaluate.memorisation import memorisation_report
+from djenerator.evaluate.memorisation import data_copying_z, memorisation_report
 from djenerator.evaluate.metrics import diversity, frechet_distance, kernel_distance, standardise
 from djenerator.generate import generate_clips, load_generator
 from djenerator.synth import synth_dataset
@@ -137,8 +139,10 @@ def few_cfg(args, steps: int, *extra: str):
                                     "train.n_samples=2", *extra])
 
 
-def score(checkpoint: Path, ds: ClipDataset, f_held: np.ndarray, n_gen: int = 64, device: str = "cpu") -> dict:
-    """Copies of and max correlation with the training clips, KID/FD to held-back features, diversity."""
+def score(checkpoint: Path, ds: ClipDataset, f_held: np.ndarray, n_gen: int = 64, device: str = "cpu",
+          held_corr: np.ndarray | None = None) -> dict:
+    """Copies of and max correlation with the training clips, KID/FD to held-back features, diversity;
+    with ``held_corr`` (each held-back clip's max corr with the training clips) the data-copying z."""
     sr = ds.sample_rate
     ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
     G, gcfg, _ = load_generator(checkpoint, device)
@@ -148,7 +152,9 @@ def score(checkpoint: Path, ds: ClipDataset, f_held: np.ndarray, n_gen: int = 64
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         s_held, s_gen = standardise(f_held, f_gen)
-        return {"final_p": ck.get("augment", {}).get("p", 0.0), "copies": rep["n_flagged"],
+        corr = np.array([c["corr"] for c in rep["clips"]])
+        z = data_copying_z(1 - corr, 1 - held_corr) if held_corr is not None else float("nan")
+        return {"final_p": ck.get("augment", {}).get("p", 0.0), "copies": rep["n_flagged"], "copy_z": z,
                 "max_corr": rep["max_corr"], "mean_corr": rep["mean_corr"],
                 "kid": kernel_distance(s_gen, s_held)[0], "fd": frechet_distance(s_gen, s_held),
                 "diversity": diversity(s_gen), "held_diversity": diversity(s_held)}
@@ -168,6 +174,7 @@ def compare(name: str, root: Path, args, emit) -> None:
         s_held, s_train = standardise(f_held, f_train)
         ref = memorisation_report(held_clips, train_clips, ds.manifest["clips"], sr, feature_check=False,
                                   device=args.device)
+        held_corr = np.array([c["corr"] for c in ref["clips"]])
         emit({**base, "run": "real: training vs held-back", "copies": ref["n_flagged"], "max_corr": ref["max_corr"],
               "mean_corr": ref["mean_corr"], "kid": kernel_distance(s_train, s_held)[0],
               "fd": frechet_distance(s_train, s_held), "diversity": diversity(s_train),
@@ -185,7 +192,7 @@ def compare(name: str, root: Path, args, emit) -> None:
         dt = time.perf_counter() - t0
         if aug:
             steps = res.step  # the plain run gets exactly as many steps
-        row = score(res.checkpoint, ds, f_held, args.n_gen, args.device)
+        row = score(res.checkpoint, ds, f_held, args.n_gen, args.device, held_corr)
         row.update({**base, "run": "augment+ADA" if aug else "no augment", "steps": res.step, "seconds": round(dt, 1)})
         emit(row)
 
@@ -235,12 +242,12 @@ def main() -> None:
         if out is None:
             shutil.rmtree(root, ignore_errors=True)
     print()
-    print(f"{'set':<8} {'run':<28} {'steps':>5} {'p':>5} {'copies':>6} {'max corr':>8} {'KID held':>9} {'FD held':>8} "
+    print(f"{'set':<8} {'run':<28} {'steps':>5} {'p':>5} {'copies':>6} {'max corr':>8} {'copy z':>7} {'KID held':>9} {'FD held':>8} "
           f"{'divers.':>7} {'held div':>8}")
     for r in rows:
         if "kid" in r:
             print(f"{r['set']:<8} {r['run']:<28} {r.get('steps', ''):>5} {r.get('final_p', ''):>5} {r.get('copies', ''):>6} "
-                  f"{r.get('max_corr', ''):>8} {r['kid']:>9.4f} {r['fd']:>8.2f} {r['diversity']:>7.2f} {r['held_diversity']:>8.2f}")
+                  f"{r.get('max_corr', ''):>8} {r.get('copy_z', ''):>7} {r['kid']:>9.4f} {r['fd']:>8.2f} {r['diversity']:>7.2f} {r['held_diversity']:>8.2f}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import pytest
 
 from djenerator.evaluate.memorisation import (
     copy_alarm,
+    data_copying_z,
     fast_fft_size,
     max_normalized_xcorr,
     memorisation_report,
@@ -167,3 +168,18 @@ def test_copy_alarm_names_the_replayed_file_and_time():
     n, msg = copy_alarm(gen, train, manifest, SR)
     assert n == 1 and msg.startswith("1 of 4 samples")
     assert "sample 2 replays song_4.wav at 6.02 s" in msg  # 1.5 * 4 + 148 / 8000 = 6.0185
+
+
+def test_data_copying_z_against_a_direct_count():
+    gen, held = np.array([0.1, 0.2, 0.5]), np.array([0.3, 0.4, 0.6, 0.7])
+    u = sum(float(g > h) + 0.5 * float(g == h) for g in gen for h in held)  # only 0.5 > 0.3 and 0.4
+    assert u == 2
+    assert data_copying_z(gen, held) == pytest.approx((2 - 6) / math.sqrt(3 * 4 * 8 / 12))
+
+
+def test_data_copying_z_tells_copies_from_new_music():
+    rng = np.random.default_rng(0)
+    held = rng.uniform(0.4, 0.7, 64)  # new clips of the style: 1 - corr to the nearest training clip
+    assert abs(data_copying_z(rng.uniform(0.4, 0.7, 64), held)) < 3
+    assert data_copying_z(rng.uniform(0.0, 0.1, 64), held) < -9  # replays
+    assert data_copying_z(rng.uniform(0.8, 1.0, 64), held) > 9  # noise, unlike anything
