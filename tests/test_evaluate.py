@@ -94,6 +94,32 @@ def test_copies_are_flagged_with_their_source(tiny, tmp_path, monkeypatch):
     assert "copy" in rep["memorisation"]["verdict"]
 
 
+def test_held_back_copying_test(tiny, tmp_path, monkeypatch):
+    ds = ClipDataset(tiny / "ds")
+    src = tmp_path / "held_src"
+    src.mkdir()
+    rng = np.random.default_rng(5)
+    for k, freqs in enumerate([(147, 196), (262, 311)]):  # new music of the same kind: other chords
+        x = sum(sine(f, SR, 1.6, 0.3) for f in freqs) + 0.05 * rng.standard_normal(int(1.6 * SR))
+        sf.write(src / f"h{k}.wav", x.astype(np.float32), SR)
+    prepare(src, tmp_path / "held", build_config("original", [], [f"data.sample_rate={SR}", f"data.clip_samples={T}",
+                                                                   "data.estimate_tempo=false"]).data, progress=False)
+
+    def replaying(G, cfg, n=8, seed=0, *a, **k):
+        return np.array([ds.clips[i % len(ds)] for i in range(n)]) + 0.01 * rng.standard_normal((n, T)).astype(np.float32)
+
+    monkeypatch.setattr(R, "generate_clips", replaying)
+    rep = R.evaluate(tiny / "run", n=8, out_dir=tmp_path / "a", plots=False, held=tmp_path / "held")
+    hb = rep["held_back"]
+    assert hb["n_held"] == len(ClipDataset(tmp_path / "held")) and hb["copy_z"] < -3 and hb["verdict"].startswith("copying")
+    assert any(r[0].startswith("data-copying z") for r in rep["summary"])
+    with pytest.raises(R.DatasetError, match="held_short"):
+        short = tmp_path / "held_short"
+        prepare(src, short, build_config("original", [], [f"data.sample_rate={SR}", "data.clip_samples=512",
+                                                          "data.estimate_tempo=false"]).data, progress=False)
+        R.evaluate(tiny / "run", n=8, out_dir=tmp_path / "b", plots=False, held=short)
+
+
 def test_cli_end_to_end_and_missing_dataset(tiny, tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["evaluate", str(tiny / "run"), "-n", "4", "--out", str(tmp_path / "o"), "--quiet"])

@@ -208,6 +208,7 @@ def evaluate(target: Path = typer.Argument(..., help="Run folder (its latest che
              threshold: float = typer.Option(0.8, help="Flag a generated clip as a copy at this normalised cross-correlation."),
              all_checkpoints: bool = typer.Option(False, "--all-checkpoints", help="Also plot cheap metrics for every checkpoint of the run."),
              max_real: int = typer.Option(2000, help="Real clips (random subset) for the distribution metrics."),
+             held: Optional[Path] = typer.Option(None, "--held", help="Prepared dataset of music of the same kind that was not trained on: adds the distance to it and the data-copying test."),
              device: str = typer.Option("cpu", help="cpu | cuda"),
              quiet: bool = typer.Option(False, "--quiet", help="No progress messages.")):
     """Measure a checkpoint: distance to real data, noise, rhythm, memorisation (copies), diversity; writes report.json + PNGs."""
@@ -217,7 +218,7 @@ def evaluate(target: Path = typer.Argument(..., help="Run folder (its latest che
 
     t0 = _time.perf_counter()
     rep = run_evaluate(target, dataset=dataset, n=n, seed=seed, out_dir=output, threshold=threshold, max_real=max_real,
-                       all_checkpoints=all_checkpoints, device=device, progress=not quiet,
+                       all_checkpoints=all_checkpoints, device=device, progress=not quiet, held=held,
                        log=(lambda m: None) if quiet else (lambda m: console.print(m, markup=False)))
     table = Table("metric", "generated", "real / baseline", "verdict",
                   title=f"{Path(rep['checkpoint']).name} (step {rep['step']}): {rep['n_generated']} generated vs "

@@ -42,7 +42,7 @@ from ..io import read_csv_columns
 from ..models import tempo_cond
 from . import metrics
 from .features import as_batch, clip_features
-from .memorisation import memorisation_report
+from .memorisation import data_copying_z, max_normalized_xcorr, memorisation_report
 
 __all__ = ["cheap_metrics", "evaluate", "summary_rows", "REPORT_VERSION", "CHEAP_METRIC_KEYS"]
 
@@ -238,6 +238,29 @@ def _memorisation(gen, ds: ClipDataset, sr: int, threshold: float, gen_f_raw, tr
     return mem
 
 
+def _held_back(path: Path, ds: ClipDataset, mem: dict, gen_f_raw, sr: int, T: int, max_real: int, seed: int) -> dict:
+    """Distances from the generated clips to music that was not trained on, and the data-copying z."""
+    hd = ClipDataset(path)
+    if hd.sample_rate != sr or hd.clip_samples != T:
+        raise DatasetError(f"{path} has {hd.clip_samples}-sample clips at {hd.sample_rate} Hz but the model makes "
+                           f"{T}-sample clips at {sr} Hz; prepare the held-back files with the same settings")
+    if len(hd) < 2:
+        raise DatasetError(f"{path} has {len(hd)} clips; the held-back comparison needs at least 2")
+    h_idx = np.sort(np.random.default_rng(seed + 1).choice(len(hd), min(max_real, len(hd)), replace=False))
+    held = np.array(hd.clips[h_idx], dtype=np.float32)
+    _, h_corr, _ = max_normalized_xcorr(held, ds.clips)
+    g_corr = np.array([c["corr"] for c in mem["clips"]])
+    z = data_copying_z(1.0 - g_corr, 1.0 - h_corr)
+    h_f, g_f = metrics.standardise(clip_features(held, sr), gen_f_raw)
+    verdict = ("copying: closer to the training clips than new music is" if z < -3 else
+               ("unlike the training data" if z > 3 else "as close to the training clips as new music is"))
+    return {"dataset": str(path), "n_held": len(held), "copy_z": z, "verdict": verdict,
+            "held_max_corr": float(h_corr.max()), "held_mean_corr": float(h_corr.mean()),
+            "frechet": metrics.frechet_distance(g_f, h_f), "kid": metrics.kernel_distance(g_f, h_f)[0],
+            "method": "data-copying z (Meehan et al. 2020): z-scored Mann-Whitney U of 1 - max corr to the nearest "
+                      "training clip, generated vs held-back clips; < -3 copying, > +3 unlike the training data"}
+
+
 def _all_features(ds: ClipDataset, sr: int, chunk: int = 1024) -> np.ndarray:
     return np.concatenate([clip_features(np.array(ds.clips[s:s + chunk], dtype=np.float32), sr)
                            for s in range(0, len(ds), chunk)])
@@ -246,13 +269,16 @@ def _all_features(ds: ClipDataset, sr: int, chunk: int = 1024) -> np.ndarray:
 def evaluate(target: str | Path, dataset: str | Path | None = None, n: int = 64, seed: int = 0,
              out_dir: str | Path | None = None, threshold: float = 0.8, max_real: int = 2000, max_rhythm: int = 500,
              all_checkpoints: bool = False, n_per_checkpoint: int = 16, device: str = "cpu", plots: bool = True,
-             progress: bool = False, log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+             progress: bool = False, held: str | Path | None = None,
+             log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     """Evaluate a checkpoint (or a run folder's latest checkpoint); write report.json and PNGs; return the report.
 
     ``dataset`` defaults to the run's ``run.json``. ``max_real`` bounds the real clips used for the
     distribution metrics (a random subset, ``seed``); memorisation always searches all training clips.
     ``all_checkpoints``: also compute :func:`cheap_metrics` for every checkpoint of the run with
-    ``n_per_checkpoint`` clips and plot them over the training steps.
+    ``n_per_checkpoint`` clips and plot them over the training steps. ``held``: a prepared dataset of
+    music of the same kind that was *not* trained on (e.g. one song held back); adds distances to it and
+    the data-copying test (``held_back``).
     """
     t_start = time.perf_counter()
     if n < 2:
@@ -307,6 +333,9 @@ def evaluate(target: str | Path, dataset: str | Path | None = None, n: int = 64,
     report["diversity"] = _diversity(gen_f, real_f, seed)
     log(f"memorisation: {n} generated clips against all {len(ds)} training clips")
     report["memorisation"] = _memorisation(gen, ds, sr, threshold, gen_f_raw, train_f_raw, progress, seed, step)
+    if held is not None:
+        log(f"held-back clips of {held} against the training clips")
+        report["held_back"] = _held_back(Path(held), ds, report["memorisation"], gen_f_raw, sr, T, max_real, seed)
 
     ckpts = list_checkpoints(run_dir)
     if all_checkpoints and ckpts:
@@ -418,6 +447,10 @@ def summary_rows(rep: dict) -> list[list[str]]:
         [f"memorisation: max corr (flag ≥ {mem['threshold']:g})", _fmt(mem["max_corr"]),
          f"{mem['n_flagged']}/{mem['n_generated']} flagged", mem["verdict"]],
     ]
+    if "held_back" in rep:
+        hb = rep["held_back"]
+        rows.append(["data-copying z vs held-back (Meehan)", _fmt(hb["copy_z"]),
+                     f"{hb['n_held']} held-back clips, FD {_fmt(hb['frechet'])}", hb["verdict"]])
     if "feature_min_ratio" in mem:
         rows.append(["nearest train clip (feature ratio, min)", _fmt(mem["feature_min_ratio"]), "1 = real spacing", ""])
     return rows
