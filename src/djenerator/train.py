@@ -277,8 +277,8 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
                     n_copies, msg = copy_alarm(audio, ds.clips, ds.manifest["clips"], ds.sample_rate, device=device)
                     if n_copies > most_copies:  # said again only when more samples copy
                         most_copies = n_copies
-                        w = HealthWarning(step, "copying", f"{msg} at step {step}: the discriminator has memorised the training "
-                                          f"clips. {_copy_advice(cfg)}")
+                        w = HealthWarning(step, "copying", f"{msg} at step {step}: the discriminator has memorised "
+                                          f"the training clips. {_copy_advice(cfg)}")
                         warnings.append(w.message)
                         _log_health(run_dir, w.message)
                         (bar.write if bar is not None else log)(f"warning: {w.message}")
