@@ -238,14 +238,20 @@ def _memorisation(gen, ds: ClipDataset, sr: int, threshold: float, gen_f_raw, tr
     return mem
 
 
+def _matching_dataset(path: Path, sr: int, T: int, min_clips: int, what: str, fix: str) -> ClipDataset:
+    """The prepared dataset at ``path``, if its clips are the model's (rate, length) and there are enough."""
+    ds = ClipDataset(path)
+    if ds.sample_rate != sr or ds.clip_samples != T:
+        raise DatasetError(f"{path} has {ds.clip_samples}-sample clips at {ds.sample_rate} Hz but the model makes "
+                           f"{T}-sample clips at {sr} Hz; {fix}")
+    if len(ds) < min_clips:
+        raise DatasetError(f"{path} has {len(ds)} clips; {what} needs at least {min_clips}")
+    return ds
+
+
 def _held_back(path: Path, ds: ClipDataset, mem: dict, gen_f_raw, sr: int, T: int, max_real: int, seed: int) -> dict:
     """Distances from the generated clips to music that was not trained on, and the data-copying z."""
-    hd = ClipDataset(path)
-    if hd.sample_rate != sr or hd.clip_samples != T:
-        raise DatasetError(f"{path} has {hd.clip_samples}-sample clips at {hd.sample_rate} Hz but the model makes "
-                           f"{T}-sample clips at {sr} Hz; prepare the held-back files with the same settings")
-    if len(hd) < 2:
-        raise DatasetError(f"{path} has {len(hd)} clips; the held-back comparison needs at least 2")
+    hd = _matching_dataset(path, sr, T, 2, "the held-back comparison", "prepare the held-back files with the same settings")
     h_idx = np.sort(np.random.default_rng(seed + 1).choice(len(hd), min(max_real, len(hd)), replace=False))
     held = np.array(hd.clips[h_idx], dtype=np.float32)
     _, h_corr, _ = max_normalized_xcorr(held, ds.clips)
@@ -289,14 +295,9 @@ def evaluate(target: str | Path, dataset: str | Path | None = None, n: int = 64,
     ckpt = resolve_checkpoint(target)
     run_dir = _run_dir_of(target, ckpt)
     ds_path = find_dataset(run_dir, dataset)
-    ds = ClipDataset(ds_path)
     G, cfg, step = load_generator(ckpt, device)
     sr, T = cfg.data.sample_rate, cfg.data.clip_samples
-    if ds.sample_rate != sr or ds.clip_samples != T:
-        raise DatasetError(f"{ds_path} has {ds.clip_samples}-sample clips at {ds.sample_rate} Hz but the model makes "
-                           f"{T}-sample clips at {sr} Hz; pass the dataset it was trained on")
-    if len(ds) < 4:
-        raise DatasetError(f"{ds_path} has {len(ds)} clips; evaluation needs at least 4")
+    ds = _matching_dataset(ds_path, sr, T, 4, "evaluation", "pass the dataset it was trained on")
     out = Path(out_dir) if out_dir is not None else run_dir
     out.mkdir(parents=True, exist_ok=True)
 
