@@ -253,15 +253,14 @@ def copy_alarm(gen, train_clips, manifest_clips: list[dict], sr: int, threshold:
     Cheap enough for the training loop to run on its fixed-latent samples, so that a run with a few
     files says when it starts replaying them instead of the user finding out by ear.
     """
-    idx, corr, lag = max_normalized_xcorr(gen, train_clips, device=device)
-    n = int((corr >= threshold).sum())
+    rep = memorisation_report(gen, train_clips, manifest_clips, sr, threshold=threshold, feature_check=False,
+                              device=device)
+    n = rep["n_flagged"]
     if n == 0:
         return 0, None
-    k = int(corr.argmax())
-    m = manifest_clips[int(idx[k])]
-    at = float(m.get("start", 0.0)) + float(lag[k]) / sr
-    return n, (f"{n} of {len(corr)} samples copy training clips (sample {k} replays {m.get('file', '?')} at "
-               f"{at:.2f} s, correlation {corr[k]:.2f} >= {threshold})")
+    k, c = max(enumerate(rep["clips"]), key=lambda kc: kc[1]["corr"])
+    return n, (f"{n} of {len(rep['clips'])} samples copy training clips (sample {k} replays {c['source_file']} at "
+               f"{c['source_time_s']:.2f} s, correlation {c['corr']:.2f} >= {threshold})")
 
 
 def data_copying_z(gen_dist, held_dist) -> float:
