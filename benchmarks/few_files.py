@@ -16,9 +16,9 @@ reached; ``--run-seconds 0`` means no time cap). With augmentation the ``few`` p
 whatever the preset. Then 64 clips are generated and compared: copies flagged by ``memorisation_report``
 (normalised xcorr >= 0.8), highest corr with any training clip, the data-copying z (Meehan et al. 2020:
 generated vs held-back clips' distance 1 - corr to their nearest training clip; << 0 = copying, ~0 = as
-new as real music of the kind, >> 0 = unlike it), KID and Frechet distance on
-``clip_features`` to the held-back clips, and
-diversity (mean pairwise feature distance; the held-back clips' own value for reference). A first row scores
+new as real music of the kind, >> 0 = unlike it), KID and Frechet distance on ``clip_features`` to the
+held-back clips, and diversity (mean pairwise feature distance; the held-back clips' own value for
+reference). A first row scores
 real music the same way, for scale: the held-back clips' correlation with the training clips (what an
 original clip of the same style reaches), the training clips' KID/FD to the held-back ones and their diversity.
 Results stream to stdout and ``--out/results.jsonl``. Tempo control is measured by ``benchmarks/tempo.py``.
