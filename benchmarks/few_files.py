@@ -135,7 +135,8 @@ def prepared(src: Path, out: Path, cfg) -> ClipDataset:
 def few_cfg(args, steps: int, *extra: str):
     data = [f"data.sample_rate={args.sr}"] + [f"data.{k}_samples={v}" for k, v in (("clip", args.clip), ("hop", args.hop)) if v]
     return build_config(args.preset, [], [*data, f"train.device={args.device}", f"train.steps={steps}",
-                                    "train.log_every=50", "train.ckpt_every=100000", "train.sample_every=100000",
+                                    f"train.seed={args.seed}", "train.log_every=50", f"train.ckpt_every={args.ckpt_every}",
+                                    "train.sample_every=100000",
                                     "train.n_samples=2", *extra])
 
 
@@ -152,11 +153,12 @@ def score(checkpoint: Path, ds: ClipDataset, f_held: np.ndarray, n_gen: int = 64
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         s_held, s_gen = standardise(f_held, f_gen)
+        kid, kid_se = kernel_distance(s_gen, s_held)
         corr = np.array([c["corr"] for c in rep["clips"]])
         z = data_copying_z(1 - corr, 1 - held_corr) if held_corr is not None else float("nan")
         return {"final_p": ck.get("augment", {}).get("p", 0.0), "copies": rep["n_flagged"], "copy_z": z,
                 "max_corr": rep["max_corr"], "mean_corr": rep["mean_corr"],
-                "kid": kernel_distance(s_gen, s_held)[0], "fd": frechet_distance(s_gen, s_held),
+                "kid": kid, "kid_se": kid_se, "fd": frechet_distance(s_gen, s_held),
                 "diversity": diversity(s_gen), "held_diversity": diversity(s_held)}
 
 
@@ -209,6 +211,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--run-seconds", type=float, default=70.0, help="wall-clock cap of each training run (0: none)")
     ap.add_argument("--n-gen", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=0, help="training seed (the data stay the same)")
+    ap.add_argument("--ckpt-every", type=int, default=100000,
+                    help="keep checkpoints this often (with --out, to score later)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--sets", nargs="*", default=["djent", "plucks"], choices=["djent", "plucks", "real"])
     ap.add_argument("--real", type=Path, default=None, help="folder of recorded music for the 'real' set")
