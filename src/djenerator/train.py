@@ -193,6 +193,13 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
         return save_checkpoint(run_dir, step, cfg, state, keep=t.keep_checkpoints)
 
     bar = _bar(start, None if max_seconds else t.steps, progress and dd.is_main)  # a time budget: no fake total
+
+    def warn(w: HealthWarning) -> None:
+        warnings.append(w.message)
+        if dd.is_main:
+            _log_health(run_dir, w.message)
+        (bar.write if bar is not None else log)(f"warning: {w.message}")
+
     step, stopped, last_ckpt, t0, t0_step = start, "done", ckpt_path, time.perf_counter(), start
     G.train(), D.train()
     try:
@@ -261,10 +268,7 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
                 t0, t0_step = now, step
                 monitor.check_finite(step, stats)
                 for w in monitor.update(step, stats):
-                    warnings.append(w.message)
-                    if dd.is_main:
-                        _log_health(run_dir, w.message)
-                    (bar.write if bar is not None else log)(f"warning: {w.message}")
+                    warn(w)
                 if dd.is_main:
                     _write_log(csv_file, writer, stats)
                 if bar is not None:
@@ -277,11 +281,8 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
                     n_copies, msg = copy_alarm(audio, ds.clips, ds.manifest["clips"], ds.sample_rate, device=device)
                     if n_copies > most_copies:  # said again only when more samples copy
                         most_copies = n_copies
-                        w = HealthWarning(step, "copying", f"{msg} at step {step}: the discriminator has memorised "
-                                          f"the training clips. {_copy_advice(cfg)}")
-                        warnings.append(w.message)
-                        _log_health(run_dir, w.message)
-                        (bar.write if bar is not None else log)(f"warning: {w.message}")
+                        warn(HealthWarning(step, "copying", f"{msg} at step {step}: the discriminator has memorised "
+                                           f"the training clips. {_copy_advice(cfg)}"))
             if step % t.ckpt_every == 0 or step == t.steps:
                 dl, gl = distributed.mean_floats([float(loss_d.detach()), float(loss_g.detach())], dd)
                 monitor.check_finite(step, {"d_loss": dl, "g_loss": gl})
