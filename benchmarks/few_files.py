@@ -37,13 +37,14 @@ import numpy as np
 import torch
 
 from djenerator.audio import write_wav
+from djenerator.checkpoint import load_checkpoint
 from djenerator.config import build_config
 from djenerator.data.dataset import ClipDataset
 from djenerator.data.prepare import prepare
 from djenerator.evaluate.features import clip_features
 from djenerator.evaluate.memorisation import data_copying_z, memorisation_report
 from djenerator.evaluate.metrics import diversity, frechet_distance, kernel_distance, standardise
-from djenerator.generate import generate_clips, load_generator
+from djenerator.generate import generate_clips, generator_of
 from djenerator.synth import synth_dataset
 from djenerator.train import train
 
@@ -145,8 +146,8 @@ def score(checkpoint: Path, ds: ClipDataset, f_held: np.ndarray, n_gen: int = 64
     """Copies of and max correlation with the training clips, KID/FD to held-back features, diversity;
     with ``held_corr`` (each held-back clip's max corr with the training clips) the data-copying z."""
     sr = ds.sample_rate
-    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    G, gcfg, _ = load_generator(checkpoint, device)
+    ck = load_checkpoint(checkpoint, map_location=device)
+    G, gcfg, _ = generator_of(ck, device)
     gen = generate_clips(G, gcfg, n=n_gen, seed=123)
     rep = memorisation_report(gen, np.array(ds.clips), ds.manifest["clips"], sr, feature_check=False, device=device)
     f_gen = clip_features(gen, sr)

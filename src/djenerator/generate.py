@@ -18,7 +18,11 @@ from .models import build_generator, tempo_cond
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Config, int]:
     """(generator in eval mode, its config, the step it was saved at)."""
-    ck = load_checkpoint(path, map_location=device)
+    return generator_of(load_checkpoint(path, map_location=device), device)
+
+
+def generator_of(ck: dict, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Config, int]:
+    """``load_generator`` for a checkpoint already read, for callers that need its other entries too."""
     cfg = config_of(ck)
     G = build_generator(cfg).to(device)
     G.load_state_dict(ck["G"])
