@@ -85,6 +85,24 @@ def test_ada_moves_p_up_when_over_target_and_down_when_under():
     assert restored.state_dict() == ada.state_dict()
 
 
+def test_copies_raise_a_floor_that_r_t_cannot_undo():
+    ada = AdaController(target=0.6, interval=4, kimg=1.0, batch=10, p=0.05)
+    assert ada.raise_floor(0.1) == pytest.approx(0.1) and ada.p_min == pytest.approx(0.1)
+    for _ in range(50):  # r_t far under target: p falls, but only to the floor
+        ada.accumulate(torch.tensor(-40.0), 40)
+        ada.update()
+    assert ada.p == pytest.approx(0.1)
+    ada.accumulate(torch.tensor(40.0), 40)  # and still rises above it
+    assert ada.update() == pytest.approx(0.14)
+    assert ada.raise_floor(0.1) == pytest.approx(0.2)  # a floor above p lifts p
+    for _ in range(20):
+        ada.raise_floor(0.1)
+    assert ada.p_min == pytest.approx(0.99)
+    restored = AdaController()
+    restored.load_state_dict(ada.state_dict())
+    assert restored.p_min == ada.p_min and restored.state_dict() == ada.state_dict()
+
+
 def test_overfit_signal_per_objective():
     r = [(torch.tensor([[2.0], [1.5], [-1.0], [0.5]]), [])]
     f = [(torch.tensor([[1.0], [1.0], [1.0], [1.0]]), [])]

@@ -135,18 +135,29 @@ def test_training_warns_when_samples_copy_the_training_clips(tiny_dataset, tmp_p
     clips = np.array(ClipDataset(tiny_dataset).clips)
     real_write = T.write_samples
 
-    def replaying(G, z, bpm, cfg, out):  # a generator that has memorised clip 3 (as the real one may)
-        audio = real_write(G, z, bpm, cfg, out)
-        audio[1] = clips[3]
+    def replaying(G, z, bpm, cfg, out, n_write=None):  # a generator that has memorised clip 3 (as the real one may)
+        audio = real_write(G, z, bpm, cfg, out, n_write)
+        audio[9] = clips[3]  # in the copy check's extra latents, past the 2 written samples
         return audio
 
     res = train(tiny_cfg("train.steps=5"), tiny_dataset, tmp_path / "plain", progress=False, log=lambda m: None)
     assert not any("copy" in w for w in res.warnings)
+    assert len(list((tmp_path / "plain" / "samples" / "step_0000005").glob("*.wav"))) == 2  # 16 checked, 2 written
     monkeypatch.setattr(T, "write_samples", replaying)
     res = train(tiny_cfg("train.steps=15"), tiny_dataset, tmp_path / "r", progress=False, log=lambda m: None)
     copies = [w for w in res.warnings if "copy training clips" in w]  # said at step 5, not again at 10, 15
-    assert len(copies) == 1 and "sample 1 replays x.wav at 0.38 s" in copies[0] and "augment.enabled=true" in copies[0]
+    assert len(copies) == 1 and "1 of 16 samples" in copies[0] and "sample 9 replays x.wav at 0.38 s" in copies[0]
+    assert "augment.enabled=true" in copies[0]
     assert "copy training clips" in (tmp_path / "r" / "health.log").read_text()
+    # with ADA, each sample step that finds copies (5, 10, 15) lifts a floor under p by augment.ada_copy_step
+    ada = ["augment.enabled=true", "augment.ada=true", "augment.ada_interval=1000"]
+    res = train(tiny_cfg("train.steps=15", *ada), tiny_dataset, tmp_path / "ada", progress=False, log=lambda m: None)
+    state = load_checkpoint(latest_checkpoint(tmp_path / "ada"))["augment"]
+    assert state["p_min"] == pytest.approx(0.3) and state["p"] == pytest.approx(0.3)
+    assert "ADA now keeps p >= 0.10" in [w for w in res.warnings if "copy training clips" in w][0]
+    train(tiny_cfg("train.steps=15", *ada, "augment.ada_copy_step=0"), tiny_dataset, tmp_path / "ada0", progress=False,
+          log=lambda m: None)
+    assert load_checkpoint(latest_checkpoint(tmp_path / "ada0"))["augment"]["p"] == 0.0
     res = train(tiny_cfg("train.steps=5", "train.copy_check_clips=0"), tiny_dataset, tmp_path / "off", progress=False,
                 log=lambda m: None)
     assert not any("copy" in w for w in res.warnings)

@@ -50,6 +50,12 @@ D(real) minus the mean D(fake) of the same batch (the share of reals scored abov
 mapped to [-1, 1]). Every ``ada_interval`` steps, p += sign(r_t - ada_target) * batch * interval /
 (ada_kimg * 1000), clamped to [0, 0.99]: r_t above target (D too sure of the reals: overfitting)
 raises p; below lowers it.
+
+r_t can miss the overfitting that matters most with a few files: in a 16-clip run the generator began
+replaying training clips while r_t stayed under target and p fell (README, "Few recordings"). So training
+also feeds ADA the direct evidence: each sample step whose copy check finds a sample replaying a training
+clip raises a floor under p by ``augment.ada_copy_step`` (:meth:`AdaController.raise_floor`); r_t moves p
+above the floor as before, but no longer below it.
 """
 from __future__ import annotations
 
@@ -259,6 +265,7 @@ class AdaController:
     sign_sum: float = 0.0
     count: int = 0
     last_rt: float = float("nan")
+    p_min: float = 0.0  # raised by copies found in the samples; r_t cannot take p below it
     _pending: object = None  # device tensor not yet folded into sign_sum
 
     def accumulate(self, sign_sum: torch.Tensor, count: int) -> None:
@@ -280,17 +287,24 @@ class AdaController:
         if self.count > 0:
             self.last_rt = self.sign_sum / self.count
             adjust = math.copysign(1.0, self.last_rt - self.target) if self.last_rt != self.target else 0.0
-            self.p = self.step_p(self.p, adjust, self.batch, self.interval, self.kimg)
+            self.p = self.step_p(self.p, adjust, self.batch, self.interval, self.kimg, self.p_min)
         self.sign_sum, self.count = 0.0, 0
         return self.p
 
+    def raise_floor(self, amount: float) -> float:
+        """The samples copy training clips: lift the floor under p (and p with it); returns the new p."""
+        self.p_min = min(self.p_min + amount, P_MAX)
+        self.p = max(self.p, self.p_min)
+        return self.p
+
     @staticmethod
-    def step_p(p: float, direction: float, batch: int, interval: int, kimg: float) -> float:
-        return float(min(max(p + direction * batch * interval / (kimg * 1000.0), 0.0), P_MAX))
+    def step_p(p: float, direction: float, batch: int, interval: int, kimg: float, p_min: float = 0.0) -> float:
+        return float(min(max(p + direction * batch * interval / (kimg * 1000.0), p_min), P_MAX))
 
     def state_dict(self) -> dict:
         self._flush()
-        return {"p": self.p, "sign_sum": self.sign_sum, "count": self.count, "last_rt": self.last_rt}
+        return {"p": self.p, "sign_sum": self.sign_sum, "count": self.count, "last_rt": self.last_rt,
+                "p_min": self.p_min}
 
     def load_state_dict(self, state: dict) -> None:
         self._pending = None
@@ -298,3 +312,4 @@ class AdaController:
         self.sign_sum = float(state.get("sign_sum", 0.0))
         self.count = int(state.get("count", 0))
         self.last_rt = float(state.get("last_rt", float("nan")))
+        self.p_min = float(state.get("p_min", 0.0))

@@ -71,6 +71,7 @@ class TrainConfig:
     log_every: int = 10
     n_samples: int = 4  # fixed-latent samples written at each sample step
     copy_check_clips: int = 10000  # samples are checked for copies of the training clips when the dataset has at most this many clips (0 = never)
+    copy_check_n: int = 16  # fixed latents rendered for that check; the first n_samples of them are the written samples
     keep_checkpoints: int = 5
     num_workers: int = 0
     eval_every: int = 0  # run cheap metrics at checkpoints (0 = off)
@@ -89,6 +90,7 @@ class AugmentConfig:
     ops: list[str] = field(default_factory=lambda: ["shift", "gain", "polarity", "eq", "cutout"])
     # polarity gain shift pitch eq bandpass noise cutout; see djenerator/augment.py
     leaky_p_max: float = 0.8  # cap on p for ops whose leak would be audible (pitch eq bandpass noise cutout)
+    ada_copy_step: float = 0.1  # with ADA: each sample step whose copy check finds copies raises a floor under p by this
 
 
 @dataclass

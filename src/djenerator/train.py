@@ -154,6 +154,7 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
 
     z_fixed = torch.randn(t.n_samples, cfg.model.latent_dim, generator=torch.Generator().manual_seed(t.seed + 7919)).to(device)
     bpm_fixed = torch.linspace(*cfg.model.bpm_range, t.n_samples) if t.n_samples > 1 else torch.tensor([cfg.model.bpm_range[0]])
+    z_check, bpm_check = _check_latents(z_fixed, bpm_fixed, t.copy_check_n, cfg, t.seed)  # written samples first
     csv_path = run_dir / "logs" / "losses.csv"
     csv_file = _open_csv(csv_path, start) if dd.is_main else _NoLog()
     writer = _tensorboard(run_dir / "logs" / "tb", start) if dd.is_main else None
@@ -275,14 +276,20 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
                     bar.set_postfix(d=f"{stats['d_loss']:.3f}", g=f"{stats['g_loss']:.3f}", it_s=f"{stats['steps_per_s']:.2f}")
             if bar is not None:
                 bar.update(1)
-            if dd.is_main and (step % t.sample_every == 0 or step == t.steps):
-                audio = write_samples(G, z_fixed, bpm_fixed, cfg, run_dir / "samples" / f"step_{step:07d}")
-                if 0 < len(ds) <= t.copy_check_clips:
-                    n_copies, msg = copy_alarm(audio, ds.clips, ds.manifest["clips"], ds.sample_rate, device=device)
-                    if n_copies > most_copies:  # said again only when more samples copy
-                        most_copies = n_copies
-                        warn(HealthWarning(step, "copying", f"{msg} at step {step}: the discriminator has memorised "
-                                           f"the training clips. {_copy_advice(cfg)}"))
+            if step % t.sample_every == 0 or step == t.steps:
+                n_copies, msg = 0, None
+                if dd.is_main:
+                    audio = write_samples(G, z_check, bpm_check, cfg, run_dir / "samples" / f"step_{step:07d}",
+                                          t.n_samples)
+                    if 0 < len(ds) <= t.copy_check_clips:
+                        n_copies, msg = copy_alarm(audio, ds.clips, ds.manifest["clips"], ds.sample_rate, device=device)
+                if ada is not None and a_cfg.ada_copy_step > 0:  # copies: augment more from now on (augment.py)
+                    if distributed.broadcast_object(n_copies, dd):
+                        aug.p = ada.raise_floor(a_cfg.ada_copy_step)
+                if n_copies > most_copies:  # said again only when more samples copy
+                    most_copies = n_copies
+                    warn(HealthWarning(step, "copying", f"{msg} at step {step}: the discriminator has memorised "
+                                       f"the training clips. {_copy_advice(cfg, ada)}"))
             if step % t.ckpt_every == 0 or step == t.steps:
                 dl, gl = distributed.mean_floats([float(loss_d.detach()), float(loss_g.detach())], dd)
                 monitor.check_finite(step, {"d_loss": dl, "g_loss": gl})
@@ -332,22 +339,36 @@ class _NoLog:
 
 
 @torch.no_grad()
-def write_samples(G: torch.nn.Module, z: torch.Tensor, bpm: torch.Tensor, cfg: Config, out: Path) -> np.ndarray:
-    """Write one wav per latent into ``out``; returns the audio, (n, T)."""
+def write_samples(G: torch.nn.Module, z: torch.Tensor, bpm: torch.Tensor, cfg: Config, out: Path,
+                  n_write: int | None = None) -> np.ndarray:
+    """Render one clip per latent and write the first ``n_write`` (all by default) into ``out``; returns the
+    audio of all, (n, T)."""
     was_training = G.training
     G.eval()
     cond = tempo_cond(bpm, cfg)
     audio = G(z, cond.to(z.device) if cond is not None else None).float().cpu().numpy()[:, 0]
     G.train(was_training)
-    for i, a in enumerate(audio):
+    for i, a in enumerate(audio[:n_write]):
         write_wav(out / f"sample_{i:02d}.wav", a, cfg.data.sample_rate)
     return audio
 
 
-def _copy_advice(cfg: Config) -> str:
-    if cfg.augment.enabled and cfg.augment.ada:
-        return (f"Lower augment.ada_target (now {cfg.augment.ada_target}) so that ADA augments more, or use an "
-                "earlier checkpoint.")
+def _check_latents(z_fixed: torch.Tensor, bpm_fixed: torch.Tensor, n: int, cfg: Config, seed: int):
+    """The copy check's latents and tempos: the written samples' own, then fixed extra ones up to ``n``
+    (a replay that only part of the latent space makes is missed by 4 samples more often than by 16)."""
+    extra = n - len(z_fixed)
+    if extra <= 0:
+        return z_fixed, bpm_fixed
+    z = torch.randn(extra, z_fixed.shape[1], generator=torch.Generator().manual_seed(seed + 7927)).to(z_fixed.device)
+    bpm = torch.linspace(*cfg.model.bpm_range, extra) if extra > 1 else torch.tensor([cfg.model.bpm_range[0]])
+    return torch.cat([z_fixed, z]), torch.cat([bpm_fixed, bpm])
+
+
+def _copy_advice(cfg: Config, ada=None) -> str:
+    if ada is not None:
+        floor = f"ADA now keeps p >= {ada.p_min:.2f} (augment.ada_copy_step). " if ada.p_min > 0 else ""
+        return (f"{floor}If copies persist, lower augment.ada_target (now {cfg.augment.ada_target}) so that ADA "
+                "augments more, or use an earlier checkpoint.")
     return ("Train with augmentation (--preset few, or --set augment.enabled=true --set augment.ada=true), or use "
             "an earlier checkpoint.")
 
