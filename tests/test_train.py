@@ -133,11 +133,13 @@ def test_training_warns_when_samples_copy_the_training_clips(tiny_dataset, tmp_p
     from djenerator.data.dataset import ClipDataset
 
     clips = np.array(ClipDataset(tiny_dataset).clips)
-    real_write = T.write_samples
+    real_write, rendered = T.write_samples, []
 
     def replaying(G, z, bpm, cfg, out, n_write=None):  # a generator that has memorised clip 3 (as the real one may)
         audio = real_write(G, z, bpm, cfg, out, n_write)
-        audio[9] = clips[3]  # in the copy check's extra latents, past the 2 written samples
+        rendered.append(len(audio))
+        if len(audio) > 9:
+            audio[9] = clips[3]  # in the copy check's extra latents, past the 2 written samples
         return audio
 
     res = train(tiny_cfg("train.steps=5"), tiny_dataset, tmp_path / "plain", progress=False, log=lambda m: None)
@@ -146,8 +148,8 @@ def test_training_warns_when_samples_copy_the_training_clips(tiny_dataset, tmp_p
     monkeypatch.setattr(T, "write_samples", replaying)
     res = train(tiny_cfg("train.steps=15"), tiny_dataset, tmp_path / "r", progress=False, log=lambda m: None)
     copies = [w for w in res.warnings if "copy training clips" in w]  # said at step 5, not again at 10, 15
-    assert len(copies) == 1 and "1 of 16 samples" in copies[0] and "sample 9 replays x.wav at 0.38 s" in copies[0]
-    assert "augment.enabled=true" in copies[0]
+    assert rendered[-1] == 16 and len(copies) == 1 and "1 of 16 samples" in copies[0]
+    assert "sample 9 replays x.wav at 0.38 s" in copies[0] and "augment.enabled=true" in copies[0]
     assert "copy training clips" in (tmp_path / "r" / "health.log").read_text()
     # with ADA, each sample step that finds copies (5, 10, 15) lifts a floor under p by augment.ada_copy_step
     ada = ["augment.enabled=true", "augment.ada=true", "augment.ada_interval=1000"]
@@ -161,6 +163,10 @@ def test_training_warns_when_samples_copy_the_training_clips(tiny_dataset, tmp_p
     res = train(tiny_cfg("train.steps=5", "train.copy_check_clips=0"), tiny_dataset, tmp_path / "off", progress=False,
                 log=lambda m: None)
     assert not any("copy" in w for w in res.warnings)
+    # the cost cap (4 * copy_check_clips clip pairs) leaves 4 latents here: the replaying 10th goes unchecked
+    res = train(tiny_cfg("train.steps=5", f"train.copy_check_clips={len(clips)}"), tiny_dataset, tmp_path / "cap",
+                progress=False, log=lambda m: None)
+    assert rendered[-1] == 4 and not any("copy" in w for w in res.warnings)
 
 
 def test_resume_refuses_a_different_optimizer(tiny_dataset, tmp_path):

@@ -71,7 +71,7 @@ class TrainConfig:
     log_every: int = 10
     n_samples: int = 4  # fixed-latent samples written at each sample step
     copy_check_clips: int = 10000  # samples are checked for copies of the training clips when the dataset has at most this many clips (0 = never)
-    copy_check_n: int = 16  # fixed latents rendered for that check; the first n_samples of them are the written samples
+    copy_check_n: int = 16  # latents checked (the written samples and more), fewer on big datasets: at most 4 * copy_check_clips pairs
     keep_checkpoints: int = 5
     num_workers: int = 0
     eval_every: int = 0  # run cheap metrics at checkpoints (0 = off)

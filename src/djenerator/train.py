@@ -154,7 +154,8 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
 
     z_fixed = torch.randn(t.n_samples, cfg.model.latent_dim, generator=torch.Generator().manual_seed(t.seed + 7919)).to(device)
     bpm_fixed = torch.linspace(*cfg.model.bpm_range, t.n_samples) if t.n_samples > 1 else torch.tensor([cfg.model.bpm_range[0]])
-    z_check, bpm_check = _check_latents(z_fixed, bpm_fixed, t.copy_check_n, cfg, t.seed)  # written samples first
+    n_check = min(t.copy_check_n, 4 * t.copy_check_clips // max(len(ds), 1))  # a check's cost stays bounded
+    z_check, bpm_check = _check_latents(z_fixed, bpm_fixed, n_check, cfg, t.seed)  # written samples first
     csv_path = run_dir / "logs" / "losses.csv"
     csv_file = _open_csv(csv_path, start) if dd.is_main else _NoLog()
     writer = _tensorboard(run_dir / "logs" / "tb", start) if dd.is_main else None
