@@ -137,7 +137,7 @@ def few_cfg(args, steps: int, *extra: str):
     data = [f"data.sample_rate={args.sr}"] + [f"data.{k}_samples={v}" for k, v in (("clip", args.clip), ("hop", args.hop)) if v]
     return build_config(args.preset, [], [*data, f"train.device={args.device}", f"train.steps={steps}",
                                     f"train.seed={args.seed}", "train.log_every=50", f"train.ckpt_every={args.ckpt_every}",
-                                    "train.sample_every=100000",
+                                    f"train.sample_every={args.sample_every}",
                                     "train.n_samples=2", *extra])
 
 
@@ -215,6 +215,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="training seed (the data stay the same)")
     ap.add_argument("--ckpt-every", type=int, default=100000,
                     help="keep checkpoints this often (with --out, to score later)")
+    ap.add_argument("--sample-every", type=int, default=100000,
+                    help="training's sample step: its copy check, which lifts ADA's floor on copies (default: off)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--sets", nargs="*", default=["djent", "plucks"], choices=["djent", "plucks", "real"])
     ap.add_argument("--real", type=Path, default=None, help="folder of recorded music for the 'real' set")
