@@ -153,7 +153,7 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
     D_frozen = distributed.fast_paths(D, dd, t.amp, t.compile, ddp=False)  # G step: D frozen, no all-reduce
 
     z_fixed = torch.randn(t.n_samples, cfg.model.latent_dim, generator=torch.Generator().manual_seed(t.seed + 7919)).to(device)
-    bpm_fixed = torch.linspace(*cfg.model.bpm_range, t.n_samples) if t.n_samples > 1 else torch.tensor([cfg.model.bpm_range[0]])
+    bpm_fixed = _bpm_sweep(cfg, t.n_samples)
     n_check = min(t.copy_check_n, 4 * t.copy_check_clips // max(len(ds), 1))  # a check's cost stays bounded
     z_check, bpm_check = _check_latents(z_fixed, bpm_fixed, n_check, cfg, t.seed)  # written samples first
     csv_path = run_dir / "logs" / "losses.csv"
@@ -361,8 +361,12 @@ def _check_latents(z_fixed: torch.Tensor, bpm_fixed: torch.Tensor, n: int, cfg: 
     if extra <= 0:
         return z_fixed, bpm_fixed
     z = torch.randn(extra, z_fixed.shape[1], generator=torch.Generator().manual_seed(seed + 7927)).to(z_fixed.device)
-    bpm = torch.linspace(*cfg.model.bpm_range, extra) if extra > 1 else torch.tensor([cfg.model.bpm_range[0]])
-    return torch.cat([z_fixed, z]), torch.cat([bpm_fixed, bpm])
+    return torch.cat([z_fixed, z]), torch.cat([bpm_fixed, _bpm_sweep(cfg, extra)])
+
+
+def _bpm_sweep(cfg: Config, n: int) -> torch.Tensor:
+    """n tempos across the trained range, for the fixed latents of samples and copy checks."""
+    return torch.linspace(*cfg.model.bpm_range, n) if n > 1 else torch.tensor([cfg.model.bpm_range[0]])
 
 
 def _copy_advice(cfg: Config, ada=None) -> str:
