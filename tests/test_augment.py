@@ -116,6 +116,10 @@ def test_overfit_signal_per_objective():
 def test_config_rejects_unknown_ops():
     with pytest.raises(ConfigError, match="augment.ops"):
         build_config("few", [], ["augment.ops=[gain,reverb]"])
+    with pytest.raises(ConfigError, match="augment.ada_copy_step"):
+        build_config("few", [], ["augment.ada_copy_step=-0.1"])
+    with pytest.raises(ConfigError, match="train.copy_check_n"):
+        build_config("few", [], ["train.copy_check_n=-1"])
 
 
 

@@ -267,3 +267,7 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"augment.p and augment.leaky_p_max must be in [0, 1), got {a.p} and {a.leaky_p_max}")
     if a.ada_interval < 1 or a.ada_kimg <= 0:
         raise ConfigError("augment.ada_interval must be >= 1 and augment.ada_kimg positive")
+    if not 0.0 <= a.ada_copy_step < 1.0:
+        raise ConfigError(f"augment.ada_copy_step must be in [0, 1), got {a.ada_copy_step}")
+    if t.copy_check_n < 0 or t.copy_check_clips < 0:
+        raise ConfigError("train.copy_check_n and train.copy_check_clips must be >= 0")
