@@ -80,9 +80,15 @@ def _worker(rank, world, jobs):
         return p
 
     AdaController.update = recording_update
+    import djenerator.train as T
+
+    real_alarm = T.copy_alarm
     for port, loss, ds, run_dir, out_prefix, extra in jobs:  # train() joins and leaves a process group per run
         os.environ["MASTER_PORT"] = str(port)
         ps.clear()
+        # "copying" runs: rank 0 (which alone checks samples) finds a copy at every sample step
+        T.copy_alarm = (lambda *a, **k: (1, "1 of 1 samples copy training clips")) if "copying" in str(run_dir) \
+            else real_alarm
         run_recording(cfg_for(loss, *extra), ds, run_dir, f"{out_prefix}{rank}.pt")
         with open(f"{out_prefix}{rank}_ada.json", "w") as f:
             json.dump(ps, f)
@@ -100,7 +106,9 @@ def runs(tmp_path_factory):
     ds = make_dataset(root / "ds")
     jobs = [(free_port(), "bce", ds, root / "bce2", str(root / "bce2_rank"), ()),
             (free_port(), "wgan-gp", ds, root / "gp2", str(root / "gp2_rank"), ()),
-            (free_port(), "hinge", ds, root / "ada2", str(root / "ada2_rank"), ADA)]
+            (free_port(), "hinge", ds, root / "ada2", str(root / "ada2_rank"), ADA),
+            (free_port(), "hinge", ds, root / "copying2", str(root / "copying2_rank"),
+             (*ADA, "augment.ada_kimg=100", "train.sample_every=2"))]
     mp.start_processes(_worker, args=(2, jobs), nprocs=2, join=True, start_method="spawn")
     run_recording(cfg_for("bce"), ds, root / "bce1", root / "bce1.pt")
     return root
@@ -181,3 +189,10 @@ def test_ada_probability_is_the_same_on_every_rank(runs):
     p1 = json.loads((runs / "ada2_rank1_ada.json").read_text())
     assert len(p0) == STEPS and p0 == p1  # the same signal r_t and the same p on both ranks
     assert len({p for p, _ in p0}) > 1  # p moved
+
+
+def test_copies_found_on_rank_0_lift_p_on_every_rank(runs):
+    p0 = json.loads((runs / "copying2_rank0_ada.json").read_text())
+    p1 = json.loads((runs / "copying2_rank1_ada.json").read_text())
+    assert len(p0) == STEPS and p0 == p1
+    assert max(p for p, _ in p0[:2]) < 0.01 <= 0.1 <= min(p for p, _ in p0[2:])  # r_t alone moves p by 8e-5 a step
