@@ -17,8 +17,8 @@ whatever the preset. Then 64 clips are generated and compared: copies flagged by
 (normalised xcorr >= 0.8), highest corr with any training clip, the data-copying z (Meehan et al. 2020:
 generated vs held-back clips' distance 1 - corr to their nearest training clip; << 0 = copying, ~0 = as
 new as real music of the kind, >> 0 = unlike it), KID and Frechet distance on ``clip_features`` to the
-held-back clips, and diversity (mean pairwise feature distance; the held-back clips' own value for
-reference). A first row scores
+held-back clips, coverage and precision of the held-back clips (Naeem et al. 2020; k = 5), and diversity
+(mean pairwise feature distance; the held-back clips' own value for reference). A first row scores
 real music the same way, for scale: the held-back clips' correlation with the training clips (what an
 original clip of the same style reaches), the training clips' KID/FD to the held-back ones and their diversity.
 Results stream to stdout and ``--out/results.jsonl``. Tempo control is measured by ``benchmarks/tempo.py``.
@@ -43,7 +43,7 @@ from djenerator.data.dataset import ClipDataset
 from djenerator.data.prepare import prepare
 from djenerator.evaluate.features import clip_features
 from djenerator.evaluate.memorisation import data_copying_z, memorisation_report
-from djenerator.evaluate.metrics import diversity, frechet_distance, kernel_distance, standardise
+from djenerator.evaluate.metrics import diversity, fidelity_coverage, frechet_distance, kernel_distance, standardise
 from djenerator.generate import generate_clips, generator_of
 from djenerator.synth import synth_dataset
 from djenerator.train import train
@@ -157,10 +157,19 @@ def score(checkpoint: Path, ds: ClipDataset, f_held: np.ndarray, n_gen: int = 64
         kid, kid_se = kernel_distance(s_gen, s_held)
         corr = np.array([c["corr"] for c in rep["clips"]])
         z = data_copying_z(1 - corr, 1 - held_corr) if held_corr is not None else float("nan")
+        pc = fidelity_coverage(s_held, s_gen)
         return {"final_p": ck.get("augment", {}).get("p", 0.0), "copies": rep["n_flagged"], "copy_z": z,
                 "max_corr": rep["max_corr"], "mean_corr": rep["mean_corr"],
                 "kid": kid, "kid_se": kid_se, "fd": frechet_distance(s_gen, s_held),
+                "coverage": pc["coverage"], "precision": pc["precision"],
                 "diversity": diversity(s_gen), "held_diversity": diversity(s_held)}
+
+
+def train_coverage(s_held: np.ndarray, s_train: np.ndarray, n: int, seed: int = 0) -> dict:
+    """Coverage of the held-back clips by ``n`` random training clips: the generated rows' counterpart
+    (coverage grows with the number of clips, so it is compared at the same count)."""
+    pick = np.random.default_rng(seed).choice(len(s_train), min(n, len(s_train)), replace=False)
+    return fidelity_coverage(s_held, s_train[pick])
 
 
 def compare(name: str, root: Path, args, emit) -> None:
@@ -178,10 +187,11 @@ def compare(name: str, root: Path, args, emit) -> None:
         ref = memorisation_report(held_clips, train_clips, ds.manifest["clips"], sr, feature_check=False,
                                   device=args.device)
         held_corr = np.array([c["corr"] for c in ref["clips"]])
+        pc = train_coverage(s_held, s_train, args.n_gen)
         emit({**base, "run": "real: training vs held-back", "copies": ref["n_flagged"], "max_corr": ref["max_corr"],
               "mean_corr": ref["mean_corr"], "kid": kernel_distance(s_train, s_held)[0],
-              "fd": frechet_distance(s_train, s_held), "diversity": diversity(s_train),
-              "held_diversity": diversity(s_held)})
+              "fd": frechet_distance(s_train, s_held), "coverage": pc["coverage"], "precision": pc["precision"],
+              "diversity": diversity(s_train), "held_diversity": diversity(s_held)})
     steps = args.steps
     for aug in (True, False):
         extra = ["augment.enabled=true", "augment.ada=true", "augment.ops=[polarity,gain,shift,eq,noise,cutout]"] \
@@ -251,11 +261,12 @@ def main() -> None:
             shutil.rmtree(root, ignore_errors=True)
     print()
     print(f"{'set':<8} {'run':<28} {'steps':>5} {'p':>5} {'copies':>6} {'max corr':>8} {'copy z':>7} {'KID held':>9} {'FD held':>8} "
-          f"{'divers.':>7} {'held div':>8}")
+          f"{'cover.':>6} {'prec.':>5} {'divers.':>7} {'held div':>8}")
     for r in rows:
         if "kid" in r:
             print(f"{r['set']:<8} {r['run']:<28} {r.get('steps', ''):>5} {r.get('final_p', ''):>5} {r.get('copies', ''):>6} "
-                  f"{r.get('max_corr', ''):>8} {r.get('copy_z', ''):>7} {r['kid']:>9.4f} {r['fd']:>8.2f} {r['diversity']:>7.2f} {r['held_diversity']:>8.2f}")
+                  f"{r.get('max_corr', ''):>8} {r.get('copy_z', ''):>7} {r['kid']:>9.4f} {r['fd']:>8.2f} "
+                  f"{r['coverage']:>6.2f} {r['precision']:>5.2f} {r['diversity']:>7.2f} {r['held_diversity']:>8.2f}")
 
 
 if __name__ == "__main__":

@@ -62,6 +62,9 @@ def test_evaluate_writes_report_and_pngs(tiny, tmp_path):
     assert data["memorisation"]["n_flagged"] == 0  # an (untrained, independent) generator copies nothing
     d = data["distribution"]
     assert d["frechet"]["generated"] > 0 and d["frechet"]["real_baseline"] >= 0 and "se" in str(d["kid"])
+    cov = d["coverage"]
+    assert all(0 <= cov[w][key] <= 1 for w in ("generated", "real_baseline") for key in ("precision", "coverage"))
+    assert any(r[0].startswith("coverage of real clips") for r in rep["summary"])
     assert data["rhythm"]["tempo_vs_labels"]["n_labelled"] > 0  # bpm labels from the sidecars
     assert data["over_steps"]["step"] == [5, 10]
     for name in ("spectrograms", "losses", "over_steps"):
@@ -114,6 +117,8 @@ def test_held_back_copying_test(tiny, tmp_path, monkeypatch):
     hb = rep["held_back"]
     assert hb["n_held"] == len(ClipDataset(tmp_path / "held")) and hb["copy_z"] < -3 and hb["verdict"].startswith("copying")
     assert any(r[0].startswith("data-copying z") for r in rep["summary"])
+    assert set(hb["coverage"]) == {"generated", "training_clips"}
+    assert any(r[0].startswith("coverage of held-back") for r in rep["summary"])
     with pytest.raises(R.DatasetError, match="held_short"):
         short = tmp_path / "held_short"
         prepare(src, short, build_config("original", [], [f"data.sample_rate={SR}", "data.clip_samples=512",

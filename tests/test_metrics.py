@@ -16,6 +16,7 @@ from djenerator.evaluate.features import (
 )
 from djenerator.evaluate.metrics import (
     diversity,
+    fidelity_coverage,
     frechet_distance,
     high_freq_energy_ratio,
     ioi_distance,
@@ -283,3 +284,47 @@ def test_rhythm_stats_click_trains():
     fast = rhythm_stats(clips[2:], SR)
     assert fast["onset_rate_mean"] == pytest.approx(4.0, rel=0.15)
     assert ioi_distance(st["ioi_hist"], fast["ioi_hist"], st["ioi_bins"]) == pytest.approx(0.25, abs=0.03)
+
+
+# ---------------------------------------------------------------- precision / recall / density / coverage
+def _prdc_loops(real, fake, k):
+    """The papers' definitions, one clip at a time."""
+    def kth(x, i):
+        return sorted(np.linalg.norm(x - x[i], axis=1))[k]  # index 0 is the clip itself
+    r_rad = [kth(real, i) for i in range(len(real))]
+    f_rad = [kth(fake, j) for j in range(len(fake))]
+    inside = [[np.linalg.norm(fake[j] - real[i]) <= r_rad[i] for i in range(len(real))] for j in range(len(fake))]
+    return {
+        "precision": np.mean([any(row) for row in inside]),
+        "recall": np.mean([any(np.linalg.norm(real[i] - fake[j]) <= f_rad[j] for j in range(len(fake)))
+                           for i in range(len(real))]),
+        "density": np.sum(inside) / (k * len(fake)),
+        "coverage": np.mean([any(inside[j][i] for j in range(len(fake))) for i in range(len(real))]),
+    }
+
+
+def test_fidelity_coverage_matches_the_definitions():
+    rng = np.random.default_rng(3)
+    real, fake = rng.normal(size=(40, 6)), rng.normal(0.4, 1.3, size=(31, 6))
+    got, ref = fidelity_coverage(real, fake, k=4), _prdc_loops(real, fake, 4)
+    for key in ("precision", "recall", "density", "coverage"):
+        assert got[key] == pytest.approx(ref[key]), key
+    assert 0 < got["coverage"] < 1 and 0 < got["precision"] < 1
+
+
+def test_fidelity_coverage_tells_copies_blandness_and_strangers_apart():
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(300, 8))
+    same = fidelity_coverage(real, real.copy())
+    assert same["precision"] == same["recall"] == same["coverage"] == 1.0
+    fresh = fidelity_coverage(real, rng.normal(size=(300, 8)))
+    assert fresh["precision"] > 0.6 and fresh["coverage"] > 0.6 and 0.6 < fresh["density"] < 1.5
+    bland = fidelity_coverage(real, 0.1 * rng.normal(size=(300, 8)))  # all near the mean
+    assert bland["precision"] == 1.0 and bland["density"] > 2 * fresh["density"]
+    assert bland["coverage"] < 0.5 * fresh["coverage"] and bland["recall"] < 0.2
+    few = fidelity_coverage(real, np.repeat(real[:5], 60, axis=0))  # replays of 5 clips
+    assert few["precision"] == 1.0 and few["coverage"] < 0.25 * fresh["coverage"] and few["recall"] < 0.05
+    far = fidelity_coverage(real, real + 100.0)
+    assert far["precision"] == far["recall"] == far["coverage"] == far["density"] == 0.0
+    with pytest.raises(ValueError, match="k must be"):
+        fidelity_coverage(real[:5], real[:5], k=5)

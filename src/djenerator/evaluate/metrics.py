@@ -21,6 +21,7 @@ __all__ = [
     "spectral_flatness",
     "high_freq_energy_ratio",
     "diversity",
+    "fidelity_coverage",
     "rhythm_stats",
     "ioi_distance",
 ]
@@ -182,6 +183,35 @@ def diversity(x_feats, max_n: int = 2000, seed: int = 0) -> float:
     t = torch.from_numpy(f)
     d = torch.pdist(t)
     return float(d.mean())
+
+
+def fidelity_coverage(real_feats, fake_feats, k: int = 5) -> dict[str, float]:
+    """Precision/recall (Kynkaanniemi et al. 2019) and density/coverage (Naeem et al. 2020) on feature sets.
+
+    Each real clip gets a ball reaching its k-th nearest real neighbour (the same for fakes, for recall).
+    precision: share of fakes inside some real ball (do they sound like real clips?); recall: share of
+    reals inside some fake ball; density: mean number of real balls holding a fake, over k (about 1 for
+    data like the real, above 1 when fakes crowd the dense middle); coverage: share of real balls that
+    hold at least one fake. KID and FD compare means and spreads, so a few bland clips near the real mean
+    can score well; coverage falls for them, and for a model replaying a few clips, so read them together.
+    """
+    r, f = _feats(real_feats), _feats(fake_feats)
+    if r.shape[1] != f.shape[1]:
+        raise ValueError(f"feature dimensions differ: {r.shape[1]} vs {f.shape[1]}")
+    if not 1 <= k < min(len(r), len(f)):
+        raise ValueError(f"k must be between 1 and {min(len(r), len(f)) - 1} (the smaller set's size - 1), got {k}")
+    rt, ft = torch.from_numpy(r), torch.from_numpy(f)
+    d_rr, d_ff, d_rf = torch.cdist(rt, rt), torch.cdist(ft, ft), torch.cdist(rt, ft)
+    r_rad = d_rr.kthvalue(k + 1, dim=1).values  # +1: a point is its own nearest neighbour
+    f_rad = d_ff.kthvalue(k + 1, dim=1).values
+    in_real = d_rf <= r_rad[:, None]  # [i, j]: fake j inside real i's ball
+    return {
+        "precision": float(in_real.any(0).double().mean()),
+        "recall": float((d_rf <= f_rad[None, :]).any(1).double().mean()),
+        "density": float(in_real.double().sum(0).mean() / k),
+        "coverage": float(in_real.any(1).double().mean()),
+        "k": k,
+    }
 
 
 def rhythm_stats(clips, sr: int, ioi_bins=None) -> dict:

@@ -143,6 +143,7 @@ def _distribution(gen_f: np.ndarray, probe_f: np.ndarray, ref_f: np.ndarray, see
     kid_base = metrics.kernel_distance(probe_f, ref_f, seed=seed)
     ratio = fd_gen / fd_base if fd_base > 0 else float("nan")
     return {
+        "coverage": {"generated": _coverage(ref_f, gen_f[:m]), "real_baseline": _coverage(ref_f, probe_f[:m])},
         "feature": "clip_features: per-mel-band mean/std of log-mel (64 bands) + flux/energy/centroid/flatness "
                    "stats, z-scored with the real clips' mean/std",
         "n_fd": m, "n_generated": len(gen_f), "n_probe": len(probe_f), "n_reference": len(ref_f),
@@ -153,6 +154,12 @@ def _distribution(gen_f: np.ndarray, probe_f: np.ndarray, ref_f: np.ndarray, see
         "baseline": "a held-out set of real clips (probe) vs the same real reference set; equal N for FD",
         "verdict": _verdict_ratio(ratio),
     }
+
+
+def _coverage(real_f: np.ndarray, fake_f: np.ndarray) -> dict | None:
+    """metrics.fidelity_coverage with k = 5, or fewer where there are too few clips for 5 neighbours."""
+    k = min(5, len(real_f) - 1, len(fake_f) - 1)
+    return metrics.fidelity_coverage(real_f, fake_f, k) if k >= 1 else None
 
 
 def _noise(gen: np.ndarray, real: np.ndarray, sr: int) -> dict:
@@ -249,7 +256,8 @@ def _matching_dataset(path: Path, sr: int, T: int, min_clips: int, what: str, fi
     return ds
 
 
-def _held_back(path: Path, ds: ClipDataset, mem: dict, gen_f_raw, sr: int, T: int, max_real: int, seed: int) -> dict:
+def _held_back(path: Path, ds: ClipDataset, mem: dict, gen_f_raw, train_f_raw, sr: int, T: int, max_real: int,
+               seed: int) -> dict:
     """Distances from the generated clips to music that was not trained on, and the data-copying z."""
     hd = _matching_dataset(path, sr, T, 2, "the held-back comparison", "prepare the held-back files with the same settings")
     h_idx = np.sort(np.random.default_rng(seed + 1).choice(len(hd), min(max_real, len(hd)), replace=False))
@@ -257,12 +265,14 @@ def _held_back(path: Path, ds: ClipDataset, mem: dict, gen_f_raw, sr: int, T: in
     _, h_corr, _ = max_normalized_xcorr(held, ds.clips)
     g_corr = np.array([c["corr"] for c in mem["clips"]])
     z = data_copying_z(1.0 - g_corr, 1.0 - h_corr)
-    h_f, g_f = metrics.standardise(clip_features(held, sr), gen_f_raw)
+    h_f, g_f, t_f = metrics.standardise(clip_features(held, sr), gen_f_raw, train_f_raw)
+    t_f = t_f[np.random.default_rng(seed + 2).choice(len(t_f), min(len(t_f), len(g_f)), replace=False)]
     verdict = ("copying: closer to the training clips than new music is" if z < -3 else
                ("unlike the training data" if z > 3 else "as close to the training clips as new music is"))
     return {"dataset": str(path), "n_held": len(held), "copy_z": z, "verdict": verdict,
             "held_max_corr": float(h_corr.max()), "held_mean_corr": float(h_corr.mean()),
             "frechet": metrics.frechet_distance(g_f, h_f), "kid": metrics.kernel_distance(g_f, h_f)[0],
+            "coverage": {"generated": _coverage(h_f, g_f), "training_clips": _coverage(h_f, t_f)},
             "method": "data-copying z (Meehan et al. 2020): z-scored Mann-Whitney U of 1 - max corr to the nearest "
                       "training clip, generated vs held-back clips; < -3 copying, > +3 unlike the training data"}
 
@@ -336,7 +346,8 @@ def evaluate(target: str | Path, dataset: str | Path | None = None, n: int = 64,
     report["memorisation"] = _memorisation(gen, ds, sr, threshold, gen_f_raw, train_f_raw, progress, seed, step)
     if held is not None:
         log(f"held-back clips of {held} against the training clips")
-        report["held_back"] = _held_back(Path(held), ds, report["memorisation"], gen_f_raw, sr, T, max_real, seed)
+        report["held_back"] = _held_back(Path(held), ds, report["memorisation"], gen_f_raw, train_f_raw, sr, T,
+                                          max_real, seed)
 
     ckpts = list_checkpoints(run_dir)
     if all_checkpoints and ckpts:
@@ -417,6 +428,12 @@ def _fmt(v, digits: int = 3) -> str:
     return f"{v:.{digits}g}"
 
 
+def _coverage_row(name: str, gen: dict, base: dict, base_name: str) -> list[str]:
+    verdict = "covers the real clips" if gen["coverage"] >= 0.8 * base["coverage"] else "covers part of them"
+    return [name, f"{_fmt(gen['coverage'])} (precision {_fmt(gen['precision'])})",
+            f"{_fmt(base['coverage'])} ({base_name})", verdict]
+
+
 def summary_rows(rep: dict) -> list[list[str]]:
     """[metric, generated, real/baseline, verdict] rows for the terminal table."""
     d, no, rh, dv, mem = rep["distribution"], rep["noise"], rep["rhythm"], rep["diversity"], rep["memorisation"]
@@ -442,6 +459,10 @@ def summary_rows(rep: dict) -> list[list[str]]:
         tl = rh["tempo_vs_labels"]
         rows.append(["real tempo vs labels: median |error|", "",
                      f"{_fmt(tl['median_abs_error_bpm'])} BPM ({tl['n_estimable']}/{tl['n_labelled']} estimable)", ""])
+    cov = d.get("coverage", {})
+    if cov.get("generated") and cov.get("real_baseline"):
+        rows.append(_coverage_row("coverage of real clips (Naeem)", cov["generated"], cov["real_baseline"],
+                                  "real probe"))
     rows += [
         ["diversity (pairwise feature dist.)", _fmt(dv["generated"]), f"{_fmt(dv['real'])} (ratio {_fmt(dv['ratio'])})",
          dv["verdict"]],
@@ -452,6 +473,10 @@ def summary_rows(rep: dict) -> list[list[str]]:
         hb = rep["held_back"]
         rows.append(["data-copying z vs held-back (Meehan)", _fmt(hb["copy_z"]),
                      f"{hb['n_held']} held-back clips, FD {_fmt(hb['frechet'])}", hb["verdict"]])
+        hc = hb.get("coverage", {})
+        if hc.get("generated") and hc.get("training_clips"):
+            rows.append(_coverage_row("coverage of held-back clips", hc["generated"], hc["training_clips"],
+                                      "training clips"))
     if "feature_min_ratio" in mem:
         rows.append(["nearest train clip (feature ratio, min)", _fmt(mem["feature_min_ratio"]), "1 = real spacing", ""])
     return rows
