@@ -185,3 +185,9 @@ def test_training_metrics_leaves_rng_and_mode_alone(tiny, tmp_path):
     vals = R.training_metrics(G, cfg, ClipDataset(tiny / "ds"), 7, tmp_path)
     assert torch.equal(before, torch.get_rng_state()) and G.training
     assert (tmp_path / "logs" / "metrics.csv").is_file() and np.isfinite(vals["flatness_fake"])
+
+
+def test_coverage_verdict_is_relative_to_what_real_clips_reach():
+    base = {"coverage": 0.4, "precision": 0.9}
+    verdict = [R._coverage_row("c", {"coverage": c, "precision": 0.5}, base, "real")[3] for c in (0.35, 0.2, 0.0)]
+    assert verdict == ["covers them", "covers part of them", "covers little of them"]

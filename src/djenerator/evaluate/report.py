@@ -429,7 +429,8 @@ def _fmt(v, digits: int = 3) -> str:
 
 
 def _coverage_row(name: str, gen: dict, base: dict, base_name: str) -> list[str]:
-    verdict = "covers the real clips" if gen["coverage"] >= 0.8 * base["coverage"] else "covers part of them"
+    ratio = gen["coverage"] / max(base["coverage"], 1e-12)
+    verdict = "covers them" if ratio >= 0.8 else ("covers part of them" if ratio >= 0.25 else "covers little of them")
     return [name, f"{_fmt(gen['coverage'])} (precision {_fmt(gen['precision'])})",
             f"{_fmt(base['coverage'])} ({base_name})", verdict]
 
