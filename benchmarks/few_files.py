@@ -38,13 +38,14 @@ import torch
 
 from djenerator.audio import write_wav
 from djenerator.checkpoint import load_checkpoint
-from djenerator.config import build_config
+from djenerator.config import ConfigError, build_config
 from djenerator.data.dataset import ClipDataset
 from djenerator.data.prepare import prepare
 from djenerator.evaluate.features import clip_features
 from djenerator.evaluate.memorisation import data_copying_z, memorisation_report
 from djenerator.evaluate.metrics import diversity, fidelity_coverage, frechet_distance, kernel_distance, standardise
 from djenerator.generate import generate_clips, generator_of
+from djenerator.models import build_generator
 from djenerator.synth import synth_dataset
 from djenerator.train import train
 
@@ -235,6 +236,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:  # a clip length the architecture cannot make fails here, before any data are made
+        build_generator(few_cfg(args, args.steps))
+    except ConfigError as e:
+        raise SystemExit(f"few_files: {e}") from None
     out = args.out
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
