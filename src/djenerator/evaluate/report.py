@@ -265,8 +265,9 @@ def _held_back(path: Path, ds: ClipDataset, mem: dict, gen_f_raw, train_f_raw, s
     _, h_corr, _ = max_normalized_xcorr(held, ds.clips)
     g_corr = np.array([c["corr"] for c in mem["clips"]])
     z = data_copying_z(1.0 - g_corr, 1.0 - h_corr)
-    h_f, g_f, t_f = metrics.standardise(clip_features(held, sr), gen_f_raw, train_f_raw)
-    t_f = t_f[np.random.default_rng(seed + 2).choice(len(t_f), min(len(t_f), len(g_f)), replace=False)]
+    t_pick = np.random.default_rng(seed + 2).choice(len(train_f_raw), min(len(train_f_raw), len(gen_f_raw)),
+                                                     replace=False)
+    h_f, g_f, t_f = metrics.standardise(clip_features(held, sr), gen_f_raw, train_f_raw[t_pick])
     verdict = ("copying: closer to the training clips than new music is" if z < -3 else
                ("unlike the training data" if z > 3 else "as close to the training clips as new music is"))
     return {"dataset": str(path), "n_held": len(held), "copy_z": z, "verdict": verdict,
