@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/few_files.py [--preset few] [--sr 16000] [--clip N] [--hop N] [--steps 1500]
         [--run-seconds 70] [--sets djent plucks real] [--real data/real/nexuiz] [--device auto] [--out DIR]
+        [--ckpt-every N --select] [--rescore]
 
 Sets of 8 training files, each with 8 held-back files made the same way (never trained on; ``--held-seconds``
 long, 4x the training files by default, so that the distances rest on more clips than there are to train on):
@@ -21,6 +22,12 @@ held-back clips, coverage and precision of the held-back clips (Naeem et al. 202
 (mean pairwise feature distance; the held-back clips' own value for reference). A first row scores
 real music the same way, for scale: the held-back clips' correlation with the training clips (what an
 original clip of the same style reaches), the training clips' KID/FD to the held-back ones and their diversity.
+With ``--select`` every kept checkpoint (``--ckpt-every``) is scored, and each run also gets the checkpoint
+a user heeding the copy warning would keep: of those with no copies, the one nearest (KID) the clips of every
+other held-back file; its distance is reported to the remaining files, which the choice never saw. That is
+the fair comparison when the plain run replays: a replay is as near the held-back music as the training clip
+itself, which nothing new can beat, so its raw distance rewards the copying. ``--rescore`` scores the data and
+runs already in ``--out``.
 Results stream to stdout and ``--out/results.jsonl``. Tempo control is measured by ``benchmarks/tempo.py``.
 """
 from __future__ import annotations
@@ -37,7 +44,7 @@ import numpy as np
 import torch
 
 from djenerator.audio import write_wav
-from djenerator.checkpoint import load_checkpoint
+from djenerator.checkpoint import list_checkpoints, load_checkpoint
 from djenerator.config import ConfigError, build_config
 from djenerator.data.dataset import ClipDataset
 from djenerator.data.prepare import prepare
@@ -138,14 +145,16 @@ def few_cfg(args, steps: int, *extra: str):
     data = [f"data.sample_rate={args.sr}"] + [f"data.{k}_samples={v}" for k, v in (("clip", args.clip), ("hop", args.hop)) if v]
     return build_config(args.preset, [], [*data, f"train.device={args.device}", f"train.steps={steps}",
                                     f"train.seed={args.seed}", "train.log_every=50", f"train.ckpt_every={args.ckpt_every}",
+                                    "train.keep_checkpoints=1000",
                                     f"train.sample_every={args.sample_every}",
                                     "train.n_samples=2", *extra])
 
 
 def score(checkpoint: Path, ds: ClipDataset, f_held: np.ndarray, n_gen: int = 64, device: str = "cpu",
-          held_corr: np.ndarray | None = None) -> dict:
+          held_corr: np.ndarray | None = None, sel: np.ndarray | None = None) -> dict:
     """Copies of and max correlation with the training clips, KID/FD to held-back features, diversity;
-    with ``held_corr`` (each held-back clip's max corr with the training clips) the data-copying z."""
+    with ``held_corr`` (each held-back clip's max corr with the training clips) the data-copying z; with
+    ``sel`` (a mask over the held-back clips) KID to the selection half and KID/FD to the other, test half."""
     sr = ds.sample_rate
     ck = load_checkpoint(checkpoint, map_location=device)
     G, gcfg, _ = generator_of(ck, device)
@@ -159,7 +168,14 @@ def score(checkpoint: Path, ds: ClipDataset, f_held: np.ndarray, n_gen: int = 64
         corr = np.array([c["corr"] for c in rep["clips"]])
         z = data_copying_z(1 - corr, 1 - held_corr) if held_corr is not None else float("nan")
         pc = fidelity_coverage(s_held, s_gen)
-        return {"final_p": ck.get("augment", {}).get("p", 0.0), "copies": rep["n_flagged"], "copy_z": z,
+        halves = {}
+        if sel is not None:
+            s_sel, g_sel = standardise(f_held[sel], f_gen)
+            s_test, g_test = standardise(f_held[~sel], f_gen)
+            kid_test, kid_test_se = kernel_distance(g_test, s_test)
+            halves = {"kid_sel": kernel_distance(g_sel, s_sel)[0], "kid_test": kid_test, "kid_test_se": kid_test_se,
+                      "fd_test": frechet_distance(g_test, s_test)}
+        return {**halves, "step": ck["step"], "final_p": ck.get("augment", {}).get("p", 0.0), "copies": rep["n_flagged"], "copy_z": z,
                 "max_corr": rep["max_corr"], "mean_corr": rep["mean_corr"],
                 "kid": kid, "kid_se": kid_se, "fd": frechet_distance(s_gen, s_held),
                 "coverage": pc["coverage"], "precision": pc["precision"],
@@ -173,14 +189,33 @@ def train_coverage(s_held: np.ndarray, s_train: np.ndarray, n: int, seed: int = 
     return fidelity_coverage(s_held, s_train[pick])
 
 
+def held_halves(held: ClipDataset) -> np.ndarray:
+    """A mask of the clips of every other held-back file: that half picks a checkpoint, the other half scores
+    it, so the chosen checkpoint's distance is not flattered by the choice."""
+    files = sorted({c["file"] for c in held.manifest["clips"]})
+    pick = set(files[::2])
+    return np.array([c["file"] in pick for c in held.manifest["clips"]])
+
+
+def best_clean(rows: list[dict]) -> dict | None:
+    """The checkpoint a user heeding the copy warning would keep: of those with no copies, the one nearest
+    the selection half. None when every checkpoint copies."""
+    clean = [r for r in rows if r["copies"] == 0]
+    return min(clean, key=lambda r: r["kid_sel"]) if clean else None
+
+
 def compare(name: str, root: Path, args, emit) -> None:
-    tr_wav, held_wav = make_set(name, root, args.seconds, args.held_seconds or 4 * args.seconds, args.real)
     cfg0 = few_cfg(args, args.steps)
     sr = cfg0.data.sample_rate
-    ds = prepared(tr_wav, root / f"{name}_train", cfg0)
-    held = prepared(held_wav, root / f"{name}_held", cfg0)
+    if args.rescore:
+        ds, held = ClipDataset(root / f"{name}_train"), ClipDataset(root / f"{name}_held")
+    else:
+        tr_wav, held_wav = make_set(name, root, args.seconds, args.held_seconds or 4 * args.seconds, args.real)
+        ds = prepared(tr_wav, root / f"{name}_train", cfg0)
+        held = prepared(held_wav, root / f"{name}_held", cfg0)
     train_clips, held_clips = np.array(ds.clips), np.array(held.clips)
     f_train, f_held = clip_features(train_clips, sr), clip_features(held_clips, sr)
+    sel = held_halves(held) if args.select else None
     base = {"set": name, "n_train_clips": len(ds), "n_held_clips": len(held)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -194,21 +229,46 @@ def compare(name: str, root: Path, args, emit) -> None:
               "fd": frechet_distance(s_train, s_held), "coverage": pc["coverage"], "precision": pc["precision"],
               "diversity": diversity(s_train), "held_diversity": diversity(s_held)})
     steps = args.steps
+    best = {}
     for aug in (True, False):
         extra = ["augment.enabled=true", "augment.ada=true", "augment.ops=[polarity,gain,shift,eq,noise,cutout]"] \
             if aug else ["augment.enabled=false"]
-        cfg = few_cfg(args, steps, *extra)
+        label = "augment+ADA" if aug else "no augment"
         run_dir = root / "runs" / f"{name}_{'aug' if aug else 'noaug'}"
-        shutil.rmtree(run_dir, ignore_errors=True)
-        t0 = time.perf_counter()
-        res = train(cfg, root / f"{name}_train", run_dir, progress=False,
-                    log=lambda m: None, max_seconds=args.run_seconds or None)
-        dt = time.perf_counter() - t0
-        if aug:
-            steps = res.step  # the plain run gets exactly as many steps
-        row = score(res.checkpoint, ds, f_held, args.n_gen, args.device, held_corr)
-        row.update({**base, "run": "augment+ADA" if aug else "no augment", "steps": res.step, "seconds": round(dt, 1)})
-        emit(row)
+        info = {}
+        if not args.rescore:
+            cfg = few_cfg(args, steps, *extra)
+            shutil.rmtree(run_dir, ignore_errors=True)
+            t0 = time.perf_counter()
+            res = train(cfg, root / f"{name}_train", run_dir, progress=False,
+                        log=lambda m: None, max_seconds=args.run_seconds or None)
+            info = {"seconds": round(time.perf_counter() - t0, 1)}
+            if aug:
+                steps = res.step  # the plain run gets exactly as many steps
+        ckpts = list_checkpoints(run_dir)
+        if not ckpts:
+            raise SystemExit(f"few_files: no checkpoints in {run_dir}")
+        rows = []
+        for ck in ckpts if args.select else ckpts[-1:]:
+            row = score(ck, ds, f_held, args.n_gen, args.device, held_corr, sel)
+            row.update({**base, "run": label, "steps": row.pop("step")})
+            emit(row)
+            rows.append(row)
+        rows[-1].update(info)
+        if args.select:
+            pick = best_clean(rows)
+            best[label] = pick
+            if pick is not None:
+                emit({**pick, "run": f"{label}: best clean"})
+    if args.select:
+        a, p = best["augment+ADA"], best["no augment"]
+        emit({**base, "run": "verdict", "aug_best_step": a and a["steps"], "plain_best_step": p and p["steps"],
+              "aug_kid_test": a and a["kid_test"], "plain_kid_test": p and p["kid_test"],
+              "kid_test_cut": (1 - a["kid_test"] / p["kid_test"]) if a and p else None})
+
+
+def _num(v) -> str:
+    return "" if v is None else f"{v:.4g}"
 
 
 def main() -> None:
@@ -228,6 +288,11 @@ def main() -> None:
                     help="keep checkpoints this often (with --out, to score later)")
     ap.add_argument("--sample-every", type=int, default=100000,
                     help="training's sample step: its copy check, which lifts ADA's floor on copies (default: off)")
+    ap.add_argument("--select", action="store_true",
+                    help="score every kept checkpoint (--ckpt-every) and each run's best clean one: no copies, "
+                         "nearest one half of the held-back files; its distance is taken to the other half")
+    ap.add_argument("--rescore", action="store_true",
+                    help="score the datasets and runs already in --out instead of making and training them")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--sets", nargs="*", default=["djent", "plucks"], choices=["djent", "plucks", "real"])
     ap.add_argument("--real", type=Path, default=None, help="folder of recorded music for the 'real' set")
@@ -241,6 +306,8 @@ def main() -> None:
     except ConfigError as e:
         raise SystemExit(f"few_files: {e}") from None
     out = args.out
+    if args.rescore and out is None:
+        raise SystemExit("few_files: --rescore needs --out (the folder of an earlier run)")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -266,13 +333,19 @@ def main() -> None:
             shutil.rmtree(root, ignore_errors=True)
     print()
     print(f"{'set':<8} {'run':<28} {'steps':>5} {'p':>5} {'copies':>6} {'max corr':>8} {'copy z':>7} {'KID held':>9} {'FD held':>8} "
-          f"{'cover.':>6} {'prec.':>5} {'divers.':>7} {'held div':>8}")
+          f"{'cover.':>6} {'prec.':>5} {'divers.':>7} {'held div':>8} {'KID sel':>8} {'KID test':>8}")
     for r in rows:
         if "kid" in r:
             print(f"{r['set']:<8} {r['run']:<28} {r.get('steps', ''):>5} {r.get('final_p', ''):>5} {r.get('copies', ''):>6} "
                   f"{r.get('max_corr', ''):>8} {r.get('copy_z', ''):>7} {r['kid']:>9.4f} {r['fd']:>8.2f} "
-                  f"{r['coverage']:>6.2f} {r['precision']:>5.2f} {r['diversity']:>7.2f} {r['held_diversity']:>8.2f}")
-
+                  f"{r['coverage']:>6.2f} {r['precision']:>5.2f} {r['diversity']:>7.2f} {r['held_diversity']:>8.2f} "
+                  f"{_num(r.get('kid_sel')):>8} {_num(r.get('kid_test')):>8}")
+    for r in rows:
+        if r.get("run") == "verdict":
+            cut = r["kid_test_cut"]
+            print(f"{r['set']}: best clean checkpoint, augment+ADA step {r['aug_best_step']} / no augment step "
+                  f"{r['plain_best_step']}: KID to the test half {r['aug_kid_test']} / {r['plain_kid_test']}"
+                  + (f", cut {100 * cut:.0f} %" if cut is not None else ""))
 
 if __name__ == "__main__":
     main()
