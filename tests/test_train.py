@@ -169,6 +169,33 @@ def test_training_warns_when_samples_copy_the_training_clips(tiny_dataset, tmp_p
     assert rendered[-1] == 4 and not any("copy" in w for w in res.warnings)
 
 
+def test_the_last_checkpoint_before_copies_is_kept(tiny_dataset, tmp_path, monkeypatch):
+    import djenerator.train as T
+    from djenerator.data.dataset import ClipDataset
+
+    clips = np.array(ClipDataset(tiny_dataset).clips)
+    real_write = T.write_samples
+
+    def replaying_from_step_10(G, z, bpm, cfg, out, n_write=None):
+        audio = real_write(G, z, bpm, cfg, out, n_write)
+        if int(out.name.split("_")[1]) >= 10:
+            audio[9] = clips[3]
+        return audio
+
+    monkeypatch.setattr(T, "write_samples", replaying_from_step_10)
+    cfg = tiny_cfg("train.steps=15", "train.ckpt_every=2", "train.keep_checkpoints=1")
+    res = train(cfg, tiny_dataset, tmp_path / "r", progress=False, log=lambda m: None)
+    names = [p.name for p in list_checkpoints(tmp_path / "r")]
+    assert names == ["step_0000008.pt", "step_0000015.pt"]  # 8: saved before the check at 10 found the copy
+    assert "generate from step_0000008.pt" in [w for w in res.warnings if "copy training clips" in w][0]
+    train(tiny_cfg("train.steps=21", "train.ckpt_every=2", "train.keep_checkpoints=1"), tiny_dataset, tmp_path / "r",
+          resume=True, progress=False, log=lambda m: None)  # copies again after resuming: the first pin stays the only one
+    assert [p.name for p in list_checkpoints(tmp_path / "r")] == ["step_0000008.pt", "step_0000021.pt"]
+    monkeypatch.setattr(T, "write_samples", real_write)
+    train(cfg, tiny_dataset, tmp_path / "clean", progress=False, log=lambda m: None)
+    assert [p.name for p in list_checkpoints(tmp_path / "clean")] == ["step_0000015.pt"]
+
+
 def test_resume_refuses_a_different_optimizer(tiny_dataset, tmp_path):
     from djenerator.config import ConfigError
 

@@ -1,7 +1,9 @@
 """Self-describing checkpoints: config + weights + optimisers + step + every RNG state.
 
 A run folder holds ``checkpoints/step_0001000.pt`` files and a ``checkpoints/latest`` pointer; every
-write is atomic, so a crash at any moment leaves the previous checkpoint usable.
+write is atomic, so a crash at any moment leaves the previous checkpoint usable. Only the newest
+``keep`` are kept, and those named in ``checkpoints/pinned`` (e.g. the last one before the model began to
+copy its training clips).
 """
 from __future__ import annotations
 
@@ -46,9 +48,23 @@ def save_checkpoint(run_dir: Path, step: int, cfg: Config, state: dict[str, Any]
         torch.save(payload, tmp)
     atomic_write_text(ckpt_dir / "latest", path.name + "\n")
     if keep > 0:
+        pinned = pinned_checkpoints(run_dir)
         for old in list_checkpoints(run_dir)[:-keep]:
-            old.unlink(missing_ok=True)
+            if old.name not in pinned:
+                old.unlink(missing_ok=True)
     return path
+
+
+def pinned_checkpoints(run_dir: Path) -> set[str]:
+    f = Path(run_dir) / "checkpoints" / "pinned"
+    return set(f.read_text().split()) if f.is_file() else set()
+
+
+def pin_checkpoint(path: Path) -> None:
+    """Keep ``path`` out of the rotation of old checkpoints."""
+    path = Path(path)
+    names = pinned_checkpoints(path.parent.parent) | {path.name}
+    atomic_write_text(path.parent / "pinned", "".join(f"{n}\n" for n in sorted(names)))
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:

@@ -24,7 +24,8 @@ import torch
 from . import distributed, losses
 from .augment import AdaController, Augmenter, overfit_signs
 from .audio import write_wav
-from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (latest_checkpoint, load_checkpoint, pin_checkpoint, pinned_checkpoints, rng_state,
+                         save_checkpoint, set_rng_state)
 from .config import Config, ConfigError
 from .data.dataset import ClipDataset
 from .io import atomic_write_text
@@ -288,9 +289,13 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
                     if distributed.broadcast_object(n_copies, dd):
                         aug.p = ada.raise_floor(a_cfg.ada_copy_step)
                 if n_copies > most_copies:  # said again only when more samples copy
+                    kept = None
+                    if most_copies == 0 and dd.is_main and last_ckpt and not pinned_checkpoints(run_dir):
+                        kept = Path(last_ckpt)  # saved before this check: the last one before copies were seen
+                        pin_checkpoint(kept)
                     most_copies = n_copies
                     warn(HealthWarning(step, "copying", f"{msg} at step {step}: the discriminator has memorised "
-                                       f"the training clips. {_copy_advice(cfg, ada)}"))
+                                       f"the training clips. {_copy_advice(cfg, ada, kept)}"))
             if step % t.ckpt_every == 0 or step == t.steps:
                 dl, gl = distributed.mean_floats([float(loss_d.detach()), float(loss_g.detach())], dd)
                 monitor.check_finite(step, {"d_loss": dl, "g_loss": gl})
@@ -369,13 +374,14 @@ def _bpm_sweep(cfg: Config, n: int) -> torch.Tensor:
     return torch.linspace(*cfg.model.bpm_range, n) if n > 1 else torch.tensor([cfg.model.bpm_range[0]])
 
 
-def _copy_advice(cfg: Config, ada=None) -> str:
+def _copy_advice(cfg: Config, ada=None, kept: Path | None = None) -> str:
+    earlier = (f"generate from {kept.name}, the last checkpoint saved before copies were seen (kept: "
+               "checkpoints/pinned)") if kept is not None else "use an earlier checkpoint"
     if ada is not None:
         floor = f"ADA now keeps p >= {ada.p_min:.2f} (augment.ada_copy_step). " if ada.p_min > 0 else ""
         return (f"{floor}If copies persist, lower augment.ada_target (now {cfg.augment.ada_target}) so that ADA "
-                "augments more, or use an earlier checkpoint.")
-    return ("Train with augmentation (--preset few, or --set augment.enabled=true --set augment.ada=true), or use "
-            "an earlier checkpoint.")
+                f"augments more, or {earlier}.")
+    return f"Train with augmentation (--preset few, or --set augment.enabled=true --set augment.ada=true), or {earlier}."
 
 
 def _open_csv(path: Path, start: int):
