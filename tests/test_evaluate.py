@@ -66,11 +66,34 @@ def test_evaluate_writes_report_and_pngs(tiny, tmp_path):
     assert all(0 <= cov[w][key] <= 1 for w in ("generated", "real_baseline") for key in ("precision", "coverage"))
     assert any(r[0].startswith("coverage of real clips") for r in rep["summary"])
     assert data["rhythm"]["tempo_vs_labels"]["n_labelled"] > 0  # bpm labels from the sidecars
-    assert data["over_steps"]["step"] == [5, 10]
+    assert data["over_steps"]["step"] == [5, 10] and data["over_steps"]["copies"] == [0, 0]
+    assert ["checkpoints whose clips copy", "0/2", "at most 0 copying", "none copy"] in rep["summary"]
     for name in ("spectrograms", "losses", "over_steps"):
         p = tmp_path / "out" / f"report_{name}.png"
         assert p.is_file() and p.stat().st_size > 1000 and p.read_bytes()[:4] == b"\x89PNG", name
     assert rep["summary"] and all(len(r) == 4 for r in rep["summary"])
+
+
+def test_over_steps_counts_copies_and_names_the_last_checkpoint_without(tiny, monkeypatch):
+    from djenerator.checkpoint import list_checkpoints
+
+    ds = ClipDataset(tiny / "ds")
+    real_generate, calls = R.generate_clips, []
+
+    def replaying_at_the_second(G, cfg, n, seed, **kw):  # the step-10 checkpoint replays training clip 4
+        out = np.array(real_generate(G, cfg, n, seed, **kw))
+        calls.append(n)
+        if len(calls) == 2:
+            out[1] = ds.clips[4]
+        return out
+
+    monkeypatch.setattr(R, "generate_clips", replaying_at_the_second)
+    ov = R.over_steps(list_checkpoints(tiny / "run"), ds, np.arange(len(ds)), 4, seed=0)
+    assert ov["step"] == [5, 10] and ov["copies"] == [0, 1]
+    assert R._copies_over_steps_row(ov) == ["checkpoints whose clips copy", "1/2", "at most 1 copying",
+                                            "last without copies: step 5"]
+    assert R._copies_over_steps_row({"step": [5, 10], "copies": [2, 1]})[3] == "every checkpoint copies"
+    assert R._copies_over_steps_row({"step": [5, 10], "copies": [1, 0]})[3] == "last without copies: step 10 (the latest)"
 
 
 def test_copies_are_flagged_with_their_source(tiny, tmp_path, monkeypatch):

@@ -206,7 +206,7 @@ def evaluate(target: Path = typer.Argument(..., help="Run folder (its latest che
              seed: int = typer.Option(0, help="Seed of the generated clips (clip i = clip i of `generate --seed`)."),
              output: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for report.json and PNGs (default: the run folder)."),
              threshold: float = typer.Option(0.8, help="Flag a generated clip as a copy at this normalised cross-correlation."),
-             all_checkpoints: bool = typer.Option(False, "--all-checkpoints", help="Also plot cheap metrics for every checkpoint of the run."),
+             all_checkpoints: bool = typer.Option(False, "--all-checkpoints", help="Also plot cheap metrics and copies for every checkpoint of the run, and name the last that does not copy."),
              max_real: int = typer.Option(2000, help="Real clips (random subset) for the distribution metrics."),
              held: Optional[Path] = typer.Option(None, "--held", help="Prepared dataset of music of the same kind that was not trained on: adds the distance to it and the data-copying test."),
              device: str = typer.Option("cpu", help="cpu | cuda"),

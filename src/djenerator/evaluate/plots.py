@@ -87,7 +87,8 @@ PAIRS = [("flatness_fake", "flatness_real", "spectral flatness (Welch)"),
          ("hf_ratio_fake", "hf_ratio_real", "energy share above 4 kHz / sr/4"),
          ("fd_batch", None, "Frechet distance (batch)"),
          ("kid_batch", None, "KID (batch)"),
-         ("diversity_ratio", None, "diversity generated / real")]
+         ("diversity_ratio", None, "diversity generated / real"),
+         ("copies", None, "clips copying a training clip")]
 
 
 def metrics_over_steps(series: dict, path: Path) -> Path:

@@ -353,7 +353,7 @@ def evaluate(target: str | Path, dataset: str | Path | None = None, n: int = 64,
     ckpts = list_checkpoints(run_dir)
     if all_checkpoints and ckpts:
         log(f"cheap metrics for {len(ckpts)} checkpoint(s), {n_per_checkpoint} clips each")
-        report["over_steps"] = over_steps(ckpts, ds, idx, n_per_checkpoint, seed, device)
+        report["over_steps"] = over_steps(ckpts, ds, idx, n_per_checkpoint, seed, device, threshold)
     report["training_metrics_csv"] = str(run_dir / "logs" / "metrics.csv") if (run_dir / "logs" / "metrics.csv").is_file() else None
 
     if plots:
@@ -378,10 +378,12 @@ def evaluate(target: str | Path, dataset: str | Path | None = None, n: int = 64,
 
 
 @torch.no_grad()
-def over_steps(ckpts: list[Path], ds: ClipDataset, real_idx: np.ndarray, n: int, seed: int, device: str = "cpu") -> dict:
-    """cheap_metrics of every checkpoint (n clips, seed) against the same n real clips: {"step": [...], key: [...]}."""
+def over_steps(ckpts: list[Path], ds: ClipDataset, real_idx: np.ndarray, n: int, seed: int, device: str = "cpu",
+               threshold: float = 0.8) -> dict:
+    """cheap_metrics of every checkpoint (n clips, seed) against the same n real clips, and how many of the n
+    copy a training clip (corr >= threshold, all training clips searched): {"step": [...], key: [...]}."""
     real = torch.from_numpy(np.array(ds.clips[np.sort(real_idx[:max(n, 2)])], dtype=np.float32))
-    series: dict[str, list] = {"step": []}
+    series: dict[str, list] = {"step": [], "copies": []}
     for p in ckpts:
         try:
             G, cfg, step = load_generator(p, device)
@@ -389,6 +391,9 @@ def over_steps(ckpts: list[Path], ds: ClipDataset, real_idx: np.ndarray, n: int,
             continue
         fake = torch.from_numpy(np.asarray(generate_clips(G, cfg, n, seed), dtype=np.float32))
         vals = cheap_metrics(fake, real, cfg.data.sample_rate)
+        mem = memorisation_report(fake.numpy(), ds.clips, ds.manifest["clips"], cfg.data.sample_rate,
+                                  threshold=threshold, feature_check=False, device=device)
+        series["copies"].append(mem["n_flagged"])
         series["step"].append(step)
         for k, v in vals.items():
             series.setdefault(k, []).append(v)
@@ -436,6 +441,21 @@ def _coverage_row(name: str, gen: dict, base: dict, base_name: str) -> list[str]
             f"{_fmt(base['coverage'])} ({base_name})", verdict]
 
 
+def _copies_over_steps_row(ov: dict) -> list[str]:
+    """Which checkpoints copy, and the last that does not: the one to generate from when later ones copy."""
+    steps, copies = ov["step"], ov["copies"]
+    clean = [s for s, c in zip(steps, copies) if c == 0]
+    n_copying = len(steps) - len(clean)
+    if not n_copying:
+        verdict = "none copy"
+    elif not clean:
+        verdict = "every checkpoint copies"
+    else:
+        verdict = f"last without copies: step {clean[-1]}" + (" (the latest)" if clean[-1] == steps[-1] else "")
+    return ["checkpoints whose clips copy", f"{n_copying}/{len(steps)}",
+            f"at most {max(copies)} copying", verdict]
+
+
 def summary_rows(rep: dict) -> list[list[str]]:
     """[metric, generated, real/baseline, verdict] rows for the terminal table."""
     d, no, rh, dv, mem = rep["distribution"], rep["noise"], rep["rhythm"], rep["diversity"], rep["memorisation"]
@@ -479,6 +499,8 @@ def summary_rows(rep: dict) -> list[list[str]]:
         if hc.get("generated") and hc.get("training_clips"):
             rows.append(_coverage_row("coverage of held-back clips", hc["generated"], hc["training_clips"],
                                       "training clips"))
+    if rep.get("over_steps", {}).get("copies"):
+        rows.append(_copies_over_steps_row(rep["over_steps"]))
     if "feature_min_ratio" in mem:
         rows.append(["nearest train clip (feature ratio, min)", _fmt(mem["feature_min_ratio"]), "1 = real spacing", ""])
     return rows
