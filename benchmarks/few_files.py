@@ -229,7 +229,7 @@ def compare(name: str, root: Path, args, emit) -> None:
               "fd": frechet_distance(s_train, s_held), "coverage": pc["coverage"], "precision": pc["precision"],
               "diversity": diversity(s_train), "held_diversity": diversity(s_held)})
     steps = args.steps
-    best = {}
+    best, rows_last = {}, {}
     for aug in (True, False):
         extra = ["augment.enabled=true", "augment.ada=true", "augment.ops=[polarity,gain,shift,eq,noise,cutout]"] \
             if aug else ["augment.enabled=false"]
@@ -255,6 +255,7 @@ def compare(name: str, root: Path, args, emit) -> None:
             emit(row)
             rows.append(row)
         rows[-1].update(info)
+        rows_last[label] = rows[-1]
         if args.select:
             pick = best_clean(rows)
             best[label] = pick
@@ -264,6 +265,8 @@ def compare(name: str, root: Path, args, emit) -> None:
         a, p = best["augment+ADA"], best["no augment"]
         emit({**base, "run": "verdict", "aug_best_step": a and a["steps"], "plain_best_step": p and p["steps"],
               "aug_kid_test": a and a["kid_test"], "plain_kid_test": p and p["kid_test"],
+              "aug_kid_test_se": a and a["kid_test_se"], "plain_kid_test_se": p and p["kid_test_se"],
+              "aug_copies": rows_last["augment+ADA"]["copies"], "plain_copies": rows_last["no augment"]["copies"],
               "kid_test_cut": (1 - a["kid_test"] / p["kid_test"]) if a and p else None})
 
 
@@ -343,9 +346,10 @@ def main() -> None:
     for r in rows:
         if r.get("run") == "verdict":
             cut = r["kid_test_cut"]
-            print(f"{r['set']}: best clean checkpoint, augment+ADA step {r['aug_best_step']} / no augment step "
-                  f"{r['plain_best_step']}: KID to the test half {r['aug_kid_test']} / {r['plain_kid_test']}"
-                  + (f", cut {100 * cut:.0f} %" if cut is not None else ""))
+            print(f"{r['set']}: copies at the last step {r['aug_copies']} (augment+ADA) / {r['plain_copies']} (no augment); "
+                  f"best clean checkpoint, step {r['aug_best_step']} / {r['plain_best_step']}: KID to the test half "
+                  f"{_num(r['aug_kid_test'])} +- {_num(r['aug_kid_test_se'])} / {_num(r['plain_kid_test'])} +- "
+                  f"{_num(r['plain_kid_test_se'])}" + (f", cut {100 * cut:.0f} %" if cut is not None else ""))
 
 if __name__ == "__main__":
     main()
