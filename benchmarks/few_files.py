@@ -346,6 +346,11 @@ def main() -> None:
     for r in rows:
         if r.get("run") == "verdict":
             cut = r["kid_test_cut"]
+            if r["plain_best_step"] is None or r["aug_best_step"] is None:
+                print(f"{r['set']}: copies at the last step {r['aug_copies']} (augment+ADA) / {r['plain_copies']} "
+                      f"(no augment); clean checkpoints: augment+ADA step {r['aug_best_step']}, no augment step "
+                      f"{r['plain_best_step']} (None: every checkpoint copies)")
+                continue
             print(f"{r['set']}: copies at the last step {r['aug_copies']} (augment+ADA) / {r['plain_copies']} (no augment); "
                   f"best clean checkpoint, step {r['aug_best_step']} / {r['plain_best_step']}: KID to the test half "
                   f"{_num(r['aug_kid_test'])} +- {_num(r['aug_kid_test_se'])} / {_num(r['plain_kid_test'])} +- "
