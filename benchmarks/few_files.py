@@ -345,16 +345,17 @@ def main() -> None:
                   f"{_num(r.get('kid_sel')):>8} {_num(r.get('kid_test')):>8}")
     for r in rows:
         if r.get("run") == "verdict":
-            cut = r["kid_test_cut"]
+            line = (f"{r['set']}: copies at the last step {r['aug_copies']} (augment+ADA) / {r['plain_copies']} "
+                    "(no augment); ")
             if r["plain_best_step"] is None or r["aug_best_step"] is None:
-                print(f"{r['set']}: copies at the last step {r['aug_copies']} (augment+ADA) / {r['plain_copies']} "
-                      f"(no augment); clean checkpoints: augment+ADA step {r['aug_best_step']}, no augment step "
-                      f"{r['plain_best_step']} (None: every checkpoint copies)")
-                continue
-            print(f"{r['set']}: copies at the last step {r['aug_copies']} (augment+ADA) / {r['plain_copies']} (no augment); "
-                  f"best clean checkpoint, step {r['aug_best_step']} / {r['plain_best_step']}: KID to the test half "
-                  f"{_num(r['aug_kid_test'])} +- {_num(r['aug_kid_test_se'])} / {_num(r['plain_kid_test'])} +- "
-                  f"{_num(r['plain_kid_test_se'])}" + (f", cut {100 * cut:.0f} %" if cut is not None else ""))
+                line += (f"clean checkpoints: augment+ADA step {r['aug_best_step']}, no augment step "
+                         f"{r['plain_best_step']} (None: every checkpoint copies)")
+            else:
+                line += (f"best clean checkpoint, step {r['aug_best_step']} / {r['plain_best_step']}: KID to the test "
+                         f"half {_num(r['aug_kid_test'])} +- {_num(r['aug_kid_test_se'])} / {_num(r['plain_kid_test'])} "
+                         f"+- {_num(r['plain_kid_test_se'])}, cut {100 * r['kid_test_cut']:.0f} %")
+            print(line)
+
 
 if __name__ == "__main__":
     main()
