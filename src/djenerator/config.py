@@ -19,6 +19,9 @@ class ConfigError(ValueError):
     """A user-facing configuration problem (bad key, bad value, bad file)."""
 
 
+BPM_LIMITS = (20.0, 400.0)  # the tempi a user may ask for, in the CLI and the HTTP API alike
+
+
 @dataclass
 class DataConfig:
     sample_rate: int = 16000

@@ -38,6 +38,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..config import BPM_LIMITS
 from .jobs import JobError, JobManager
 from .store import ClipCache, ModelCache, NotFound, RunStore, request_hash
 
@@ -74,7 +75,7 @@ class GenerateRequest(BaseModel):
     interpolate_to: Optional[int] = Field(None, ge=0, le=2**31 - 1,
                                           description="Spherical latent interpolation from seed to this seed.")
     steps: Optional[int] = Field(None, ge=2, description="Interpolation steps (clips); default max(count, 2).")
-    bpm: Optional[float] = Field(None, ge=20, le=400, description="Requested tempo (tempo-conditioned models).")
+    bpm: Optional[float] = Field(None, ge=BPM_LIMITS[0], le=BPM_LIMITS[1], description="Requested tempo (tempo-conditioned models).")
     seconds: Optional[float] = Field(None, gt=0, description="Length of each piece, for models that make any length.")
 
 
