@@ -137,10 +137,20 @@ def concurrency(srv: LiveServer, n: int = 50) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out")
+    ap.add_argument("--concurrency-only", type=int, default=0, metavar="N",
+                    help="only the 50-request burst, N times (a fresh server each time)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="djh19-"))
     world = make_runs(tmp / "w")
     res: dict = {}
+    for i in range(args.concurrency_only):
+        srv = LiveServer(world["runs"], tmp / f"cache{i}", "--token", TOKEN)
+        try:
+            print(f"burst {i}", concurrency(srv), flush=True)
+        finally:
+            srv.stop()
+    if args.concurrency_only:
+        return
     srv = LiveServer(world["runs"], tmp / "cache", "--token", TOKEN, "--datasets", str(world["datasets"]))
     try:
         res["concurrency"] = concurrency(srv)
