@@ -315,7 +315,9 @@ def test_schemathesis_all_checks_against_a_live_server(live):
 
         try:
             run()
-        except Exception as e:  # noqa: BLE001 - collect every operation's failure, then report them all
+        except BaseException as e:  # noqa: BLE001 - collect every operation's failure (a group), then report all
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise
             failures.append(f"{op.label}: {str(e)[:2000]}")
     n = sum(counts.values())
     print(f"\nschemathesis: {n} cases, statuses {dict(sorted(counts.items()))}, {len(failures)} failing operations")
@@ -328,3 +330,18 @@ def _with_run(case, run):
         case.body["run"] = run
         case.body.pop("seconds", None)  # the tiny run is a fixed-window model
     return case
+
+
+def test_a_wildcard_bind_answers_to_allow_host_names(world, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from djenerator.server import create_app
+    from djenerator.server.guards import allowed_hosts
+
+    app = create_app(runs_dir=world["runs"], cache_dir=tmp_path / "cache", port=8000,
+                     allowed_hosts=allowed_hosts("0.0.0.0", ["studio.lan"]))
+    with TestClient(app, base_url="http://studio.lan:8000") as c:
+        assert c.get("/api/health").status_code == 200
+        assert c.get("/api/health", headers={"Host": "localhost:8000"}).status_code == 200
+        assert c.get("/api/health", headers={"Host": "attacker.example:8000"}).status_code == 400
+        assert c.get("/api/health", headers={"Host": "studio.lan:9999"}).status_code == 400
