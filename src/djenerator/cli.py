@@ -276,7 +276,8 @@ def serve(runs: Path = typer.Option(Path("runs"), "--runs", help="Folder whose s
           token_file: Optional[Path] = typer.Option(None, help="Read the token from this file (first line)."),
           allow_host: Optional[list[str]] = typer.Option(
               None, "--allow-host", help="Another name this server answers to in the Host header (repeatable; "
-                                         "'*' turns the DNS-rebinding check off). Loopback names always work."),
+                                         "'*' turns the DNS-rebinding check off). Loopback and 0.0.0.0 binds "
+                                         "also answer to localhost, 127.0.0.1 and [::1]."),
           datasets: Optional[Path] = typer.Option(None, help="Folder of prepared datasets: enables training jobs."),
           workers: int = typer.Option(2, help="Generation worker threads."),
           queue: int = typer.Option(8, help="Generation requests that may wait; beyond it: 503."),
