@@ -39,8 +39,8 @@ vm.runInContext(`localStorage.removeItem(TOKEN_KEY);`, ctx);  // what init() doe
   const runs = await vm.runInContext(`api("/api/runs")`, ctx);
   out.runs = runs.map((r) => r.id);
   await vm.runInContext(`api("/api/runs/tiny")`, ctx);
-  const res = await vm.runInContext(
-    `api("/api/generate", { method: "POST", headers: headers(true), body: JSON.stringify({ run: "tiny", count: 1 }) })`, ctx);
+  const res = await vm.runInContext(`api("/api/generate", { method: "POST", headers: headers(true), ` +
+    `body: JSON.stringify({ run: "tiny", count: 1 }) })`, ctx);
   out.prompts = prompts;
   out.session = ctx.sessionStorage.getItem("djenerator-token");
   out.local = ctx.localStorage.getItem("djenerator-token");

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 
 from ..config import BPM_LIMITS
-from .errors import CONFLICT, NOT_FOUND, UNAUTHORIZED
+from .errors import NOT_FOUND, UNAUTHORIZED
 from .services import Services
 from .store import BrokenRun, NotFound
 
@@ -92,4 +92,4 @@ def describe_run(store, run: str) -> dict[str, Any]:
     }
 
 
-__all__ = ["health_router", "runs_router", "CONFLICT", "FIXED_WINDOW_ARCHS"]
+__all__ = ["health_router", "runs_router", "describe_run", "FIXED_WINDOW_ARCHS"]
