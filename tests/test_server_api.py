@@ -57,6 +57,8 @@ def test_errors_never_echo_the_input(live):
     r = post(live, json.dumps({"run": "tiny", "junk": junk}))
     assert r.status_code == 422 and "ZZZZ" not in r.text and len(r.content) < 1000
     assert r.json()["errors"][0]["field"] == "junk"
+    r = post(live, json.dumps({"run": "tiny", "K" * 60_000: 1}))  # an unknown key is named, cut short
+    assert r.status_code == 422 and "K" * 100 not in r.text and len(r.content) < 1000
     r = post(live, json.dumps({"run": "tiny", "count": "Z" * 50_000}))
     assert r.status_code == 422 and "ZZZZ" not in r.text
     r = post(live, json.dumps({"run": "r" * 128}))  # a long id is named, cut short

@@ -58,7 +58,9 @@ def field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
             loc, msg = ["body"], "the body is not valid JSON"
         else:
             msg = str(e.get("msg", "invalid value"))
-        out.append({"field": ".".join(loc) or "body", "message": msg[:200], "type": str(e.get("type", "value_error"))})
+        field = ".".join(loc) or "body"  # an unknown key is named, but never at length
+        field = field if len(field) <= 64 else field[:60] + "..."
+        out.append({"field": field, "message": msg[:200], "type": str(e.get("type", "value_error"))})
     return out
 
 
