@@ -73,10 +73,10 @@ def free_port() -> int:
 class LiveServer:
     """`python -m djenerator serve` as a child process on a random loopback port."""
 
-    def __init__(self, runs: Path, cache: Path, *args: str):
+    def __init__(self, runs: Path, cache: Path, *args: str, env: dict[str, str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
         self.log = open(cache.parent / f"server-{self.port}.log", "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "djenerator", "serve", "--runs", str(runs),
                                       "--port", str(self.port), "--cache-dir", str(cache), *args],
@@ -110,10 +110,12 @@ class LiveServer:
         self.log.close()
 
 
-def raw_get(port: int, path: str) -> tuple[int, bytes]:
+def raw_get(port: int, path: str, token: str | None = None) -> tuple[int, bytes]:
     """GET with the path sent byte for byte (no client-side normalisation of '..' or %2e)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     conn.putrequest("GET", path, skip_accept_encoding=True)
+    if token:
+        conn.putheader("Authorization", f"Bearer {token}")
     conn.endheaders()
     r = conn.getresponse()
     body = r.read()
@@ -142,15 +144,15 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 def test_health_runs_and_details(live):
     h = httpx.get(live.url + "/api/health").json()
     assert h["status"] == "ok" and h["auth_required"] is True and h["generation"]["capacity"] == 6
-    runs = httpx.get(live.url + "/api/runs").json()
+    runs = httpx.get(live.url + "/api/runs", headers=AUTH).json()
     assert [r["id"] for r in runs] == ["tiny"]  # the symlinked 'evil' run is invisible
     assert runs[0]["step"] == 10 and runs[0]["n_checkpoints"] == 2 and runs[0]["has_report"]
-    d = httpx.get(live.url + "/api/runs/tiny").json()
+    d = httpx.get(live.url + "/api/runs/tiny", headers=AUTH).json()
     assert d["config"]["data"]["sample_rate"] == 8000 and d["step"] == 10
     assert [c["id"] for c in d["checkpoints"]] == ["step_0000005.pt", "step_0000010.pt"]  # not the symlinked 99
     assert d["latest_metrics"]["step"] == 10 and "d_loss" in d["latest_metrics"]
     assert d["evaluation"]["n_flagged"] == 1
-    losses = httpx.get(live.url + "/api/runs/tiny/losses").json()
+    losses = httpx.get(live.url + "/api/runs/tiny/losses", headers=AUTH).json()
     assert losses["data"]["step"] == [2, 4, 6, 8, 10] and len(losses["data"]["g_loss"]) == 5
     assert httpx.get(live.url + "/docs").status_code == 200
     assert "/api/generate" in httpx.get(live.url + "/openapi.json").json()["paths"]
@@ -219,7 +221,7 @@ def test_limits_answer_422_with_a_clear_message(live):
     "/static/%2e%2e/%2e%2e/app.py", "/static/..%2fapp.py", "/api/runs/tiny%00", "/api/runs/" + "a" * 300,
 ])
 def test_path_traversal_get(live, path):
-    status, body = raw_get(live.port, path)
+    status, body = raw_get(live.port, path, TOKEN)
     assert status in (400, 404, 405, 422), (path, status)
     assert b"SECRET" not in body and b"root:" not in body and b"import " not in body
 
@@ -279,7 +281,7 @@ def test_training_job_progress_limit_and_stop(live, world):
             "overrides": ["model.dense_hidden=[16,32]", "train.batch_size=8", "train.log_every=5",
                           "train.ckpt_every=1000000", "train.sample_every=1000000", "train.device=cpu"]}
     assert httpx.post(live.url + "/api/jobs", json=body).status_code == 401
-    assert httpx.get(live.url + "/api/datasets").json()["datasets"] == ["tiny"]
+    assert httpx.get(live.url + "/api/datasets", headers=AUTH).json()["datasets"] == ["tiny"]
     bad = httpx.post(live.url + "/api/jobs", json={**body, "dataset": "../outside"}, headers=AUTH)
     assert bad.status_code == 404
     assert httpx.post(live.url + "/api/jobs", json={**body, "run": "../x"}, headers=AUTH).status_code == 422
@@ -292,7 +294,7 @@ def test_training_job_progress_limit_and_stop(live, world):
     assert second.status_code == 429 and "at most 1" in second.json()["detail"]
     deadline = time.time() + 60
     while time.time() < deadline:
-        job = httpx.get(f"{live.url}/api/jobs/{job['id']}").json()
+        job = httpx.get(f"{live.url}/api/jobs/{job['id']}", headers=AUTH).json()
         if job["step"] > 0 or job["state"] != "running":
             break
         time.sleep(0.3)
@@ -302,10 +304,10 @@ def test_training_job_progress_limit_and_stop(live, world):
     deadline = time.time() + 30
     while time.time() < deadline and job["state"] in ("running", "stopping"):
         time.sleep(0.3)
-        job = httpx.get(f"{live.url}/api/jobs/{job['id']}").json()
+        job = httpx.get(f"{live.url}/api/jobs/{job['id']}", headers=AUTH).json()
     assert job["state"] == "stopped", job
     # the interrupted run saved a checkpoint and is now a run like any other
-    runs = {r["id"]: r for r in httpx.get(live.url + "/api/runs").json()}
+    runs = {r["id"]: r for r in httpx.get(live.url + "/api/runs", headers=AUTH).json()}
     assert "job1" in runs and runs["job1"]["n_checkpoints"] == 1 and runs["job1"]["step"] >= job["step"]
 
 
@@ -319,7 +321,8 @@ def client(world, tmp_path, **kw):
 
 
 def test_clip_cache_is_bounded_and_regenerates_identically(world, tmp_path):
-    with client(world, tmp_path, cache_max_entries=3) as c:
+    # clip_ttl=0: no result is promised past its response, so the LRU bound alone applies
+    with client(world, tmp_path, cache_max_entries=3, clip_ttl=0) as c:
         first = c.post("/api/generate", json={"run": "tiny", "count": 2, "seed": 0}).json()
         audio = c.get(first["clips"][1]["url"]).content
         for seed in range(1, 6):
@@ -399,30 +402,3 @@ def test_page_is_served_without_external_resources(world, tmp_path):
             assert c.get(asset).status_code == 200
         for text in (html, c.get("/static/app.js").text, c.get("/static/style.css").text):
             assert "http://" not in text.replace("http://t", "") and "https://" not in text
-
-
-def test_schemathesis_fuzz_finds_no_server_errors(world, tmp_path):
-    """Property-based fuzz of every operation in the OpenAPI schema (bounded): no 5xx, ever."""
-    schemathesis = pytest.importorskip("schemathesis")
-    from hypothesis import HealthCheck, given, settings
-    from schemathesis.checks import not_a_server_error
-
-    from djenerator.server import create_app
-
-    app = create_app(runs_dir=world["runs"], cache_dir=tmp_path / "cache", datasets_dir=world["datasets"], max_jobs=0)
-    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
-    n_cases = 0
-    for result in schema.get_all_operations():
-        op = result.ok()
-
-        @settings(max_examples=25, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
-        @given(case=op.as_strategy())
-        def check(case):
-            nonlocal n_cases
-            n_cases += 1
-            case.call_and_validate(checks=[not_a_server_error])
-
-        check()
-    print(f"\nschemathesis: {n_cases} cases")
-    assert n_cases > 50

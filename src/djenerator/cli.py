@@ -270,20 +270,56 @@ def serve(runs: Path = typer.Option(Path("runs"), "--runs", help="Folder whose s
           host: str = typer.Option("127.0.0.1", help="Interface to bind; 0.0.0.0 opens the server to the network."),
           port: int = typer.Option(8000, help="TCP port."),
           token: Optional[str] = typer.Option(None, envvar="DJENERATOR_TOKEN",
-                                              help="Require 'Authorization: Bearer TOKEN' on write endpoints."),
+                                              help="Require 'Authorization: Bearer TOKEN' on every API route but "
+                                                   "/api/health. Prefer the DJENERATOR_TOKEN variable or "
+                                                   "--token-file: a --token value shows in `ps`."),
+          token_file: Optional[Path] = typer.Option(None, help="Read the token from this file (first line)."),
+          allow_host: Optional[list[str]] = typer.Option(
+              None, "--allow-host", help="Another name this server answers to in the Host header (repeatable; "
+                                         "'*' turns the DNS-rebinding check off). Loopback and 0.0.0.0 binds "
+                                         "also answer to localhost, 127.0.0.1 and [::1]."),
           datasets: Optional[Path] = typer.Option(None, help="Folder of prepared datasets: enables training jobs."),
           workers: int = typer.Option(2, help="Generation worker threads."),
           queue: int = typer.Option(8, help="Generation requests that may wait; beyond it: 503."),
           cache_dir: Optional[Path] = typer.Option(None, help="Folder for the generated-clip cache (default: temp dir)."),
+          clip_ttl: float = typer.Option(600.0, min=1, help="Seconds a generated result stays fetchable after a "
+                                                            "response names it (the cache keeps it that long)."),
           device: str = typer.Option("cpu", help="cpu | cuda")):
     """Serve the HTTP API and the web page (player, waveforms, loss charts) for a runs folder."""
     from .server import serve as run_server
+    from .server.app import ServerConfigError
 
+    if token_file is not None:
+        token = _read_token_file(token_file)
+    if token is not None and not token.strip():
+        console.print("[bold red]error:[/] the token is empty; give a non-empty token or none")
+        raise typer.Exit(2)
     if host not in ("127.0.0.1", "localhost", "::1") and not token:
-        console.print(f"[yellow]warning:[/] serving on {host} without --token: anyone who can reach it can generate")
-    out.print(f"djenerator: http://{host}:{port}/  (API docs: /docs; runs: {runs})")
-    run_server(runs, host=host, port=port, token=token, datasets_dir=datasets, workers=workers, queue=queue,
-               cache_dir=cache_dir, device=device)
+        console.print(f"[yellow]warning:[/] serving on {host} without a token: anyone who can reach it can generate")
+    if host in ("0.0.0.0", "::") and not allow_host:
+        console.print("[yellow]note:[/] only loopback Host names are answered; add the names clients use with "
+                      "--allow-host NAME")
+    try:
+        run_server(runs, host=host, port=port, token=token, allow_hosts=tuple(allow_host or ()),
+                   datasets_dir=datasets, workers=workers, queue=queue, cache_dir=cache_dir, clip_ttl=clip_ttl,
+                   device=device,
+                   on_ready=lambda: out.print(f"djenerator: http://{host}:{port}/  (API docs: /docs; runs: {runs})"))
+    except ServerConfigError as e:
+        console.print(f"[bold red]error:[/] {e}")
+        raise typer.Exit(2) from None
+
+
+def _read_token_file(path: Path) -> str:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        console.print(f"[bold red]error:[/] cannot read the token file {path}: {getattr(e, 'strerror', None) or e}")
+        raise typer.Exit(2) from None
+    token = lines[0].strip() if lines else ""
+    if not token:
+        console.print(f"[bold red]error:[/] the token file {path} is empty")
+        raise typer.Exit(2)
+    return token
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .store import RUN_ID_RE, RunStore, inside
+from .store import RUN_ID_RE, RunStore, inside, shown
 
 
 class JobError(ValueError):
@@ -67,7 +67,7 @@ class JobManager:
         if not self.enabled:
             raise JobError(404, "training jobs are disabled: start the server with --datasets FOLDER")
         if dataset not in self.datasets():
-            raise JobError(404, f"no prepared dataset named {dataset!r}")
+            raise JobError(404, f"no prepared dataset named {shown(dataset)}")
         if not RUN_ID_RE.match(run) or ".." in run:
             raise JobError(422, "run must be a plain folder name (letters, digits, . _ -)")
         run_dir = self.runs.root / run
@@ -93,7 +93,7 @@ class JobManager:
     def get(self, job_id: str) -> Job:
         job = self.jobs.get(job_id) if isinstance(job_id, str) else None
         if job is None:
-            raise JobError(404, f"no job {job_id!r}")
+            raise JobError(404, f"no job {shown(job_id)}")
         return job
 
     def stop(self, job_id: str) -> Job:

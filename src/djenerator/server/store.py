@@ -32,6 +32,24 @@ class NotFound(LookupError):
     """An id that is malformed, unknown, or points outside its root (all answer 404 alike)."""
 
 
+class BrokenRun(RuntimeError):
+    """A run whose own files are inconsistent (e.g. ``checkpoints/latest`` naming a file outside the run): 409."""
+
+
+class CacheFull(RuntimeError):
+    """The clip cache cannot take a new result without dropping one still promised to a client (503)."""
+
+    def __init__(self, retry_after: float):
+        super().__init__("the clip cache is full of results that are still promised to clients; try again shortly")
+        self.retry_after = max(1, int(retry_after + 0.999))
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """``repr(value)`` cut to ``limit`` characters: error messages name a value without echoing a long input."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 5] + "...'"
+
+
 def inside(root: Path, candidate: Path) -> Path | None:
     """``candidate`` resolved, if it exists and lies under the resolved ``root``; else None."""
     try:
@@ -53,10 +71,10 @@ class RunStore:
     # ---- ids -> paths ------------------------------------------------------------------------------
     def run_dir(self, run_id: str) -> Path:
         if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id) or ".." in run_id:
-            raise NotFound(f"no run named {run_id!r}")
+            raise NotFound(f"no run named {shown(run_id)}")
         real = inside(self.root, self.root / run_id)
         if real is None or not real.is_dir() or real.parent != self.root.resolve():
-            raise NotFound(f"no run named {run_id!r}")
+            raise NotFound(f"no run named {shown(run_id)}")
         return real
 
     def file_in_run(self, run_dir: Path, rel: str) -> Path | None:
@@ -71,21 +89,38 @@ class RunStore:
 
     def checkpoint(self, run_dir: Path, ckpt_id: str | None) -> Path:
         if ckpt_id in (None, "", "latest"):
-            from ..checkpoint import latest_checkpoint
-
-            p = latest_checkpoint(run_dir)
-            if p is not None and self.file_in_run(run_dir, f"checkpoints/{p.name}"):
-                return inside(run_dir, p)  # type: ignore[return-value]
+            p = self.latest_pointer(run_dir)
+            if p is not None:
+                return p
             ckpts = self.checkpoints(run_dir)
             if not ckpts:
                 raise NotFound(f"run {run_dir.name!r} has no checkpoint yet")
             return ckpts[-1].resolve()
         if not isinstance(ckpt_id, str) or not CKPT_ID_RE.match(ckpt_id):
-            raise NotFound(f"no checkpoint named {ckpt_id!r} (expected 'latest' or step_NNNNNNN.pt)")
+            raise NotFound(f"no checkpoint named {shown(ckpt_id)} (expected 'latest' or step_NNNNNNN.pt)")
         p = self.file_in_run(run_dir, f"checkpoints/{ckpt_id}")
         if p is None:
             raise NotFound(f"run {run_dir.name!r} has no checkpoint {ckpt_id!r}")
         return p
+
+    def latest_pointer(self, run_dir: Path) -> Path | None:
+        """The checkpoint ``checkpoints/latest`` names; None without a pointer; BrokenRun if it leaves the run."""
+        ptr = self.file_in_run(run_dir, "checkpoints/latest")
+        if ptr is None or ptr.stat().st_size > 4096:
+            return None
+        try:
+            name = ptr.read_text(encoding="utf-8").strip()
+        except (OSError, ValueError):
+            return None
+        if not name:
+            return None
+        if not CKPT_ID_RE.match(name) or self.file_in_run(run_dir, f"checkpoints/{name}") is None:
+            target = run_dir / "checkpoints" / name if "\0" not in name else None
+            if target is not None and inside(run_dir, target) is None and _exists(target):
+                raise BrokenRun(f"run {run_dir.name!r}: checkpoints/latest points outside the run; "
+                                "ask for a checkpoint by name (step_NNNNNNN.pt) or fix the pointer")
+            return None  # a stale pointer: fall back to the newest checkpoint
+        return self.file_in_run(run_dir, f"checkpoints/{name}")
 
     # ---- contents ----------------------------------------------------------------------------------
     def list_runs(self) -> list[dict[str, Any]]:
@@ -175,6 +210,13 @@ class RunStore:
         }
 
 
+def _exists(p: Path) -> bool:
+    try:
+        return p.exists()
+    except (OSError, ValueError):
+        return False
+
+
 def _step_of(p: Path) -> int:
     m = re.search(r"step_(\d+)\.pt$", p.name)
     return int(m.group(1)) if m else 0
@@ -190,14 +232,18 @@ class ClipCache:
     """Generated clips on disk: ``root/<hash>/clip_XX.wav`` + ``meta.json``, bounded in bytes and entries.
 
     An entry is written into a temporary folder and renamed into place, so readers only ever see
-    complete entries. The least recently used entries are removed when a bound is exceeded.
+    complete entries. The least recently used entries are removed when a bound is exceeded, except
+    those promised to a client in the last ``ttl`` seconds: a result stays fetchable for ``ttl``
+    seconds after a response names it. When the bounds cannot hold a new result without breaking a
+    promise, ``put`` drops the new result and raises CacheFull (the server answers 503 + Retry-After).
     """
 
-    def __init__(self, root: Path, max_bytes: int = 256 * 1024 * 1024, max_entries: int = 200):
+    def __init__(self, root: Path, max_bytes: int = 256 * 1024 * 1024, max_entries: int = 200, ttl: float = 600.0):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self.max_bytes, self.max_entries = max_bytes, max_entries
+        self.max_bytes, self.max_entries, self.ttl = max_bytes, max_entries, float(ttl)
         self._lock = threading.Lock()
+        self._promised: dict[str, float] = {}  # key -> time until which it must stay
         for tmp in self.root.glob(".tmp-*"):  # leftovers from a crash
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -222,10 +268,33 @@ class ClipCache:
         except (OSError, ValueError):
             return None
 
+    def promised_meta(self, key: str) -> tuple[dict[str, Any], float] | None:
+        """A cached entry's meta, promised for another ``ttl`` seconds (None if absent)."""
+        with self._lock:
+            meta = self.meta(key)
+            return None if meta is None else (meta, self._promise(key))
+
+    def _promise(self, key: str) -> float:
+        until = time.time() + self.ttl
+        self._promised[key] = max(until, self._promised.get(key, 0.0))
+        return self._promised[key]
+
+    def _protected(self, now: float) -> dict[str, float]:
+        self._promised = {k: t for k, t in self._promised.items() if t > now}
+        return self._promised
+
+    def check_room(self) -> None:
+        """Raise CacheFull before any work when every slot holds a promised result."""
+        with self._lock:
+            now = time.time()
+            prot = self._protected(now)
+            if len(prot) >= self.max_entries > 0:
+                raise CacheFull(min(prot.values()) - now)
+
     def clip_path(self, clip_id: str) -> tuple[Path, dict[str, Any], int]:
         m = CLIP_ID_RE.match(clip_id) if isinstance(clip_id, str) else None
         if not m:
-            raise NotFound(f"no clip {clip_id!r}")
+            raise NotFound(f"no clip {shown(clip_id)}")
         key, idx = m.group(1), int(m.group(2))
         meta = self.meta(key)
         if meta is None or idx >= len(meta.get("clips", [])):
@@ -235,8 +304,8 @@ class ClipCache:
             raise NotFound(f"no clip {clip_id!r}")
         return p, meta, idx
 
-    def put(self, key: str, write: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
-        """Run ``write(tmp_dir) -> meta`` and publish the folder as entry ``key``."""
+    def put(self, key: str, write: Callable[[Path], dict[str, Any]]) -> tuple[dict[str, Any], float]:
+        """Run ``write(tmp_dir) -> meta``, publish the folder as entry ``key``; returns (meta, promised until)."""
         tmp = self.root / f".tmp-{key}-{os.getpid()}-{threading.get_ident()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -248,19 +317,29 @@ class ClipCache:
                 if final.exists():
                     shutil.rmtree(final, ignore_errors=True)
                 os.replace(tmp, final)
+                until = self._promise(key)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         self.cleanup(keep=key)
-        return meta
+        return meta, until
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, Any]:
         entries = [d for d in self.root.iterdir() if d.is_dir() and not d.name.startswith(".")]
+        with self._lock:
+            protected = len(self._protected(time.time()))
         return {"entries": len(entries), "bytes": sum(_dir_bytes(d) for d in entries),
-                "max_entries": self.max_entries, "max_bytes": self.max_bytes}
+                "max_entries": self.max_entries, "max_bytes": self.max_bytes,
+                "ttl_seconds": self.ttl, "protected": protected}
 
     def cleanup(self, keep: str | None = None) -> int:
-        """Remove least recently used entries until both bounds hold; returns how many went."""
+        """Remove least recently used, unpromised entries until both bounds hold; returns how many went.
+
+        If the bounds still do not hold and other promised entries are in the way, ``keep`` (the new
+        result) is removed instead and CacheFull is raised.
+        """
         with self._lock:
+            now = time.time()
+            prot = self._protected(now)
             entries = []
             for d in self.root.iterdir():
                 if d.is_dir() and not d.name.startswith("."):
@@ -269,16 +348,20 @@ class ClipCache:
                     except OSError:
                         continue
             entries.sort(key=lambda e: e[0])
-            total = sum(e[2] for e in entries)
-            removed = 0
+            total, count, removed = sum(e[2] for e in entries), len(entries), 0
+            over = lambda: total > self.max_bytes or count > self.max_entries  # noqa: E731
             for _, d, size in entries:
-                if total <= self.max_bytes and len(entries) - removed <= self.max_entries:
+                if not over():
                     break
-                if d.name == keep:
+                if d.name == keep or d.name in prot:
                     continue
                 shutil.rmtree(d, ignore_errors=True)
-                total -= size
-                removed += 1
+                total, count, removed = total - size, count - 1, removed + 1
+            others = [t for k, t in prot.items() if k != keep]
+            if over() and keep is not None and others:
+                shutil.rmtree(self.root / keep, ignore_errors=True)
+                prot.pop(keep, None)
+                raise CacheFull(min(others) - now)
             return removed
 
 

@@ -11,16 +11,36 @@ const METRICS = {
   div: ["diversity"],
 };
 
+// The token (when the server has one) is asked for once, on the first 401, and kept for this tab's session.
+const TOKEN_KEY = "djenerator-token";
+let asking = null;
+
+function token() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
+
+function askToken() {
+  if (!asking) {
+    asking = new Promise((resolve) => {
+      const t = window.prompt("This djenerator server needs its token:") || "";
+      if (t) { sessionStorage.setItem(TOKEN_KEY, t.trim()); $("token").value = t.trim(); }
+      resolve(Boolean(t));
+    }).finally(() => setTimeout(() => { asking = null; }, 0));
+  }
+  return asking;
+}
+
 function headers(json) {
   const h = {};
   if (json) h["Content-Type"] = "application/json";
-  const t = $("token").value || localStorage.getItem("djenerator-token") || "";
+  const t = token();
   if (t) h["Authorization"] = "Bearer " + t;
   return h;
 }
 
-async function api(path, opts = {}) {
-  const res = await fetch(path, opts);
+async function api(path, opts = {}, retried = false) {
+  const res = await fetch(path, { ...opts, headers: { ...headers(false), ...(opts.headers || {}) } });
+  if (res.status === 401 && !retried && await askToken()) {
+    return api(path, { ...opts, headers: { ...(opts.headers || {}), Authorization: "Bearer " + token() } }, true);
+  }
   let body = null;
   try { body = await res.json(); } catch (e) { body = null; }
   if (!res.ok) {
@@ -326,9 +346,9 @@ function renderClips(res) {
 
 // ---- wiring -----------------------------------------------------------------------------------------
 function init() {
-  const saved = localStorage.getItem("djenerator-token");
-  if (saved) $("token").value = saved;
-  $("token").addEventListener("change", () => localStorage.setItem("djenerator-token", $("token").value));
+  localStorage.removeItem(TOKEN_KEY);  // older pages kept it for good; now it lives for the session only
+  $("token").value = token();
+  $("token").addEventListener("change", () => sessionStorage.setItem(TOKEN_KEY, $("token").value.trim()));
   $("run").addEventListener("change", () => loadRun($("run").value).catch((e) => setStatus(e.message, true)));
   $("chart-metric").addEventListener("change", drawChart);
   $("interp").addEventListener("change", () => {
