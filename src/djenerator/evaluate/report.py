@@ -349,9 +349,18 @@ def _held_back(path: Path, ds: ClipDataset, mem: dict, gen_f_raw, train_f_raw, s
                       "training clip, generated vs held-back clips; < -3 copying, > +3 unlike the training data"}
 
 
-def _all_features(ds: ClipDataset, sr: int, chunk: int = 1024) -> np.ndarray:
+def _bar(it, enabled: bool, desc: str, unit: str):
+    """``it`` wrapped in a tqdm bar (a total and an ETA) when ``enabled``."""
+    if not enabled:
+        return it
+    from tqdm import tqdm
+
+    return tqdm(it, desc=desc, unit=unit, dynamic_ncols=True)
+
+
+def _all_features(ds: ClipDataset, sr: int, chunk: int = 1024, progress: bool = False) -> np.ndarray:
     return np.concatenate([clip_features(np.array(ds.clips[s:s + chunk], dtype=np.float32), sr)
-                           for s in range(0, len(ds), chunk)])
+                           for s in _bar(range(0, len(ds), chunk), progress, "features", "chunk")])
 
 
 def evaluate(target: str | Path, dataset: str | Path | None = None, n: int = 64, seed: int = 0,
@@ -395,7 +404,7 @@ def evaluate(target: str | Path, dataset: str | Path | None = None, n: int = 64,
     real = np.array(ds.clips[idx], dtype=np.float32)
     log(f"features of {n} generated and all {len(ds)} training clips")
     gen_f_raw = clip_features(gen, sr)
-    train_f_raw = _all_features(ds, sr)  # all training clips: memorisation's feature check needs them anyway
+    train_f_raw = _all_features(ds, sr, progress=progress)  # all training clips: memorisation's feature check needs them anyway
     real_f_raw = train_f_raw[idx]
     real_f, gen_f = metrics.standardise(real_f_raw, gen_f_raw)
     perm = rng.permutation(n_real)
@@ -426,7 +435,7 @@ def evaluate(target: str | Path, dataset: str | Path | None = None, n: int = 64,
     ckpts = list_checkpoints(run_dir)
     if all_checkpoints and ckpts:
         log(f"cheap metrics for {len(ckpts)} checkpoint(s), {n_per_checkpoint} clips each")
-        report["over_steps"] = over_steps(ckpts, ds, idx, n_per_checkpoint, seed, device, threshold)
+        report["over_steps"] = over_steps(ckpts, ds, idx, n_per_checkpoint, seed, device, threshold, progress)
     report["training_metrics_csv"] = str(run_dir / "logs" / "metrics.csv") if (run_dir / "logs" / "metrics.csv").is_file() else None
 
     if plots:
@@ -452,12 +461,12 @@ def evaluate(target: str | Path, dataset: str | Path | None = None, n: int = 64,
 
 @torch.no_grad()
 def over_steps(ckpts: list[Path], ds: ClipDataset, real_idx: np.ndarray, n: int, seed: int, device: str = "cpu",
-               threshold: float = 0.8) -> dict:
+               threshold: float = 0.8, progress: bool = False) -> dict:
     """cheap_metrics of every checkpoint (n clips, seed) against the same n real clips, and how many of the n
     copy a training clip (corr >= threshold, all training clips searched): {"step": [...], key: [...]}."""
     real = torch.from_numpy(np.array(ds.clips[np.sort(real_idx[:max(n, 2)])], dtype=np.float32))
     series: dict[str, list] = {"step": [], "copies": []}
-    for p in ckpts:
+    for p in _bar(ckpts, progress, "checkpoints", "ckpt"):
         try:
             G, cfg, step = load_generator(p, device)
         except CheckpointError:
