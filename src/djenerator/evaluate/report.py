@@ -569,7 +569,8 @@ def summary_rows(rep: dict) -> list[list[str]]:
     if "tempo_vs_labels" in rh:
         tl = rh["tempo_vs_labels"]
         rows.append(["tempo from real audio vs labels: median |error|", "",
-                     f"{_fmt(tl['median_abs_error_bpm'])} BPM ({tl['n_estimable']}/{tl['n_labelled']} estimable)", ""])
+                     f"{_fmt(tl['median_abs_error_bpm'])} BPM, {_fmt(100 * tl['within_4pct'], 2)}% within 4% "
+                     f"({tl['n_estimable']}/{tl['n_labelled']} estimable)", ""])
     cov = d.get("coverage", {})
     if cov.get("generated") and cov.get("real_baseline"):
         rows.append(_coverage_row("coverage of real clips (Naeem)", cov["generated"], cov["real_baseline"],
