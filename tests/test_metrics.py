@@ -346,3 +346,10 @@ def test_kid_default_uses_every_clip_with_a_calibrated_jackknife_error():
     # the old subset estimate's spread (one half-size subset) is wider than the full estimate's error
     x, y = rng.standard_normal((64, 8)), rng.standard_normal((400, 8))
     assert kernel_distance(x, y, subset_size=32)[1] > kernel_distance(x, y)[1]
+
+
+def test_kid_with_two_clips_has_a_value_but_no_error():
+    rng = np.random.default_rng(12)
+    a, b = rng.standard_normal((2, 4)), rng.standard_normal((9, 4))
+    m, se = kernel_distance(a, b)
+    assert m == pytest.approx(slow_mmd2(a, b), rel=1e-9) and np.isnan(se)

@@ -88,7 +88,8 @@ def kernel_distance(feat_a, feat_b, n_subsets: int = 50, subset_size: int | None
 
     subset_size=None (default): one estimate from every clip of both sets (sizes may differ), with a
     jackknife standard error (leave one clip out, in turn from each set; measured on real-vs-real
-    splits it is within ~20% of the estimate's true spread). ``n_subsets`` and ``seed`` are unused.
+    splits it is within ~20% of the estimate's true spread; NaN when a set has 2 clips). ``n_subsets`` and
+    ``seed`` are unused.
     subset_size=m: the mean over ``n_subsets`` random subsets of m clips per set (seeded), and the std
     of the per-subset estimates, the error of one m-clip estimate (larger than the mean's).
     """
@@ -96,8 +97,8 @@ def kernel_distance(feat_a, feat_b, n_subsets: int = 50, subset_size: int | None
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"feature dimensions differ: {a.shape[1]} vs {b.shape[1]}")
     n_min = min(len(a), len(b))
-    if n_min < 2 or (subset_size is None and n_min < 3):
-        raise ValueError("kernel_distance needs at least 3 clips per set (2 with subset_size)")
+    if n_min < 2:
+        raise ValueError("kernel_distance needs at least 2 clips per set")
     if subset_size is None:
         return _mmd2_jackknife(a, b)
     m = subset_size
@@ -126,6 +127,8 @@ def _mmd2_jackknife(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     rx, ry, cx, cy = kxx.sum(1), kyy.sum(1), kxy.sum(1), kxy.sum(0)
     sxx, syy, sxy = rx.sum(), ry.sum(), cx.sum()
     val = sxx / (n * (n - 1)) + syy / (m * (m - 1)) - 2.0 * sxy / (n * m)
+    if min(n, m) < 3:  # leaving one out would leave a single clip: no pairs
+        return float(val), float("nan")
     jx = (sxx - 2 * rx) / ((n - 1) * (n - 2)) + syy / (m * (m - 1)) - 2.0 * (sxy - cx) / ((n - 1) * m)
     jy = sxx / (n * (n - 1)) + (syy - 2 * ry) / ((m - 1) * (m - 2)) - 2.0 * (sxy - cy) / (n * (m - 1))
     var = (n - 1) / n * np.sum((jx - jx.mean()) ** 2) + (m - 1) / m * np.sum((jy - jy.mean()) ** 2)
