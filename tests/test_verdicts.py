@@ -111,7 +111,8 @@ def test_kid_text():
     assert verdicts.kid_text(-0.0962, 0.46) == "~0 (unbiased estimate, within its error)"
     assert verdicts.kid_text(-5.0, 0.1) == "~0 (unbiased estimate, within its error)"
     assert verdicts.kid_text(0.0003, 0.0005) == "~0 (unbiased estimate, within its error)"
-    assert verdicts.kid_text(0.05, 0.002) == "50 ± 2"
+    assert verdicts.kid_text(0.05, 0.002) == "0.05 ± 0.002"
+    assert verdicts.kid_text(0.05, 0.002, scale=1e3) == "50 ± 2"
     assert verdicts.kid_text(float("nan"), 0.1) == "n/a"
 
 
@@ -165,3 +166,11 @@ def test_real_clip_tempo_from_their_files_matches_the_synth_labels(tmp_path):
     est = R._context_tempo(ds, idx, 16000)
     assert np.isfinite(ds.bpm[idx]).all() and np.isfinite(est).all()  # labels from the synth's json sidecars
     assert np.median(np.abs(est / ds.bpm[idx] - 1)) < 0.04
+
+
+def test_probe_and_reference_come_from_different_files():
+    files = [f"f{i // 10}" for i in range(60)]
+    probe, ref = R._probe_and_reference(60, files, 16, seed=2)
+    assert len(probe) == 16 and {files[i] for i in probe}.isdisjoint({files[i] for i in ref})
+    probe, ref = R._probe_and_reference(60, ["one"] * 60, 16, seed=2)  # one file: a random split
+    assert len(probe) == 16 and len(ref) == 44 and set(probe).isdisjoint(ref)

@@ -60,8 +60,8 @@ def rhythm_verdict(rate_g: float, rate_r: float, ioi: float, ioi_base: float, co
     return "like real" if timbre == "like real" else "rhythmic, timbre unlike real"
 
 
-def kid_text(value: float, se: float, scale: float = 1e3) -> str:
-    """KID as the summary shows it (x ``scale``): '~0 (unbiased estimate, within its error)' when it is below
+def kid_text(value: float, se: float, scale: float = 1.0) -> str:
+    """KID as the summary shows it (times ``scale``): '~0 (unbiased estimate, within its error)' when it is below
     zero or within one standard error of it (an unbiased estimate of 0 scatters around 0), else 'v ± se'."""
     if not _ok(value):
         return "n/a"
