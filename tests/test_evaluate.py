@@ -72,6 +72,11 @@ def test_evaluate_writes_report_and_pngs(tiny, tmp_path):
         p = tmp_path / "out" / f"report_{name}.png"
         assert p.is_file() and p.stat().st_size > 1000 and p.read_bytes()[:4] == b"\x89PNG", name
     assert rep["summary"] and all(len(r) == 4 for r in rep["summary"])
+    rows = {r[0]: r for r in rep["summary"]}
+    tempo = rows["tempo median (BPM)"]  # 0.128-s clips: why the generated side has none; the real side: labels
+    assert "too short" in tempo[1] and "from the labels" in tempo[2]
+    kid = next(r for r in rep["summary"] if r[0].startswith("KID"))
+    assert not kid[1].startswith("-") and not kid[2].startswith("-")  # a negative unbiased KID reads ~0
 
 
 def test_over_steps_counts_copies_and_names_the_last_checkpoint_without(tiny, monkeypatch):

@@ -328,3 +328,28 @@ def test_fidelity_coverage_tells_copies_blandness_and_strangers_apart():
     assert far["precision"] == far["recall"] == far["coverage"] == far["density"] == 0.0
     with pytest.raises(ValueError, match="k must be"):
         fidelity_coverage(real[:5], real[:5], k=5)
+
+
+def test_kid_default_uses_every_clip_with_a_calibrated_jackknife_error():
+    rng = np.random.default_rng(11)
+    a, b = rng.standard_normal((12, 4)), rng.standard_normal((17, 4)) + 0.2  # unequal sizes
+    assert kernel_distance(a, b)[0] == pytest.approx(slow_mmd2(a, b), rel=1e-9)
+    # the jackknife error is close to the estimate's true spread over fresh draws of equal distributions
+    draws, ses = [], []
+    for s in range(60):
+        r = np.random.default_rng(100 + s)
+        m, se = kernel_distance(r.standard_normal((40, 8)), r.standard_normal((200, 8)))
+        draws.append(m)
+        ses.append(se)
+    assert 0.6 < np.mean(ses) / np.std(draws) < 1.8
+    assert abs(np.mean(draws)) < 2 * np.std(draws) / np.sqrt(60)  # unbiased
+    # the old subset estimate's spread (one half-size subset) is wider than the full estimate's error
+    x, y = rng.standard_normal((64, 8)), rng.standard_normal((400, 8))
+    assert kernel_distance(x, y, subset_size=32)[1] > kernel_distance(x, y)[1]
+
+
+def test_kid_with_two_clips_has_a_value_but_no_error():
+    rng = np.random.default_rng(12)
+    a, b = rng.standard_normal((2, 4)), rng.standard_normal((9, 4))
+    m, se = kernel_distance(a, b)
+    assert m == pytest.approx(slow_mmd2(a, b), rel=1e-9) and np.isnan(se)

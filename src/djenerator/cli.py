@@ -115,7 +115,10 @@ def train(dataset: Path = typer.Argument(..., help="Prepared dataset folder (fro
           device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N"),
           resume: bool = typer.Option(False, "--resume", help="Continue the run from its last checkpoint."),
           quiet: bool = typer.Option(False, "--quiet", help="No progress bar.")):
-    """Train a GAN on a prepared dataset."""
+    """Train a GAN on a prepared dataset.
+
+    The progress bar counts steps, or with --minutes the seconds of the time budget (its ETA is then the budget's end). Its fields: step (done/total), D loss and G loss (the discriminator's and the generator's losses at the last logged step; they pull against each other, so neither falls steadily), steps/s (training speed).
+    """  # noqa: E501 (one paragraph: the help text re-wraps it)
     from .train import train as run_train
 
     cfg = _resume_or_new_config(run, resume, preset, config, set_)

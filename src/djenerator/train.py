@@ -195,7 +195,7 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
             state["augment"] = ada.state_dict() if ada is not None else {"p": aug.p}
         return save_checkpoint(run_dir, step, cfg, state, keep=t.keep_checkpoints)
 
-    bar = _bar(start, None if max_seconds else t.steps, progress and dd.is_main)  # a time budget: no fake total
+    bar = _bar(start, t.steps, progress and dd.is_main, max_seconds, t_start)  # a time budget: a bar over it
 
     def warn(w: HealthWarning) -> None:
         warnings.append(w.message)
@@ -275,7 +275,7 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
                 if dd.is_main:
                     _write_log(csv_file, writer, stats)
                 if bar is not None:
-                    bar.set_postfix(d=f"{stats['d_loss']:.3f}", g=f"{stats['g_loss']:.3f}", it_s=f"{stats['steps_per_s']:.2f}")
+                    bar.set_postfix_str(bar_postfix(stats, t.steps if max_seconds else None))
             if bar is not None:
                 bar.update(1)
             if step % t.sample_every == 0 or step == t.steps:
@@ -432,12 +432,32 @@ def _log_health(run_dir: Path, message: str) -> None:
         f.write(time.strftime("%Y-%m-%d %H:%M:%S ") + message + "\n")
 
 
-def _bar(start: int, total: int | None, enabled: bool):
+def bar_postfix(stats: dict, steps: int | None = None) -> str:
+    """The progress bar's fields in words: the step (with a time budget, where the bar counts seconds), the
+    discriminator's and the generator's loss at the last logged step, and training speed."""
+    where = f"step {stats['step']}/{steps}, " if steps else ""
+    return (f"{where}D loss {stats['d_loss']:.3f}, G loss {stats['g_loss']:.3f}, "
+            f"{stats['steps_per_s']:.2f} steps/s")
+
+
+def _bar(start: int, total: int, enabled: bool, max_seconds: float | None = None, t_start: float | None = None):
+    """A tqdm bar over the steps, or with ``max_seconds`` over the time budget (seconds since ``t_start``),
+    so that its total and ETA are the budget's; ``update()`` then moves it to the time spent."""
     if not enabled:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True)
+    if max_seconds is None:
+        return tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True)
+    t0 = time.perf_counter() if t_start is None else t_start
+
+    class BudgetBar(tqdm):
+        def update(self, n=1):
+            return super().update(min(time.perf_counter() - t0, self.total) - self.n)
+
+    fmt = "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of the time budget, ETA {remaining}{postfix}"
+    return BudgetBar(total=float(max_seconds), initial=min(time.perf_counter() - t0, max_seconds), desc="train",
+                     unit="s", dynamic_ncols=True, bar_format=fmt)
 
 
 def _main_thread() -> bool:

@@ -9,11 +9,13 @@ real clips, and measures
   set of real clips ("probe", as many as generated ones where the data allows) compared with the
   same reference set the generated clips are compared with, so both numbers share their sample size
   and their bias; the ratio generated/baseline reads ~1 for a perfect generator;
-- noise: spectral flatness (Welch, i.e. of the clip's average spectrum: white noise ~1, a tone ~0)
-  and the share of energy above min(4 kHz, sr/4);
+- noise: spectral flatness (Welch, i.e. of the clip's average spectrum: white noise ~1, a tone ~0),
+  the share of energy above min(4 kHz, sr/4), onset contrast (stationary noise ~1) and the shape of the
+  average spectrum; the verdicts (:mod:`.verdicts`) read them together, so noise is called "noise";
 - rhythm: onset rate, inter-onset-interval histogram distance (Wasserstein, seconds) with a
-  real-vs-real baseline, median tempo; where the manifest has bpm, the tempo error of the real clips
-  against it (clips shorter than two beats give no tempo; how many were estimable is reported);
+  real-vs-real baseline (halves split by source file), median tempo (the manifest's labels for real
+  clips where it has them); the real clips' tempo estimated on 8-s stretches of their files against
+  those labels (generated clips shorter than two beats give no tempo, and the column says so);
 - memorisation: every generated clip against ALL training clips (streamed from the memmap),
   normalised cross-correlation over all lags plus a feature-space nearest neighbour;
 - diversity: mean pairwise feature distance of generated vs real clips (mode collapse).
@@ -40,7 +42,7 @@ from ..data.dataset import ClipDataset, DatasetError
 from ..generate import generate_clips, load_generator
 from ..io import read_csv_columns
 from ..models import tempo_cond
-from . import metrics
+from . import metrics, rhythm, verdicts
 from .features import as_batch, clip_features
 from .memorisation import data_copying_z, max_normalized_xcorr, memorisation_report
 
@@ -151,9 +153,24 @@ def _distribution(gen_f: np.ndarray, probe_f: np.ndarray, ref_f: np.ndarray, see
         "kid": {"generated": kid_gen[0], "generated_se": kid_gen[1],
                 "real_baseline": kid_base[0], "real_baseline_se": kid_base[1],
                 "excess_in_se": (kid_gen[0] - kid_base[0]) / max(kid_gen[1], 1e-12)},
-        "baseline": "a held-out set of real clips (probe) vs the same real reference set; equal N for FD",
+        "baseline": "a held-out set of real clips (probe, from other source files than the reference where "
+                    "there are two or more) vs the same real reference set; equal N for FD",
         "verdict": _verdict_ratio(ratio),
     }
+
+
+def _probe_and_reference(n_real: int, files: list[str], n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the real probe (at most n clips) and the reference set for the real-vs-real baseline. The
+    two come from different source files where there are at least two (``group_halves``): prepared clips
+    overlap, and a probe clip whose neighbour sits in the reference would make the baseline closer than new
+    music of the same kind ever is (3x smaller Frechet distance on the built-in riffs)."""
+    rng = np.random.default_rng(seed)
+    a, b = group_halves(n_real, files, seed)
+    if len(set(files)) < 2 or min(len(a), len(b)) < 2:  # one file: a random split, the rest is the reference
+        perm = rng.permutation(n_real)
+        m = min(n, n_real // 2)
+        return perm[:m], perm[m:]
+    return rng.permutation(a)[:min(n, len(a))], b
 
 
 def _coverage(real_f: np.ndarray, fake_f: np.ndarray) -> dict | None:
@@ -162,42 +179,89 @@ def _coverage(real_f: np.ndarray, fake_f: np.ndarray) -> dict | None:
     return metrics.fidelity_coverage(real_f, fake_f, k) if k >= 1 else None
 
 
-def _noise(gen: np.ndarray, real: np.ndarray, sr: int) -> dict:
+def _noise(gen: np.ndarray, real: np.ndarray, sr: int, seed: int = 0) -> dict:
     cut = hf_cutoff(sr)
     fg, fr = _chunked(metrics.spectral_flatness, gen, sr, welch=True), _chunked(metrics.spectral_flatness, real, sr, welch=True)
     hg = _chunked(metrics.high_freq_energy_ratio, gen, sr, cutoff_hz=cut)
     hr = _chunked(metrics.high_freq_energy_ratio, real, sr, cutoff_hz=cut)
     flat_g, flat_r, hf_g, hf_r = _mean(fg), _mean(fr), _mean(hg), _mean(hr)
-    noisy = (flat_g > max(2 * flat_r, flat_r + 0.1)) or (hf_g > max(2 * hf_r, hf_r + 0.05))
+    cg = float(np.nanmedian([rhythm.onset_contrast(x, sr) for x in gen]))
+    cr = float(np.nanmedian([rhythm.onset_contrast(x, sr) for x in real[:500]]))
+    perm = np.random.default_rng(seed).permutation(len(real))
+    shape_r = metrics.spectral_shape_db(real, sr)
+    shape = metrics.shape_distance_db(metrics.spectral_shape_db(gen, sr), shape_r)
+    shape_base = metrics.shape_distance_db(metrics.spectral_shape_db(real[perm[::2]], sr),
+                                           metrics.spectral_shape_db(real[perm[1::2]], sr)) if len(real) >= 2 else float("nan")
     return {
         "flatness": {"generated": flat_g, "real": flat_r,
                      "method": "Welch spectral flatness (geometric/arithmetic mean of the clip's average power "
                                "spectrum): white noise ~1, a tone ~0"},
         "hf_ratio": {"generated": hf_g, "real": hf_r, "cutoff_hz": cut},
-        "verdict": "noisier than real" if noisy else "like real",
+        "onset_contrast": {"generated": cg, "real": cr,
+                           "method": "median over clips of the onset envelope's 95th percentile / median: "
+                                     "stationary noise ~1.2, music with attacks > 2"},
+        "spectral_shape_db": {"generated": shape, "real_baseline": shape_base,
+                              "method": "RMS dB difference of the average mel spectra (loudness removed); "
+                                        "baseline: two halves of the real clips"},
+        "verdict": verdicts.noise_verdict(flat_g, flat_r, hf_g, hf_r, cg, cr, shape, shape_base),
     }
 
 
-def _rhythm(gen: np.ndarray, real: np.ndarray, real_bpm: np.ndarray, sr: int, seed: int) -> dict:
+def group_halves(n: int, groups=None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two disjoint halves of n items for a real-vs-real baseline. With ``groups`` (the source file of each
+    clip) whole files go to one half or the other, so overlapping clips of one file never sit on both
+    sides (that would make the baseline look closer than new music of the same kind is); otherwise, or
+    with a single file, a random split."""
+    rng = np.random.default_rng(seed)
+    if groups is not None:
+        g = np.asarray(groups)
+        names = rng.permutation(np.unique(g))
+        if len(names) >= 2:
+            sides, sizes = {}, [0, 0]
+            for name in names:
+                k = int(sizes[1] < sizes[0])
+                sides[name] = k
+                sizes[k] += int((g == name).sum())
+            side = np.array([sides[x] for x in g])
+            return np.flatnonzero(side == 0), np.flatnonzero(side == 1)
+    perm = rng.permutation(n)
+    return perm[:n // 2], perm[n // 2:2 * (n // 2)]
+
+
+def _rhythm(gen: np.ndarray, real: np.ndarray, real_bpm: np.ndarray, sr: int, seed: int,
+            real_tempo: np.ndarray | None = None, timbre: str = "like real", real_groups=None) -> dict:
+    """Onset rate, IOI histogram and tempo; ``real_tempo``: the real clips' tempi estimated on longer stretches
+    of their files (``_context_tempo``), used instead of the per-clip estimate; the tempo column takes the
+    manifest's label where a clip has one. ``timbre``: the noise verdict; ``real_groups``: each real clip's
+    source file, for the IOI baseline (``group_halves``)."""
     sg, sr_ = metrics.rhythm_stats(gen, sr), metrics.rhythm_stats(real, sr)
+    if real_tempo is not None:
+        sr_["tempo"] = np.asarray(real_tempo, dtype=np.float64)
+    labelled = np.isfinite(real_bpm)
+    shown = np.where(labelled, real_bpm, sr_["tempo"])
+    fin = shown[np.isfinite(shown)]
+    sr_["tempo_median"] = float(np.median(fin)) if len(fin) else float("nan")
     ioi = metrics.ioi_distance(sg["ioi_hist"], sr_["ioi_hist"], sg["ioi_bins"])
-    perm = np.random.default_rng(seed).permutation(len(real))
-    h = len(real) // 2
+    half_a, half_b = group_halves(len(real), real_groups, seed)
     ioi_base = float("nan")
-    if h >= 2:  # real-vs-real: the IOI distance two halves of the real clips have
-        a, b = metrics.rhythm_stats(real[perm[:h]], sr), metrics.rhythm_stats(real[perm[h:2 * h]], sr)
+    if min(len(half_a), len(half_b)) >= 2:  # real-vs-real: the IOI distance two halves of the real clips have
+        a, b = metrics.rhythm_stats(real[half_a], sr), metrics.rhythm_stats(real[half_b], sr)
         ioi_base = metrics.ioi_distance(a["ioi_hist"], b["ioi_hist"], a["ioi_bins"])
     tg, tr = sg["tempo"], sr_["tempo"]
     out = {
         "onset_rate": {"generated": sg["onset_rate_mean"], "real": sr_["onset_rate_mean"], "unit": "onsets/s"},
         "ioi_distance": {"generated": ioi, "real_baseline": ioi_base,
-                         "method": "Wasserstein distance (s) between pooled inter-onset-interval histograms"},
+                         "method": "Wasserstein distance (s) between pooled inter-onset-interval histograms; "
+                                   "baseline: real clips of one half of the source files vs the other half"},
         "tempo": {"generated_median": sg["tempo_median"], "real_median": sr_["tempo_median"],
-                  "generated_estimable": int(np.isfinite(tg).sum()), "real_estimable": int(np.isfinite(tr).sum()),
-                  "n_generated": len(tg), "n_real": len(tr),
-                  "note": "tempo needs two beats at 60 BPM (2 s); shorter clips give no tempo"},
+                  "generated_estimable": int(np.isfinite(tg).sum()), "real_estimable": int(np.isfinite(shown).sum()),
+                  "n_generated": len(tg), "n_real": len(tr), "clip_seconds": gen.shape[-1] / sr,
+                  "real_source": ("the manifest's tempo labels" if labelled.all() else
+                                  ("labels, else 8-s stretches of each clip's file" if real_tempo is not None
+                                   else "labels, else each clip")),
+                  "note": "tempo needs two beats at 60 BPM (2 s): shorter generated clips give none; real clips "
+                          "are measured on 8-s stretches of their file rebuilt from the overlapping clips"},
     }
-    labelled = np.isfinite(real_bpm)
     if labelled.any():
         ok = labelled & np.isfinite(tr)
         err = np.abs(tr[ok] - real_bpm[ok])
@@ -206,12 +270,34 @@ def _rhythm(gen: np.ndarray, real: np.ndarray, real_bpm: np.ndarray, sr: int, se
             "n_labelled": int(labelled.sum()), "n_estimable": int(ok.sum()),
             "median_abs_error_bpm": float(np.median(err)) if len(err) else float("nan"),
             "within_4pct": float((rel <= 0.04).mean()) if len(err) else float("nan"),
-            "note": "real clips' estimated tempo vs the manifest's bpm (the synth's metadata on the built-in data)",
+            "note": "real clips' tempo estimated from the audio (8-s stretches of their file where the manifest "
+                    "says where each clip starts) vs the manifest's bpm (the synth's metadata on the built-in data)",
         }
-    rate_g, rate_r = out["onset_rate"]["generated"], out["onset_rate"]["real"]
-    far = (math.isfinite(ioi_base) and ioi > 3 * max(ioi_base, 0.005)) or \
-        (math.isfinite(rate_r) and rate_r > 0 and not 0.5 <= rate_g / rate_r <= 2.0)
-    out["verdict"] = "unlike real" if far else "like real"
+    out["onset_contrast"] = {"generated": sg["onset_contrast_median"], "real": sr_["onset_contrast_median"]}
+    out["verdict"] = verdicts.rhythm_verdict(out["onset_rate"]["generated"], out["onset_rate"]["real"], ioi, ioi_base,
+                                             sg["onset_contrast_median"], sr_["onset_contrast_median"], timbre)
+    return out
+
+
+def _context_tempo(ds: ClipDataset, indices: np.ndarray, sr: int, seconds: float = 8.0) -> np.ndarray | None:
+    """Tempo of each clip ``indices`` from the ``seconds``-long stretch of its file it starts in, rebuilt from
+    every clip of that stretch (``rhythm.stitch``); None when the manifest lacks file/start."""
+    entries = ds.manifest["clips"]
+    if not entries or any("file" not in e or "start" not in e for e in entries[:1]):
+        return None
+    by_seg: dict[tuple, list[int]] = {}
+    for j, e in enumerate(entries):
+        by_seg.setdefault((e["file"], int(float(e["start"]) // seconds)), []).append(j)
+    cache: dict[tuple, float] = {}
+    out = np.full(len(indices), np.nan)
+    for k, i in enumerate(indices):
+        key = (entries[i]["file"], int(float(entries[i]["start"]) // seconds))
+        if key not in cache:
+            members = np.asarray(by_seg[key])
+            x = rhythm.stitch(np.asarray(ds.clips[members], dtype=np.float32),
+                              [float(entries[j]["start"]) for j in members], sr)
+            cache[key] = rhythm.estimate_tempo(x, sr)
+        out[k] = cache[key]
     return out
 
 
@@ -278,9 +364,18 @@ def _held_back(path: Path, ds: ClipDataset, mem: dict, gen_f_raw, train_f_raw, s
                       "training clip, generated vs held-back clips; < -3 copying, > +3 unlike the training data"}
 
 
-def _all_features(ds: ClipDataset, sr: int, chunk: int = 1024) -> np.ndarray:
+def _bar(it, enabled: bool, desc: str, unit: str):
+    """``it`` wrapped in a tqdm bar (a total and an ETA) when ``enabled``."""
+    if not enabled:
+        return it
+    from tqdm import tqdm
+
+    return tqdm(it, desc=desc, unit=unit, dynamic_ncols=True)
+
+
+def _all_features(ds: ClipDataset, sr: int, chunk: int = 1024, progress: bool = False) -> np.ndarray:
     return np.concatenate([clip_features(np.array(ds.clips[s:s + chunk], dtype=np.float32), sr)
-                           for s in range(0, len(ds), chunk)])
+                           for s in _bar(range(0, len(ds), chunk), progress, "features", "chunk")])
 
 
 def evaluate(target: str | Path, dataset: str | Path | None = None, n: int = 64, seed: int = 0,
@@ -324,12 +419,12 @@ def evaluate(target: str | Path, dataset: str | Path | None = None, n: int = 64,
     real = np.array(ds.clips[idx], dtype=np.float32)
     log(f"features of {n} generated and all {len(ds)} training clips")
     gen_f_raw = clip_features(gen, sr)
-    train_f_raw = _all_features(ds, sr)  # all training clips: memorisation's feature check needs them anyway
+    train_f_raw = _all_features(ds, sr, progress=progress)  # all training clips: memorisation's feature check needs them anyway
     real_f_raw = train_f_raw[idx]
     real_f, gen_f = metrics.standardise(real_f_raw, gen_f_raw)
     perm = rng.permutation(n_real)
-    m = min(n, n_real // 2)
-    probe_f, ref_f = real_f[perm[:m]], real_f[perm[m:]]
+    probe, ref = _probe_and_reference(n_real, [str(ds.source(int(i)).get("file", "")) for i in idx], n, seed)
+    probe_f, ref_f = real_f[probe], real_f[ref]
 
     report: dict[str, Any] = {
         "version": REPORT_VERSION, "checkpoint": str(ckpt), "step": step, "run_dir": str(run_dir),
@@ -339,9 +434,11 @@ def evaluate(target: str | Path, dataset: str | Path | None = None, n: int = 64,
     }
     report["distribution"] = _distribution(gen_f, probe_f, ref_f, seed)
     log("noise and rhythm")
-    report["noise"] = _noise(gen, real, sr)
+    report["noise"] = _noise(gen, real, sr, seed)
     r_idx = np.sort(rng.choice(n_real, min(max_rhythm, n_real), replace=False))
-    report["rhythm"] = _rhythm(gen, real[r_idx], ds.bpm[idx[r_idx]].astype(np.float64), sr, seed)
+    report["rhythm"] = _rhythm(gen, real[r_idx], ds.bpm[idx[r_idx]].astype(np.float64), sr, seed,
+                               _context_tempo(ds, idx[r_idx], sr), report["noise"]["verdict"],
+                               [str(ds.source(int(i)).get("file", "")) for i in idx[r_idx]])
     report["diversity"] = _diversity(gen_f, real_f, seed)
     log(f"memorisation: {n} generated clips against all {len(ds)} training clips")
     report["memorisation"] = _memorisation(gen, ds, sr, threshold, gen_f_raw, train_f_raw, progress, seed, step)
@@ -353,7 +450,7 @@ def evaluate(target: str | Path, dataset: str | Path | None = None, n: int = 64,
     ckpts = list_checkpoints(run_dir)
     if all_checkpoints and ckpts:
         log(f"cheap metrics for {len(ckpts)} checkpoint(s), {n_per_checkpoint} clips each")
-        report["over_steps"] = over_steps(ckpts, ds, idx, n_per_checkpoint, seed, device, threshold)
+        report["over_steps"] = over_steps(ckpts, ds, idx, n_per_checkpoint, seed, device, threshold, progress)
     report["training_metrics_csv"] = str(run_dir / "logs" / "metrics.csv") if (run_dir / "logs" / "metrics.csv").is_file() else None
 
     if plots:
@@ -379,12 +476,12 @@ def evaluate(target: str | Path, dataset: str | Path | None = None, n: int = 64,
 
 @torch.no_grad()
 def over_steps(ckpts: list[Path], ds: ClipDataset, real_idx: np.ndarray, n: int, seed: int, device: str = "cpu",
-               threshold: float = 0.8) -> dict:
+               threshold: float = 0.8, progress: bool = False) -> dict:
     """cheap_metrics of every checkpoint (n clips, seed) against the same n real clips, and how many of the n
     copy a training clip (corr >= threshold, all training clips searched): {"step": [...], key: [...]}."""
     real = torch.from_numpy(np.array(ds.clips[np.sort(real_idx[:max(n, 2)])], dtype=np.float32))
     series: dict[str, list] = {"step": [], "copies": []}
-    for p in ckpts:
+    for p in _bar(ckpts, progress, "checkpoints", "ckpt"):
         try:
             G, cfg, step = load_generator(p, device)
         except CheckpointError:
@@ -456,6 +553,13 @@ def _copies_over_steps_row(ov: dict) -> list[str]:
             f"at most {max(copies)} copying", verdict]
 
 
+def _tempo_cell(t: dict, side: str) -> str:
+    """The tempo column for 'generated' or 'real' (reports without clip_seconds: assume long enough)."""
+    src = {"the manifest's tempo labels": "from the labels"}.get(t.get("real_source", ""), "") if side == "real" else ""
+    return verdicts.tempo_text(t[f"{side}_median"] if t[f"{side}_median"] is not None else float("nan"),
+                               t[f"{side}_estimable"], t[f"n_{side}"], t.get("clip_seconds", 99.0), src)
+
+
 def summary_rows(rep: dict) -> list[list[str]]:
     """[metric, generated, real/baseline, verdict] rows for the terminal table."""
     d, no, rh, dv, mem = rep["distribution"], rep["noise"], rep["rhythm"], rep["diversity"], rep["memorisation"]
@@ -463,24 +567,25 @@ def summary_rows(rep: dict) -> list[list[str]]:
     rows = [
         ["Frechet distance (features)", _fmt(d["frechet"]["generated"]),
          f"{_fmt(d['frechet']['real_baseline'])} (ratio {_fmt(d['frechet']['ratio'])})", d["verdict"]],
-        ["KID (x1e3, mean ± se)", f"{_fmt(1e3 * kid['generated'])} ± {_fmt(1e3 * kid['generated_se'], 2)}",
-         f"{_fmt(1e3 * kid['real_baseline'])} ± {_fmt(1e3 * kid['real_baseline_se'], 2)}",
+        ["KID (features, estimate ± se)", verdicts.kid_text(kid["generated"], kid["generated_se"]),
+         verdicts.kid_text(kid["real_baseline"], kid["real_baseline_se"]),
          "close to real" if kid["generated"] <= kid["real_baseline"] + 2 * kid["generated_se"] else "far from real"],
         ["spectral flatness (Welch; noise≈1)", _fmt(no["flatness"]["generated"]), _fmt(no["flatness"]["real"]),
          no["verdict"]],
         [f"energy above {no['hf_ratio']['cutoff_hz'] / 1000:g} kHz", _fmt(no["hf_ratio"]["generated"]),
          _fmt(no["hf_ratio"]["real"]), no["verdict"]],
+        ["onset contrast (noise≈1, music>2)", _fmt(no.get("onset_contrast", {}).get("generated")),
+         _fmt(no.get("onset_contrast", {}).get("real")), no["verdict"]],
         ["onset rate (/s)", _fmt(rh["onset_rate"]["generated"]), _fmt(rh["onset_rate"]["real"]), rh["verdict"]],
         ["IOI histogram distance (s)", _fmt(rh["ioi_distance"]["generated"]),
          f"{_fmt(rh['ioi_distance']['real_baseline'])} (real vs real)", rh["verdict"]],
-        ["tempo median (BPM)",
-         f"{_fmt(rh['tempo']['generated_median'])} ({rh['tempo']['generated_estimable']}/{rh['tempo']['n_generated']} estimable)",
-         f"{_fmt(rh['tempo']['real_median'])} ({rh['tempo']['real_estimable']}/{rh['tempo']['n_real']} estimable)", ""],
+        ["tempo median (BPM)", _tempo_cell(rh["tempo"], "generated"), _tempo_cell(rh["tempo"], "real"), ""],
     ]
     if "tempo_vs_labels" in rh:
         tl = rh["tempo_vs_labels"]
-        rows.append(["real tempo vs labels: median |error|", "",
-                     f"{_fmt(tl['median_abs_error_bpm'])} BPM ({tl['n_estimable']}/{tl['n_labelled']} estimable)", ""])
+        rows.append(["tempo from real audio vs labels: median |error|", "",
+                     f"{_fmt(tl['median_abs_error_bpm'])} BPM, {_fmt(100 * tl['within_4pct'], 2)}% within 4% "
+                     f"({tl['n_estimable']}/{tl['n_labelled']} estimable)", ""])
     cov = d.get("coverage", {})
     if cov.get("generated") and cov.get("real_baseline"):
         rows.append(_coverage_row("coverage of real clips (Naeem)", cov["generated"], cov["real_baseline"],
