@@ -4,9 +4,21 @@ from __future__ import annotations
 import csv
 import os
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no run lock
+    fcntl = None
+
+TMP_GLOB = ".*.tmp"  # what atomic_path leaves behind when its process is killed
+
+
+class LockError(ValueError):
+    """Another process holds the lock (the message names its PID)."""
 
 
 @contextmanager
@@ -14,7 +26,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path in the same folder; rename it onto ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:  # name the file the caller asked for, not a random temporary name
+        raise OSError(e.errno, e.strerror, str(path)) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -24,6 +39,53 @@ def atomic_path(path: Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextmanager
+def folder_lock(folder: Path, what: str = "folder") -> Iterator[None]:
+    """Hold an OS lock on ``folder/.lock`` (released when the block ends or the process dies).
+
+    Raises :class:`LockError` naming the holder's PID if another process holds it. Creates ``folder`` if
+    needed and removes it again if it was created here and holds nothing but the lock file at the end.
+    """
+    folder = Path(folder)
+    created = not folder.exists()
+    lock = folder / ".lock"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(e.filename or folder)) from None
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                raise LockError(f"{what} {folder} is in use by another process (PID {pid}); wait for it to "
+                                f"finish or choose another folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+        if created and [p.name for p in folder.iterdir()] == [".lock"]:
+            lock.unlink(missing_ok=True)
+            folder.rmdir()
+
+
+def remove_stale_tmp(folder: Path, min_age_s: float = 0.0, recursive: bool = True) -> list[Path]:
+    """Delete the temporary files (``.NAME.*.tmp``) an interrupted atomic write left under ``folder``."""
+    now, gone = time.time(), []
+    folder = Path(folder)
+    for p in sorted(folder.rglob(TMP_GLOB) if recursive else folder.glob(TMP_GLOB)):
+        try:
+            if p.is_file() and not p.is_symlink() and now - p.stat().st_mtime >= min_age_s:
+                p.unlink()
+                gone.append(p)
+        except FileNotFoundError:
+            continue
+    return gone
 
 
 def _umask() -> int:
