@@ -282,3 +282,24 @@ def test_evaluate_on_something_that_is_not_a_run(tiny_run, tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     assert_one_line_error(*cli("evaluate", tmp_path / "notes.txt"), "notes.txt", "not a readable checkpoint")
     assert_one_line_error(*cli("evaluate", tiny_run[1]), str(tiny_run[1]), "not a run folder")
+
+
+# --- prepare through the CLI ---------------------------------------------------------------------------
+def test_prepare_over_its_own_source_is_refused(tmp_path):
+    os.chdir(tmp_path)
+    assert cli("synth", "s", "-n", 2, "--seconds", 1)[0] == 0
+    before = sorted(p.name for p in (tmp_path / "s").iterdir())
+    assert_one_line_error(*cli("prepare", "s", "-o", "s", "--overwrite"), "--overwrite would delete s", "source")
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == before
+
+
+def test_prepare_prints_a_non_utf8_name_escaped(tmp_path):
+    import soundfile as sf
+
+    src = tmp_path / "src"
+    src.mkdir()
+    sf.write(os.path.join(os.fsencode(src), b"caf\xe9.wav"), 0.5 * np.sin(np.arange(20000) / 5), 16000)
+    os.symlink(os.path.join(os.fsencode(src), b"nowhere\xff.wav"), os.path.join(os.fsencode(src), b"dang\xff.wav"))
+    code, out, exc = cli("prepare", src, "-o", tmp_path / "ds", "--sr", 8000, "--clip", 1024, "--no-tempo")
+    assert code == 0 and exc is None, out
+    assert "from 1 file(s)" in out and "dang\\xff.wav: a symbolic link to nothing" in out

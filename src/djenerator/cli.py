@@ -122,12 +122,13 @@ def prepare(src: Path = typer.Argument(..., help="Folder (or file) of wav/flac/o
         if value is not None:
             setattr(cfg, key, value)
     cfg.silence_db, cfg.normalize, cfg.estimate_tempo = silence_db, normalize, not no_tempo
-    rep = run_prepare(src, output, cfg, overwrite=overwrite, log=lambda m: console.print(m, markup=False))
+    rep = run_prepare(src, output, cfg, overwrite=overwrite,
+                      log=lambda m: console.print(m, markup=False, highlight=False, soft_wrap=True))
     out.print(f"{rep.n_clips} clips ({rep.seconds:.1f} s of audio) from {len(rep.files_used)} file(s) -> {rep.out}")
     if rep.skipped:
         out.print(f"{len(rep.skipped)} file(s) skipped:")
         for f, why in rep.skipped:
-            out.print(f"  {why}", markup=False)
+            out.print(f"  {why}", markup=False, highlight=False, soft_wrap=True)
     if rep.silent_clips:
         out.print(f"{rep.silent_clips} near-silent clip(s) dropped")
 

@@ -21,6 +21,25 @@ class LockError(ValueError):
     """Another process holds the lock (the message names its PID)."""
 
 
+def printable(name: object) -> str:
+    """A file name as text that can always be printed and stored as JSON: bytes that are not UTF-8
+    (kept by Python as surrogates) shown as ``\\xNN``, e.g. ``caf\\xe9.wav``."""
+    return str(name).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def lock_dir(path: Path) -> int | None:
+    """A descriptor that holds an exclusive OS lock on folder ``path`` until closed (also when the process
+    dies), or None if another process holds it."""
+    fd = os.open(path, os.O_RDONLY)
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+    return fd
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path in the same folder; rename it onto ``path`` only if the block succeeds."""
