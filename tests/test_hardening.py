@@ -154,6 +154,18 @@ def test_resume_falls_back_to_the_newest_checkpoint_that_loads(tiny_run, tiny_da
     assert res.step == 12 and (run / "checkpoints" / "step_0000010.pt.damaged").is_file()  # kept, out of the way
 
 
+def test_resume_fallback_from_the_cli_says_so_once(tiny_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run)
+    latest_checkpoint(run).write_bytes(b"")
+    code, out, _ = cli("train", tiny_run[1], "--run", run, "--resume", "--steps", 11, "--quiet")
+    assert code == 0, out
+    out = out.replace("\n", "")  # rich wraps long lines
+    assert out.count("step_0000010.pt damaged") == 1 and "resumed from" in out and "step_0000005.pt at step 5" in out
+
+
 def test_stale_temporary_files_are_removed_at_the_next_start(tiny_run, tiny_dataset, tmp_path):
     import shutil
 
@@ -276,6 +288,12 @@ def test_generate_output_under_a_file(tiny_run, tmp_path):
     (tmp_path / "f").write_text("x")
     assert_one_line_error(*cli("generate", tiny_run[0], "-n", 1, "-o", tmp_path / "f" / "out"),
                           str(tmp_path / "f" / "out"), "a file stands where a folder is needed")
+    assert_one_line_error(*cli("generate", tiny_run[0], "-o", tmp_path / "f" / "x.wav", "--seconds", 0.1),
+                          str(tmp_path / "f"), "exists and is not a folder")
+    (tmp_path / "d.wav").mkdir()
+    assert_one_line_error(*cli("generate", tiny_run[0], "-o", tmp_path / "d.wav", "--seconds", 0.1),
+                          str(tmp_path / "d.wav"), "is a folder, not a file")
+    assert not list(tmp_path.glob(".*.tmp"))
 
 
 def test_evaluate_on_something_that_is_not_a_run(tiny_run, tmp_path):

@@ -193,12 +193,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     return ckpt
 
 
-def load_latest_good(run_dir: Path, map_location: str | torch.device = "cpu",
-                     log: Callable[[str], None] = print) -> tuple[Path, dict[str, Any]] | None:
+def load_latest_good(run_dir: Path, map_location: str | torch.device = "cpu", log: Callable[[str], None] = print,
+                     set_aside: bool = True) -> tuple[Path, dict[str, Any]] | None:
     """(path, checkpoint) of the newest checkpoint of ``run_dir`` that loads, or None if there is none.
 
-    A damaged newer one is renamed ``*.pt.damaged`` (out of the rotation, not deleted) and named in the log;
-    an unsafe one (see :class:`UnsafeCheckpointError`) stops the search.
+    Damaged newer ones are named in the log and, with ``set_aside``, renamed ``*.pt.damaged`` (out of the
+    rotation, not deleted); an unsafe one (see :class:`UnsafeCheckpointError`) stops the search.
     """
     first = latest_checkpoint(run_dir)
     candidates = ([first] if first else []) + [p for p in reversed(list_checkpoints(run_dir)) if p != first]
@@ -212,10 +212,11 @@ def load_latest_good(run_dir: Path, map_location: str | torch.device = "cpu",
             damaged.append(path)
             log(f"warning: {e}")
             continue
-        for bad in damaged:
+        for bad in damaged if set_aside else []:
             bad.rename(bad.with_name(bad.name + ".damaged"))
         if damaged:
-            log(f"warning: {', '.join(p.name for p in damaged)} damaged (kept as *.damaged); using {path}")
+            kept = " (kept as *.damaged)" if set_aside else ""
+            log(f"warning: {', '.join(p.name for p in damaged)} damaged{kept}; using {path}")
         return path, ck
     if damaged:
         raise CheckpointError(f"no checkpoint of {run_dir} loads: {', '.join(p.name for p in damaged)} all damaged")

@@ -24,7 +24,7 @@ TrustOpt = typer.Option(False, "--trust-checkpoint", help="Also load checkpoints
 OS_REASONS = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only file system",
               errno.EACCES: "permission denied", errno.EPERM: "permission denied",
               errno.ENOTDIR: "a file stands where a folder is needed", errno.EISDIR: "is a folder, not a file",
-              errno.ENOENT: "not found"}
+              errno.EEXIST: "exists and is not a folder", errno.ENOENT: "not found"}
 
 
 def os_error_message(e: OSError) -> str:
@@ -170,7 +170,7 @@ def _resume_or_new_config(run, resume, preset, config, sets):
     from .checkpoint import config_of, load_latest_good
     from .config import apply_dict, load_file, parse_override, validate
 
-    if resume and run is not None and (found := load_latest_good(run, log=lambda m: None)) is not None:
+    if resume and run is not None and (found := load_latest_good(run, log=lambda m: None, set_aside=False)) is not None:
         cfg = config_of(found[1])
         for f in config or []:
             apply_dict(cfg, load_file(f))

@@ -54,7 +54,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; a result file gets the usual mode
-        os.replace(tmp_path, path)
+        try:
+            os.replace(tmp_path, path)
+        except OSError as e:  # e.g. a folder of that name is in the way
+            raise OSError(e.errno, e.strerror, str(path)) from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
