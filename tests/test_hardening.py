@@ -321,3 +321,15 @@ def test_prepare_prints_a_non_utf8_name_escaped(tmp_path):
     code, out, exc = cli("prepare", src, "-o", tmp_path / "ds", "--sr", 8000, "--clip", 1024, "--no-tempo")
     assert code == 0 and exc is None, out
     assert "from 1 file(s)" in out and "dang\\xff.wav: a symbolic link to nothing" in out
+
+
+def test_disk_full_while_logging_names_the_run(tiny_dataset, tmp_path, monkeypatch):
+    import djenerator.train as T
+
+    def full(self, row):
+        raise OSError(errno.ENOSPC, "No space left on device")  # a plain write names no file
+
+    monkeypatch.setattr(T._CsvLog, "write", full)
+    run = tmp_path / "run"
+    assert_one_line_error(*cli("train", tiny_dataset, "--run", run, "--preset", "original", "--steps", 4, "--quiet",
+                               "--set", "model.dense_hidden=[16,32]"), f"{run}: disk full")

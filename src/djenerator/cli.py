@@ -320,7 +320,20 @@ def serve(runs: Path = typer.Option(Path("runs"), "--runs", help="Folder whose s
                cache_dir=cache_dir, device=device)
 
 
+def _thread_error(args) -> None:
+    """A background writer (TensorBoard's) that fails on a full or read-only disk: one line, not a traceback."""
+    import threading
+
+    if isinstance(args.exc_value, OSError):
+        console.print(f"warning: a background writer stopped: {os_error_message(args.exc_value)}", markup=False)
+    else:
+        threading.__excepthook__(args)
+
+
 def main() -> None:
+    import threading
+
+    threading.excepthook = _thread_error
     try:
         app()
     except BrokenPipeError:

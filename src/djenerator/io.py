@@ -52,7 +52,12 @@ def atomic_path(path: Path) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
+        try:
+            yield tmp_path
+        except OSError as e:
+            if e.filename is None:  # a write that failed without a name (disk full): name the file
+                raise OSError(e.errno, e.strerror, str(path)) from None
+            raise
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; a result file gets the usual mode
         try:
             os.replace(tmp_path, path)
@@ -77,7 +82,7 @@ def folder_lock(folder: Path, what: str = "folder") -> Iterator[None]:
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
-        raise OSError(e.errno, e.strerror, str(e.filename or folder)) from None
+        raise OSError(e.errno, e.strerror, str(folder)) from None
     try:
         if fcntl is not None:
             try:
@@ -86,8 +91,11 @@ def folder_lock(folder: Path, what: str = "folder") -> Iterator[None]:
                 pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
                 raise LockError(f"{what} {folder} is in use by another process (PID {pid}); wait for it to "
                                 f"finish or choose another folder") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, str(folder)) from None
         yield
     finally:
         os.close(fd)

@@ -331,6 +331,10 @@ def _train(cfg: Config, dataset: str | Path, run_dir: Path, resume: bool, progre
     except CheckpointWriteError as e:
         kept = f"the last good checkpoint is {last_ckpt}" if last_ckpt else "no checkpoint was saved"
         raise CheckpointWriteError(f"{e}; training stopped at step {step}, {kept}") from None
+    except OSError as e:
+        if e.filename is None:  # a write without a name (the loss log on a full disk): name the run
+            raise OSError(e.errno, e.strerror, str(run_dir)) from None
+        raise
     except TrainingDiverged as e:
         stopped = "diverged"
         if dd.is_main:
@@ -341,10 +345,10 @@ def _train(cfg: Config, dataset: str | Path, run_dir: Path, resume: bool, progre
             loader.close()
         if bar is not None:
             bar.close()
-        csv_file.close()
+        _close_quietly(csv_file)  # on a full disk: keep the error that stopped training, not the close's
         distributed.cleanup(dd)
         if writer is not None:
-            writer.close()
+            _close_quietly(writer)
         if old_handler is not None:
             signal.signal(signal.SIGINT, old_handler)
     return TrainResult(run_dir, step, Path(last_ckpt) if last_ckpt else None, stopped, warnings)
@@ -431,6 +435,13 @@ class _CsvLog:
 
     def close(self) -> None:
         self.f.close()
+
+
+def _close_quietly(log) -> None:
+    try:
+        log.close()
+    except OSError:
+        pass
 
 
 def _tensorboard(path: Path, start: int):

@@ -223,7 +223,10 @@ def prepare(src: str | Path, out: str | Path, cfg: DataConfig | None = None, ove
     tmp = out.with_name(f".{out.name}.partial")
     if tmp.exists():
         raise PrepareError(f"another prepare is writing {out} right now (into {tmp}); wait for it to finish")
-    tmp.mkdir(parents=True)
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as e:  # name the output the user gave, not the temporary folder
+        raise OSError(e.errno, e.strerror, str(out)) from None
     held = lock_dir(tmp)  # tells the prepares that clean stale .partial folders that this one is alive
     entries: list[dict] = []
     try:
@@ -258,6 +261,10 @@ def prepare(src: str | Path, out: str | Path, cfg: DataConfig | None = None, ove
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
+    except OSError as e:
+        if e.filename is None:  # a write without a name (disk full): name the dataset
+            raise OSError(e.errno, e.strerror, str(out)) from None
+        raise
     finally:
         if held is not None:
             os.close(held)
