@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -116,3 +117,101 @@ def test_sidecar_bpm_labels_are_used(tmp_path):
     (tmp_path / "x.json").write_text(json.dumps({"bpm": 137.0}))
     prepare(tmp_path / "x.wav", tmp_path / "ds", cfg(), progress=False)
     assert np.all(ClipDataset(tmp_path / "ds").bpm == 137.0)
+
+
+# --- issue 19: nothing lost, nothing hidden, nothing unbounded ------------------------------------------
+def _src(tmp_path, name="src", n=2):
+    src = tmp_path / name
+    src.mkdir()
+    for i in range(n):
+        sf.write(src / f"x{i}.wav", sine(200 + 50 * i, 16000, 1.0), 16000)
+    return src
+
+
+def test_overwrite_never_deletes_the_source_or_an_unrelated_folder(tmp_path):
+    src = _src(tmp_path)
+    before = sorted(p.name for p in src.iterdir())
+    for out in (src, tmp_path):  # the source itself, its parent
+        with pytest.raises(PrepareError, match="holds the source"):
+            prepare(src, out, cfg(), overwrite=True, progress=False, log=lambda m: None)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "thesis.txt").write_text("years of work")
+    with pytest.raises(PrepareError, match="not one"):
+        prepare(src, work, cfg(), overwrite=True, progress=False, log=lambda m: None)
+    assert sorted(p.name for p in src.iterdir()) == before and (work / "thesis.txt").read_text() == "years of work"
+    prepare(src, tmp_path / "ds", cfg(), progress=False, log=lambda m: None)
+    prepare(src, tmp_path / "ds", cfg(clip_samples=2048), overwrite=True, progress=False, log=lambda m: None)
+    assert ClipDataset(tmp_path / "ds").clip_samples == 2048  # a dataset is still replaced
+
+
+def test_a_killed_prepares_partial_folder_is_removed_by_the_next_prepare(tmp_path):
+    from djenerator.io import lock_dir
+
+    src = _src(tmp_path)
+    stale, alive = tmp_path / ".old.partial", tmp_path / ".busy.partial"
+    for d in (stale, alive):
+        d.mkdir()
+        (d / "clips.npy").write_bytes(b"\0" * 300_000)
+    fd = lock_dir(alive)  # a prepare that is still running
+    try:
+        rep = prepare(src, tmp_path / "other", cfg(), progress=False, log=lambda m: None)
+    finally:
+        os.close(fd)
+    assert not stale.exists() and alive.exists()
+    assert any(".old.partial" in n and "0.3 MB" in n and "interrupted" in n for n in rep.notes)
+
+
+def test_implausible_sample_rates_are_skipped_and_said(tmp_path):
+    src = _src(tmp_path)
+    sf.write(src / "one_hz.wav", np.full(64000, 0.5, np.float32), 1, subtype="PCM_16")
+    sf.write(src / "huge_rate.wav", sine(200, 16000, 0.5), 1_000_000, subtype="PCM_16")
+    lines = []
+    rep = prepare(src, tmp_path / "ds", cfg(), progress=False, log=lines.append)
+    why = {p.split("/")[-1]: r for p, r in rep.skipped}
+    assert "sample rate 1 Hz is outside 2000-768000 Hz" in why["one_hz.wav"]
+    assert "1000000 Hz" in why["huge_rate.wav"]
+    assert sorted(rep.files_used) == ["x0.wav", "x1.wav"] and any("one_hz.wav" in m for m in lines)
+
+
+def test_a_file_cannot_become_a_dataset_far_larger_than_itself(tmp_path):
+    src = _src(tmp_path)
+    sf.write(src / "bomb.flac", np.full(8000 * 600, 0.5, np.float32), 8000)  # 14 KB -> 19 MB of float32
+    rep = prepare(src, tmp_path / "ds", cfg(sample_rate=8000), progress=False, log=lambda m: None)
+    why = {p.split("/")[-1]: r for p, r in rep.skipped}
+    assert "over 512 times its size" in why["bomb.flac"]
+    assert (tmp_path / "ds" / "clips.npy").stat().st_size < 1e6
+
+
+def test_unreadable_entries_and_bad_labels_are_reported(tmp_path, monkeypatch):
+    src = _src(tmp_path)
+    os.symlink(tmp_path / "nowhere.wav", src / "dangling.wav")
+    os.symlink(src / "loop_b.wav", src / "loop_a.wav")
+    os.symlink(src / "loop_a.wav", src / "loop_b.wav")
+    os.mkfifo(src / "pipe.wav")  # opening it would block for ever
+    (src / "locked").mkdir()
+    os.symlink(tmp_path, src / "linked_folder")
+    (src / "x0.json").write_text("{bpm: 120,")
+    (src / "x1.json").write_text(json.dumps({"bpm": 0}))
+    real_scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda p=".": (_ for _ in ()).throw(PermissionError(13, "Permission denied", str(p)))
+                        if str(p).endswith("locked") else real_scandir(p))
+    lines = []
+    rep = prepare(src, tmp_path / "ds", cfg(), progress=False, log=lines.append)
+    why = {p.split("/")[-1]: r for p, r in rep.skipped}
+    assert "dangling" in why["dangling.wav"] and "loop" in why["loop_a.wav"] and "loop" in why["loop_b.wav"]
+    assert "FIFO" in why["pipe.wav"] and "not readable" in why["locked"] and "not followed" in why["linked_folder"]
+    assert any("x0.json" in n and "JSONDecodeError" in n for n in rep.notes)
+    assert any("x1.json" in n and "bpm 0 " in n for n in rep.notes)
+    assert sorted(rep.files_used) == ["x0.wav", "x1.wav"]
+    assert all(m.startswith(("skipped: ", "note: ")) for m in lines) and len(lines) == len(rep.skipped) + len(rep.notes)
+
+
+def test_a_file_name_that_is_not_utf8_is_prepared_and_shown_escaped(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    sf.write(os.path.join(os.fsencode(src), b"caf\xe9.wav"), sine(200, 16000, 1.0), 16000)
+    rep = prepare(src, tmp_path / "ds", cfg(), progress=False, log=lambda m: None)
+    assert rep.files_used == ["caf\\xe9.wav"] and rep.n_clips == 3
+    manifest = json.loads((tmp_path / "ds" / "manifest.json").read_bytes().decode("utf-8"))  # strict UTF-8
+    assert manifest["clips"][0]["file"] == "caf\\xe9.wav"

@@ -5,19 +5,24 @@ installed libsndfile supports it); soxr resamples with a high-quality polyphase 
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
 
-from .io import atomic_path
+from .io import atomic_path, printable
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif")
+SOURCE_RATE_LIMITS = (2000, 768000)  # Hz: a header outside this range is damaged or hostile
 
 
 class AudioError(ValueError):
-    """A file that cannot be used as audio; the message names the file and the problem."""
+    """A file that cannot be used as audio; the message names the file and the problem (always printable)."""
+
+    def __init__(self, message: str):
+        super().__init__(printable(message))
 
 
 def to_mono(x: np.ndarray) -> np.ndarray:
@@ -44,9 +49,20 @@ def rms_db(x: np.ndarray) -> float:
 
 def audio_info(path: Path) -> sf._SoundFileInfo:
     try:
-        return sf.info(str(path))
+        return sf.info(os.fsencode(path))  # bytes: a name that is not UTF-8 opens too
     except Exception as e:  # noqa: BLE001 - libsndfile raises several types for unreadable files
         raise AudioError(f"{path}: not a readable audio file ({_short(e)})") from None
+
+
+def source_info(path: Path) -> sf._SoundFileInfo:
+    """:func:`audio_info` of a file to decode: some audio, at a rate within ``SOURCE_RATE_LIMITS``."""
+    info = audio_info(path)
+    if info.frames == 0 or info.samplerate <= 0:
+        raise AudioError(f"{path}: contains no audio (zero length)")
+    lo, hi = SOURCE_RATE_LIMITS
+    if not lo <= info.samplerate <= hi:
+        raise AudioError(f"{path}: sample rate {info.samplerate} Hz is outside {lo}-{hi} Hz; the header is damaged")
+    return info
 
 
 def wav_declared_bytes(path: Path) -> tuple[int, int] | None:
@@ -77,16 +93,14 @@ def iter_blocks(path: Path, sr_out: int, block_seconds: float = 30.0):
     Resampling is done with a streaming soxr object so block edges are seamless.
     """
     path = Path(path)
-    info = audio_info(path)
-    if info.frames == 0 or info.samplerate <= 0:
-        raise AudioError(f"{path}: contains no audio (zero length)")
+    info = source_info(path)
     if path.suffix.lower() == ".wav" and (sizes := wav_declared_bytes(path)) and sizes[1] < sizes[0] and sizes[0] != 0xFFFFFFFF:
         raise AudioError(f"{path}: truncated (header declares {sizes[0]} bytes of audio, file holds {sizes[1]})")
     block = max(1024, int(block_seconds * info.samplerate))
     rs = None if info.samplerate == sr_out else soxr.ResampleStream(info.samplerate, sr_out, 1, dtype="float32", quality="HQ")
     read = 0
     try:
-        with sf.SoundFile(str(path)) as f:
+        with sf.SoundFile(os.fsencode(path)) as f:
             while True:
                 data = f.read(block, dtype="float32", always_2d=True)
                 read += len(data)

@@ -1,6 +1,7 @@
 """The `djenerator` command. Each subcommand parses options and calls one library function."""
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 from pathlib import Path
@@ -19,10 +20,24 @@ RunOpt = typer.Option(None, "--run", "--run-dir", "-r", help="Run folder (defaul
 PresetOpt = typer.Option(None, "--preset", "-p", help="Named configuration; see `djenerator presets`.")
 ConfigOpt = typer.Option(None, "--config", "-c", help="TOML/YAML config file(s), applied after the preset.")
 SetOpt = typer.Option(None, "--set", "-s", help="Override: section.key=value, e.g. train.lr_g=2e-4 (repeatable).")
+TrustOpt = typer.Option(False, "--trust-checkpoint", help="Also load checkpoints of older djenerator versions, which hold pickled Python objects that can run code: only for files from a source you trust.")
+OS_REASONS = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only file system",
+              errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+              errno.ENOTDIR: "a file stands where a folder is needed", errno.EISDIR: "is a folder, not a file",
+              errno.EEXIST: "exists and is not a folder", errno.ENOENT: "not found"}
+
+
+def os_error_message(e: OSError) -> str:
+    """One sentence for a failed file operation: the file, then the reason in plain words."""
+    reason = OS_REASONS.get(e.errno, e.strerror or type(e).__name__)
+    return f"{e.filename}: {reason}" if e.filename else reason
 
 
 def user_errors(fn):
-    """Errors a user can cause end in one clear sentence and exit code 2, not a traceback."""
+    """Errors a user can cause end in one clear sentence and exit code 2, not a traceback.
+
+    A command with a ``trust_checkpoint`` option runs inside :func:`djenerator.checkpoint.trusting_checkpoints`.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -31,17 +46,29 @@ def user_errors(fn):
         from .config import ConfigError
         from .data.dataset import DatasetError
         from .data.prepare import PrepareError
+        from .checkpoint import trusting_checkpoints
+        from .io import LockError
 
         try:
-            return fn(*args, **kwargs)
-        except (ConfigError, AudioError, CheckpointError, DatasetError, PrepareError, FileNotFoundError) as e:
-            console.print(f"[bold red]error:[/] {e}")
-            raise typer.Exit(2) from None
+            with trusting_checkpoints(bool(kwargs.get("trust_checkpoint", False))):
+                return fn(*args, **kwargs)
+        except (ConfigError, AudioError, CheckpointError, DatasetError, PrepareError, LockError) as e:
+            _error(str(e))
+        except OSError as e:  # a file the user named or a full/read-only disk: not a bug in djenerator
+            _error(os_error_message(e))
         except KeyboardInterrupt:
             console.print("interrupted")
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def _error(message: str) -> None:
+    """Print one unwrapped error line and exit with code 2."""
+    from rich.markup import escape
+
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2) from None
 
 
 def _config(preset, config, sets, extra: dict | None = None):
@@ -95,12 +122,13 @@ def prepare(src: Path = typer.Argument(..., help="Folder (or file) of wav/flac/o
         if value is not None:
             setattr(cfg, key, value)
     cfg.silence_db, cfg.normalize, cfg.estimate_tempo = silence_db, normalize, not no_tempo
-    rep = run_prepare(src, output, cfg, overwrite=overwrite, log=lambda m: console.print(m, markup=False))
+    rep = run_prepare(src, output, cfg, overwrite=overwrite,
+                      log=lambda m: console.print(m, markup=False, highlight=False, soft_wrap=True))
     out.print(f"{rep.n_clips} clips ({rep.seconds:.1f} s of audio) from {len(rep.files_used)} file(s) -> {rep.out}")
     if rep.skipped:
         out.print(f"{len(rep.skipped)} file(s) skipped:")
         for f, why in rep.skipped:
-            out.print(f"  {why}", markup=False)
+            out.print(f"  {why}", markup=False, highlight=False, soft_wrap=True)
     if rep.silent_clips:
         out.print(f"{rep.silent_clips} near-silent clip(s) dropped")
 
@@ -113,8 +141,9 @@ def train(dataset: Path = typer.Argument(..., help="Prepared dataset folder (fro
           steps: Optional[int] = typer.Option(None, help="Total training steps."),
           minutes: Optional[float] = typer.Option(None, help="Stop (with a checkpoint) after this wall-clock time."),
           device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N"),
-          resume: bool = typer.Option(False, "--resume", help="Continue the run from its last checkpoint."),
-          quiet: bool = typer.Option(False, "--quiet", help="No progress bar.")):
+          resume: bool = typer.Option(False, "--resume", help="Continue the run from its last checkpoint (the newest that loads)."),
+          quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+          trust_checkpoint: bool = TrustOpt):
     """Train a GAN on a prepared dataset.
 
     The progress bar counts steps, or with --minutes the seconds of the time budget (its ETA is then the budget's end). Its fields: step (done/total), D loss and G loss (the discriminator's and the generator's losses at the last logged step; they pull against each other, so neither falls steadily), steps/s (training speed).
@@ -141,11 +170,11 @@ def train(dataset: Path = typer.Argument(..., help="Prepared dataset folder (fro
 
 
 def _resume_or_new_config(run, resume, preset, config, sets):
-    from .checkpoint import latest_checkpoint, load_checkpoint, config_of
+    from .checkpoint import config_of, load_latest_good
     from .config import apply_dict, load_file, parse_override, validate
 
-    if resume and run is not None and (ck := latest_checkpoint(run)) is not None:
-        cfg = config_of(load_checkpoint(ck))
+    if resume and run is not None and (found := load_latest_good(run, log=lambda m: None, set_aside=False)) is not None:
+        cfg = config_of(found[1])
         for f in config or []:
             apply_dict(cfg, load_file(f))
         for o in sets or []:
@@ -166,8 +195,12 @@ def generate(checkpoint: Path = typer.Argument(..., help="Checkpoint file or run
              interpolate_to: Optional[int] = typer.Option(None, "--interpolate-to", help="Interpolate from --seed to this seed: in n clips, or along time with --seconds."),
              bpm: Optional[float] = typer.Option(None, help="Requested tempo (tempo-conditioned models)."),
              device: str = typer.Option("cpu", help="cpu | cuda"),
-             quiet: bool = typer.Option(False, "--quiet", help="No progress bar.")):
+             quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+             trust_checkpoint: bool = TrustOpt):
     """Write generated clips (or, with --seconds, pieces of any length) as wav files."""
+    from .generate import check_request
+
+    check_request(n=n, batch_size=batch_size, bpm=bpm)
     if seconds is None:
         from .generate import generate_to_files
 
@@ -213,7 +246,8 @@ def evaluate(target: Path = typer.Argument(..., help="Run folder (its latest che
              max_real: int = typer.Option(2000, help="Real clips (random subset) for the distribution metrics."),
              held: Optional[Path] = typer.Option(None, "--held", help="Prepared dataset of music of the same kind that was not trained on: adds the distance to it and the data-copying test."),
              device: str = typer.Option("cpu", help="cpu | cuda"),
-             quiet: bool = typer.Option(False, "--quiet", help="No progress messages.")):
+             quiet: bool = typer.Option(False, "--quiet", help="No progress messages."),
+             trust_checkpoint: bool = TrustOpt):
     """Measure a checkpoint: distance to real data, noise, rhythm, memorisation (copies), diversity; writes report.json + PNGs."""
     import time as _time
 
@@ -325,7 +359,20 @@ def _read_token_file(path: Path) -> str:
     return token
 
 
+def _thread_error(args) -> None:
+    """A background writer (TensorBoard's) that fails on a full or read-only disk: one line, not a traceback."""
+    import threading
+
+    if isinstance(args.exc_value, OSError):
+        console.print(f"warning: a background writer stopped: {os_error_message(args.exc_value)}", markup=False)
+    else:
+        threading.__excepthook__(args)
+
+
 def main() -> None:
+    import threading
+
+    threading.excepthook = _thread_error
     try:
         app()
     except BrokenPipeError:

@@ -12,13 +12,36 @@ import torch
 
 from .audio import write_wav
 from .checkpoint import config_of, load_checkpoint
-from .config import Config, ConfigError
+from .config import BPM_LIMITS, Config, ConfigError
 from .models import build_generator, tempo_cond
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Config, int]:
     """(generator in eval mode, its config, the step it was saved at)."""
+    device = check_device(device)
     return generator_of(load_checkpoint(path, map_location=device), device)
+
+
+def check_device(name: str | torch.device) -> torch.device:
+    """``name`` as a device this machine has, else a ConfigError that says what to use instead."""
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"--device {name}: not a device name; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: this machine has no CUDA GPU that torch can use; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    return dev
+
+
+def check_request(n: int | None = None, batch_size: int | None = None, bpm: float | None = None) -> None:
+    """A clear ConfigError for a clip count or batch size below 1, or a tempo outside ``BPM_LIMITS``."""
+    for flag, value in (("-n", n), ("--batch-size", batch_size)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be at least 1, got {value}")
+    if bpm is not None and not BPM_LIMITS[0] <= bpm <= BPM_LIMITS[1]:  # NaN fails too
+        raise ConfigError(f"--bpm must be between {BPM_LIMITS[0]:g} and {BPM_LIMITS[1]:g}, got {bpm:g}")
 
 
 def generator_of(ck: dict, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Config, int]:
@@ -79,6 +102,7 @@ def generate_to_files(checkpoint: str | Path, out_dir: str | Path, n: int = 8, s
                       bpm: float | None = None, interpolate_to: int | None = None, device: str = "cpu",
                       prefix: str = "clip", log=lambda m: None) -> list[Path]:
     """Write n clips (or an n-step interpolation from seed to ``interpolate_to``) as wav files."""
+    check_request(n=n, batch_size=batch_size, bpm=bpm)
     G, cfg, step = load_generator(checkpoint, device)
     if bpm is not None and not cfg.model.tempo_conditioning:
         log(BPM_IGNORED)

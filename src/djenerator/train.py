@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import signal
 import time
 from dataclasses import dataclass
@@ -24,11 +25,11 @@ import torch
 from . import distributed, losses
 from .augment import AdaController, Augmenter, overfit_signs
 from .audio import write_wav
-from .checkpoint import (latest_checkpoint, load_checkpoint, pin_checkpoint, pinned_checkpoints, rng_state,
+from .checkpoint import (CheckpointWriteError, load_latest_good, pin_checkpoint, pinned_checkpoints, rng_state,
                          save_checkpoint, set_rng_state)
 from .config import Config, ConfigError
 from .data.dataset import ClipDataset
-from .io import atomic_write_text
+from .io import atomic_write_text, folder_lock, remove_stale_tmp
 from .evaluate.memorisation import copy_alarm
 from .health import HealthMonitor, HealthWarning, TrainingDiverged, batch_diversity
 from .models import build_discriminator, build_generator, tempo_cond
@@ -92,8 +93,25 @@ def grad_norm(module: torch.nn.Module) -> torch.Tensor:
 
 def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = False, progress: bool = True,
           log: Callable[[str], None] = print, max_seconds: float | None = None) -> TrainResult:
-    """Train (or with ``resume``, continue) a run; stops at ``cfg.train.steps``, on Ctrl-C or after ``max_seconds``."""
+    """Train (or with ``resume``, continue) a run; stops at ``cfg.train.steps``, on Ctrl-C or after ``max_seconds``.
+
+    The run folder is locked meanwhile (``RUN/.lock``; under torchrun rank 0 holds it), and temporary files
+    that a killed run left in it are removed first.
+    """
     run_dir = Path(run_dir)
+    if os.environ.get("RANK", "0") != "0":
+        return _train(cfg, dataset, run_dir, resume, progress, log, max_seconds)
+    with folder_lock(run_dir, "run folder"):
+        gone = [p for sub in ("checkpoints", "samples", "logs") for p in remove_stale_tmp(run_dir / sub)]  # ours alone
+        gone += remove_stale_tmp(run_dir, min_age_s=60, recursive=False)  # evaluate may be writing here right now
+        if gone:
+            log(f"removed {len(gone)} temporary file(s) left by an interrupted run: "
+                + ", ".join(str(p.relative_to(run_dir)) for p in gone[:4]) + (", ..." if len(gone) > 4 else ""))
+        return _train(cfg, dataset, run_dir, resume, progress, log, max_seconds)
+
+
+def _train(cfg: Config, dataset: str | Path, run_dir: Path, resume: bool, progress: bool,
+           log: Callable[[str], None], max_seconds: float | None) -> TrainResult:
     t_start = time.perf_counter()
     t = cfg.train
     ds = ClipDataset(dataset)
@@ -118,11 +136,12 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
     ada = AdaController(a_cfg.ada_target, a_cfg.ada_interval, a_cfg.ada_kimg, t.batch_size, p=aug.p) \
         if aug.enabled and a_cfg.ada else None
     start = 0
-    ckpt_path = distributed.broadcast_object(latest_checkpoint(run_dir) if resume and dd.is_main else None, dd)
+    found = load_latest_good(run_dir, "cpu", log) if resume and dd.is_main else None  # damaged ones: the one before
+    ckpt_path = distributed.broadcast_object(found[0] if found else None, dd)
     if resume and ckpt_path is None:
         log(f"no checkpoint in {run_dir} yet; starting from step 0")
     if ckpt_path is not None:
-        ck = distributed.broadcast_object(load_checkpoint(ckpt_path, map_location="cpu") if dd.is_main else None, dd)
+        ck = distributed.broadcast_object(found[1] if dd.is_main else None, dd)
         saved = ck["config"]
         for key in ("optimizer", "loss"):
             if saved["train"][key] != getattr(t, key):
@@ -309,6 +328,13 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
             if stopped == "time budget" and dd.is_main:
                 write_samples(G, z_fixed, bpm_fixed, cfg, run_dir / "samples" / f"step_{step:07d}")
             log(f"{stopped}: saved {last_ckpt} at step {step}; continue with --resume")
+    except CheckpointWriteError as e:
+        kept = f"the last good checkpoint is {last_ckpt}" if last_ckpt else "no checkpoint was saved"
+        raise CheckpointWriteError(f"{e}; training stopped at step {step}, {kept}") from None
+    except OSError as e:
+        if e.filename is None:  # a write without a name (the loss log on a full disk): name the run
+            raise OSError(e.errno, e.strerror, str(run_dir)) from None
+        raise
     except TrainingDiverged as e:
         stopped = "diverged"
         if dd.is_main:
@@ -319,10 +345,10 @@ def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = 
             loader.close()
         if bar is not None:
             bar.close()
-        csv_file.close()
+        _close_quietly(csv_file)  # on a full disk: keep the error that stopped training, not the close's
         distributed.cleanup(dd)
         if writer is not None:
-            writer.close()
+            _close_quietly(writer)
         if old_handler is not None:
             signal.signal(signal.SIGINT, old_handler)
     return TrainResult(run_dir, step, Path(last_ckpt) if last_ckpt else None, stopped, warnings)
@@ -409,6 +435,13 @@ class _CsvLog:
 
     def close(self) -> None:
         self.f.close()
+
+
+def _close_quietly(log) -> None:
+    try:
+        log.close()
+    except OSError:
+        pass
 
 
 def _tensorboard(path: Path, start: int):

@@ -400,8 +400,8 @@ def evaluate(target: str | Path, dataset: str | Path | None = None, n: int = 64,
     target = Path(target)
     ckpt = resolve_checkpoint(target)
     run_dir = _run_dir_of(target, ckpt)
+    G, cfg, step = load_generator(ckpt, device)  # first: a target that is no checkpoint is the error to report
     ds_path = find_dataset(run_dir, dataset)
-    G, cfg, step = load_generator(ckpt, device)
     sr, T = cfg.data.sample_rate, cfg.data.clip_samples
     ds = _matching_dataset(ds_path, sr, T, 4, "evaluation", "pass the dataset it was trained on")
     out = Path(out_dir) if out_dir is not None else run_dir
