@@ -222,27 +222,7 @@ def wrap(module: nn.Module, d: Dist) -> nn.Module:
     return DDP(module, device_ids=ids, **sync)
 
 
-def unwrap(module: nn.Module) -> nn.Module:
-    """The model inside a DDP (and/or torch.compile) wrapper."""
-    while True:
-        if hasattr(module, "module") and isinstance(module, nn.parallel.DistributedDataParallel):
-            module = module.module
-        elif hasattr(module, "_orig_mod"):
-            module = module._orig_mod
-        else:
-            return module
-
-
 # --- agreement and reductions ----------------------------------------------------------------------
-def agree_any(flag: bool, d: Dist) -> bool:
-    """True on every rank if ``flag`` is true on any (a host-side gloo all-reduce; no device sync)."""
-    if not d.enabled:
-        return bool(flag)
-    t = torch.tensor([1.0 if flag else 0.0])
-    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=d.control)
-    return bool(t.item() > 0)
-
-
 def mean_floats(values: list[float], d: Dist) -> list[float]:
     """Average a few host floats over ranks (at log steps), so every rank sees (and checks) the same numbers."""
     if not d.enabled:

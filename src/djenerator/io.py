@@ -129,11 +129,6 @@ def atomic_write_text(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
 def read_csv_columns(path: Path) -> dict[str, list[float]]:
     """A numeric log (losses.csv, metrics.csv) as columns; blank or non-numeric cells become NaN.
 
