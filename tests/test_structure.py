@@ -84,3 +84,22 @@ def test_odd_time_riffs_repeat_by_their_cycle_and_shuffled_beats_do_not(seed):
     shuf = bar_repetition(shuffled, sr, bpm=meta["bpm"], first_beat=0.0)
     assert riff["cycle_beats"] % 5 == 0 and riff["cycle"] > 0.6
     assert shuf["cycle"] < 0.3
+
+
+def test_evaluate_rebuilds_30s_real_pieces_from_overlapping_clips(tmp_path):
+    from djenerator.config import DataConfig
+    from djenerator.data.dataset import ClipDataset
+    from djenerator.data.prepare import prepare
+    from djenerator.evaluate.report import PIECE_SECONDS, _real_pieces
+    from djenerator.synth import synth_dataset
+
+    synth_dataset(tmp_path / "raw", n_files=1, seconds=32.0, sr=16000, seed=2, progress=False)
+    prepare(tmp_path / "raw", tmp_path / "ds", DataConfig(sample_rate=8000, clip_samples=8192, hop_samples=2048),
+            progress=False, log=lambda m: None)
+    ds = ClipDataset(tmp_path / "ds")
+    pieces = _real_pieces(ds, 8000)
+    assert len(pieces) == 1
+    x, bpm = pieces[0]
+    assert len(x) == int(PIECE_SECONDS * 8000)
+    assert bpm == pytest.approx(float(np.nanmedian(ds.bpm)))
+    assert bar_repetition(x, 8000, bpm=bpm)["cycle"] > 0.5  # a built-in riff comes round

@@ -174,3 +174,13 @@ def test_probe_and_reference_come_from_different_files():
     assert len(probe) == 16 and {files[i] for i in probe}.isdisjoint({files[i] for i in ref})
     probe, ref = R._probe_and_reference(60, ["one"] * 60, 16, seed=2)  # one file: a random split
     assert len(probe) == 16 and len(ref) == 44 and set(probe).isdisjoint(ref)
+
+
+def test_structure_verdicts():
+    from djenerator.evaluate.verdicts import structure_verdict
+
+    assert structure_verdict(0.5, 0.5, 0.8, 0.8) == "repeats like real"
+    assert structure_verdict(0.0, 0.5, 0.1, 0.8) == "no riff that comes round"  # a drone beside riffs
+    assert structure_verdict(1.2, 0.4, 1.0, 0.6) == "repeats more than real (a loop)"
+    assert structure_verdict(0.2, 0.5, 0.5, 0.8) == "repeats less than real"
+    assert structure_verdict(float("nan"), 0.5, 0.5, 0.8) == "n/a"

@@ -440,6 +440,8 @@ def evaluate(target: str | Path, dataset: str | Path | None = None, n: int = 64,
                                _context_tempo(ds, idx[r_idx], sr), report["noise"]["verdict"],
                                [str(ds.source(int(i)).get("file", "")) for i in idx[r_idx]])
     report["diversity"] = _diversity(gen_f, real_f, seed)
+    log("structure: bar repetition of 30-s pieces")
+    report["structure"] = _structure(G, cfg, ds, seed)
     log(f"memorisation: {n} generated clips against all {len(ds)} training clips")
     report["memorisation"] = _memorisation(gen, ds, sr, threshold, gen_f_raw, train_f_raw, progress, seed, step)
     if held is not None:
@@ -606,9 +608,60 @@ def summary_rows(rep: dict) -> list[list[str]]:
                                       "training clips"))
     if rep.get("over_steps", {}).get("copies"):
         rows.append(_copies_over_steps_row(rep["over_steps"]))
+    st = rep.get("structure", {})
+    rows.append(["bar repetition of 30-s pieces (cycle)",
+                 f"{_fmt(st['bar_score']['generated'])} ({_fmt(st['cycle']['generated'])})" if "bar_score" in st else "",
+                 f"{_fmt(st['bar_score']['real'])} ({_fmt(st['cycle']['real'])})" if "bar_score" in st else "",
+                 st.get("verdict", "")])
     if "feature_min_ratio" in mem:
         rows.append(["nearest train clip (feature ratio, min)", _fmt(mem["feature_min_ratio"]), "1 = real spacing", ""])
     return rows
+
+
+PIECE_SECONDS = 30.0
+
+
+def _real_pieces(ds: ClipDataset, sr: int, n_max: int = 4) -> list[tuple[np.ndarray, float | None]]:
+    """Up to ``n_max`` stretches of ``PIECE_SECONDS`` rebuilt from the clips of one source file each, with the
+    file's tempo label (None when unlabelled)."""
+    by_file: dict[str, list[int]] = {}
+    for i in range(len(ds)):
+        by_file.setdefault(str(ds.source(i).get("file", "")), []).append(i)
+    out = []
+    for idx in by_file.values():
+        starts = np.array([float(ds.source(i).get("start", 0.0)) for i in idx])
+        keep = [i for i, t in zip(idx, starts) if t - starts.min() < PIECE_SECONDS]
+        x = rhythm.stitch(np.asarray(ds.clips[keep], dtype=np.float64), starts[:len(keep)], sr)
+        if len(x) >= PIECE_SECONDS * sr:
+            bpm = np.nanmedian(ds.bpm[idx]) if np.isfinite(ds.bpm[idx]).any() else None
+            out.append((x[:int(PIECE_SECONDS * sr)], float(bpm) if bpm is not None else None))
+        if len(out) == n_max:
+            break
+    return out
+
+
+@torch.no_grad()
+def _structure(G: torch.nn.Module, cfg, ds: ClipDataset, seed: int, n_pieces: int = 2) -> dict:
+    """Bar-level repetition (``structure.bar_repetition``) of generated 30-s pieces beside real ones."""
+    from ..generate import generate_long
+    from ..stream import is_longform
+    from .structure import bar_repetition
+
+    sr = cfg.data.sample_rate
+    if not is_longform(G):
+        return {"verdict": "n/a: this model makes one window; bar repetition needs pieces of 30 s"}
+    real = _real_pieces(ds, sr)
+    if not real:
+        return {"verdict": f"n/a: no source file gives {PIECE_SECONDS:g} s of contiguous clips"}
+    labels = [b for _, b in real if b is not None]
+    bpm = float(np.median(labels)) if labels and cfg.model.tempo_conditioning else None
+    gen = [bar_repetition(generate_long(G, cfg, PIECE_SECONDS, seed=seed + k, bpm=bpm), sr, bpm=bpm)
+           for k in range(n_pieces)]
+    ref = [bar_repetition(x, sr, bpm=b) for x, b in real]
+    g, r = (float(np.nanmean([d[k] for d in ds_])) for ds_, k in ((gen, "score"), (ref, "score")))
+    gc, rc = (float(np.nanmean([d["cycle"] for d in ds_])) for ds_ in (gen, ref))
+    return {"bar_score": {"generated": g, "real": r}, "cycle": {"generated": gc, "real": rc},
+            "n_generated": len(gen), "n_real": len(ref), "verdict": verdicts.structure_verdict(g, r, gc, rc)}
 
 
 # ---------------------------------------------------------------------------------------------------

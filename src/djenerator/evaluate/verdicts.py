@@ -79,3 +79,18 @@ def tempo_text(median: float, estimable: int, n: int, clip_s: float, source: str
             return f"n/a: {clip_s:.3g}-s clips are too short (tempo needs 2 s, two beats at 60 BPM)"
         return f"n/a: no steady beat found in {n} clips"
     return f"{median:.3g} ({estimable}/{n} {source or 'estimable'})"
+
+
+def structure_verdict(bar_g: float, bar_r: float, cycle_g: float, cycle_r: float) -> str:
+    """Bar repetition of generated pieces beside real ones (``structure.bar_repetition``: ~0 for drones and
+    unrelated bars, ~1 for a bar played again). Odd-time riffs come round on their own cycle, not the bar,
+    so the riff cycle's similarity counts as well."""
+    if not _ok(bar_g, bar_r, cycle_g, cycle_r):
+        return "n/a"
+    if max(bar_g - bar_r, cycle_g - cycle_r) > 0.25:
+        return "repeats more than real (a loop)"
+    if bar_g >= 0.75 * bar_r and cycle_g >= 0.75 * cycle_r:
+        return "repeats like real"
+    if cycle_g < 0.5 * cycle_r and bar_g < 0.5 * max(bar_r, 0.1):
+        return "no riff that comes round"
+    return "repeats less than real"
