@@ -34,7 +34,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    arch: str = "dense"  # generator family: dense | wavegan | spectral
+    arch: str = "dense"  # generator family: dense | wavegan | spectral | twostage
     latent_dim: int = 100
     dim: int = 32  # size knob: width of the conv nets (WaveGAN paper: 64)
     dense_hidden: list[int] = field(default_factory=lambda: [256, 512])
@@ -80,6 +80,10 @@ class TrainConfig:
     eval_every: int = 0  # run cheap metrics at checkpoints (0 = off)
     amp: bool = False  # bf16 autocast on CUDA
     compile: bool = False
+    codec_steps: int = 2000  # twostage: stage-1 (autoencoder) steps before the latent GAN's train.steps
+    codec_batch: int = 8  # twostage: stage-1 batch of codec_seconds crops
+    codec_seconds: float = 1.0
+    lr_codec: float = 1e-3
 
 
 @dataclass
@@ -234,8 +238,8 @@ def build_config(preset: str | None = None, files: list[str | Path] = (), overri
 
 
 LOSSES = ("bce", "kl", "wgan", "wgan-gp", "hinge")
-ARCHS = ("dense", "wavegan", "spectral")
-DISCS = ("dense", "wave", "msd", "stft")
+ARCHS = ("dense", "wavegan", "spectral", "twostage")
+DISCS = ("dense", "wave", "msd", "stft", "latent")
 AUG_OPS = ("polarity", "gain", "shift", "pitch", "eq", "bandpass", "noise", "cutout")  # order of application
 
 
@@ -262,6 +266,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError("train.lr_g and train.lr_d must be positive")
     if m.beat_grid and (m.arch != "spectral" or not m.tempo_conditioning):
         raise ConfigError("model.beat_grid needs model.arch=spectral and model.tempo_conditioning=true")
+    if (m.arch == "twostage") != (m.discriminators == ["latent"]):
+        raise ConfigError("model.arch=twostage goes with model.discriminators=[latent] (its GAN is judged in latent space)")
+    if m.arch == "twostage" and (t.codec_steps < 1 or t.codec_batch < 1 or t.codec_seconds <= 0 or t.lr_codec <= 0):
+        raise ConfigError("train.codec_steps, codec_batch, codec_seconds and lr_codec must be positive")
     a = cfg.augment
     bad_ops = [o for o in a.ops if o not in AUG_OPS]
     if bad_ops:

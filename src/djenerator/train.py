@@ -118,6 +118,10 @@ def _train(cfg: Config, dataset: str | Path, run_dir: Path, resume: bool, progre
     if ds.clip_samples != cfg.data.clip_samples or ds.sample_rate != cfg.data.sample_rate:
         cfg.data.clip_samples, cfg.data.sample_rate = ds.clip_samples, ds.sample_rate
         log(f"using the dataset's clip length {ds.clip_samples} and sample rate {ds.sample_rate} Hz")
+    if cfg.model.arch == "twostage":  # two stages with their own loops: autoencoder, then latent GAN
+        from .codec_train import train_twostage
+
+        return train_twostage(cfg, ds, run_dir, resume, progress, log, max_seconds)
     dd = distributed.setup(t.device)  # under torchrun: join the process group (gloo on CPU, NCCL on GPU)
     device = dd.device if dd.enabled else pick_device(t.device)
     local = distributed.local_slice(t.batch_size, dd)  # this rank's part of the global batch

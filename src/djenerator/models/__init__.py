@@ -39,6 +39,10 @@ def build_generator(cfg: Config) -> nn.Module:
         from .spectral import SpectralGenerator
 
         return SpectralGenerator(cfg)
+    if m.arch == "twostage":
+        from .twostage import TwoStageGenerator
+
+        return TwoStageGenerator(cfg)
     raise ConfigError(f"unknown generator architecture '{m.arch}'")
 
 
@@ -47,6 +51,11 @@ def _build_one(name: str, cfg: Config) -> nn.Module:
     if name == "dense":
         return DenseDiscriminator(T, m.dense_hidden, m.dropout)
     from . import discriminators as D
+
+    if name == "latent":  # the two-stage model's discriminator judges codec latents, not audio
+        from .twostage import LatentDiscriminator
+
+        return LatentDiscriminator(cfg)
 
     builders = {"wave": D.WaveDiscriminator, "msd": D.MultiScaleDiscriminator, "stft": D.MultiResolutionSTFTDiscriminator}
     if name not in builders:

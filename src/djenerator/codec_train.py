@@ -1,0 +1,312 @@
+"""Training of the two-stage model (``model.arch = "twostage"``): stage 1, then stage 2, in one run folder.
+
+- Stage 1, the autoencoder (:mod:`.models.codec`): ``train.codec_steps`` steps of multi-resolution STFT
+  + log-mel reconstruction on random ``train.codec_seconds`` crops; checkpoints in ``RUN/codec/checkpoints``,
+  reconstructions in ``RUN/samples/codec_step_*`` (real_XX.wav beside recon_XX.wav), losses in
+  ``RUN/logs/codec.csv``.
+- Between the stages the frozen encoder turns every clip into latents once (``RUN/codec/latents.pt``).
+- Stage 2, the latent GAN (:mod:`.models.twostage`): ``train.steps`` steps of hinge + feature matching in
+  latent space; checkpoints in ``RUN/checkpoints`` hold the whole generator (latent generator + codec),
+  so generate, evaluate and serve need nothing else.
+
+Each stage has its own progress bar; ``--resume`` continues whichever stage was interrupted. Batches
+and crops come from RNGs keyed by (seed, step), every other random draw from the global RNGs saved in
+the checkpoints, so a resumed run repeats the uninterrupted one.
+"""
+from __future__ import annotations
+
+import csv
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import losses
+from .audio import write_wav
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
+from .config import Config, ConfigError
+from .data.dataset import ClipDataset
+from .models import build_discriminator, build_generator, tempo_cond
+from .models.codec import Codec, mel_distance, reconstruction_loss, stft_distance
+
+
+class Budget:
+    """Stop conditions shared by both stages: Ctrl-C, a wall-clock limit, a process-CPU limit."""
+
+    def __init__(self, max_seconds: float | None = None, max_cpu_seconds: float | None = None):
+        self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
+        self.max_seconds, self.max_cpu = max_seconds, max_cpu_seconds
+        self.stop: list[bool] = []
+
+    def halt(self) -> str:
+        if self.stop:
+            return "interrupted"
+        if self.max_seconds is not None and time.perf_counter() - self.wall0 > self.max_seconds:
+            return "time budget"
+        if self.max_cpu is not None and time.process_time() - self.cpu0 > self.max_cpu:
+            return "time budget"
+        return ""
+
+
+def crops(ds: ClipDataset, seed: int, step: int, batch: int, length: int) -> torch.Tensor:
+    """(batch, 1, length) random crops of random clips: a pure function of (seed, step)."""
+    rng = np.random.default_rng([seed, step, 101])
+    idx = rng.integers(0, len(ds), size=batch)
+    off = rng.integers(0, ds.clip_samples - length + 1, size=batch)
+    return torch.from_numpy(np.stack([np.asarray(ds.clips[i, o:o + length], dtype=np.float32)
+                                      for i, o in zip(idx, off)]))[:, None]
+
+
+def crop_length(cfg: Config, codec: Codec, ds: ClipDataset) -> int:
+    fs = codec.frame_samples
+    n = max(4, round(cfg.train.codec_seconds * cfg.data.sample_rate / fs)) * fs
+    return min(n, ds.clip_samples // fs * fs)
+
+
+def _bar(total: int, start: int, desc: str, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, desc=desc, unit="step", dynamic_ncols=True)
+
+
+def _csv(path: Path, fields: list[str], start: int):
+    """Append-mode log that drops rows past ``start`` (a resumed run rewrites them)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = []
+    if path.is_file():
+        with open(path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= start]
+    f = open(path, "w", newline="")
+    w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    return f, w
+
+
+def _resume_state(run_dir: Path, resume: bool, what: str) -> dict | None:
+    ck = latest_checkpoint(run_dir) if resume else None
+    if ck is None and not resume and any((run_dir / "checkpoints").glob("step_*.pt")):
+        raise ConfigError(f"run folder {run_dir.parent if what == 'codec' else run_dir} already holds "
+                          "checkpoints: pass --resume to continue it, or choose another --run")
+    return load_checkpoint(ck) if ck is not None else None
+
+
+@torch.no_grad()
+def write_reconstructions(codec: Codec, real: torch.Tensor, out: Path, sr: int) -> None:
+    was = codec.training
+    codec.eval()
+    rec = codec(real)
+    codec.train(was)
+    for i, (a, b) in enumerate(zip(real[:, 0].numpy(), rec[:, 0].numpy())):
+        write_wav(out / f"real_{i:02d}.wav", a, sr)
+        write_wav(out / f"recon_{i:02d}.wav", b, sr)
+
+
+def train_codec(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, budget: Budget,
+                progress: bool = True, log=print) -> tuple[Codec, int, str]:
+    """Stage 1. Returns (codec in eval mode, steps done, "done" | why it stopped)."""
+    t, cdir = cfg.train, run_dir / "codec"
+    codec = Codec(cfg.data.sample_rate, cfg.model.dim)
+    opt = torch.optim.AdamW(codec.parameters(), lr=t.lr_codec, betas=(0.8, 0.99))
+    ck, start = _resume_state(cdir, resume, "codec"), 0
+    if ck is not None:
+        codec.load_state_dict(ck["G"])
+        opt.load_state_dict(ck["opt"])
+        set_rng_state(ck["rng"])
+        start = int(ck["step"])
+    if start >= t.codec_steps:
+        return codec.eval(), start, "done"
+    if start:
+        log(f"stage 1: resumed the autoencoder at step {start}")
+    length = crop_length(cfg, codec, ds)
+    fixed = crops(ds, t.seed, 10**12, min(4, t.n_samples), length)
+    f, w = _csv(run_dir / "logs" / "codec.csv", ["step", "loss", "stft", "mel", "cpu_s"], start)
+    bar, step, stopped = _bar(t.codec_steps, start, "stage 1: autoencoder", progress), start, "done"
+    codec.train()
+    try:
+        while step < t.codec_steps:
+            if (stopped := budget.halt() or "done") != "done":
+                break
+            real = crops(ds, t.seed, step, t.codec_batch, length)
+            fake = codec(real)
+            loss = reconstruction_loss(codec, fake, real)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(codec.parameters(), 10.0)
+            opt.step()
+            step += 1
+            if step % t.log_every == 0 or step == t.codec_steps:
+                with torch.no_grad():
+                    row = {"step": step, "loss": float(loss), "stft": float(stft_distance(fake, real)),
+                           "mel": float(mel_distance(codec, fake, real)), "cpu_s": time.process_time()}
+                w.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
+                f.flush()
+                if bar is not None:
+                    bar.set_postfix(stft=f"{row['stft']:.3f}", mel=f"{row['mel']:.3f}")
+            if bar is not None:
+                bar.update(1)
+            if step % t.sample_every == 0 or step == t.codec_steps:
+                write_reconstructions(codec, fixed, run_dir / "samples" / f"codec_step_{step:07d}", cfg.data.sample_rate)
+            if step % t.ckpt_every == 0 or step == t.codec_steps:
+                save_checkpoint(cdir, step, cfg, {"G": codec.state_dict(), "opt": opt.state_dict()}, t.keep_checkpoints)
+    finally:
+        f.close()
+        if bar is not None:
+            bar.close()
+    if stopped != "done":
+        save_checkpoint(cdir, step, cfg, {"G": codec.state_dict(), "opt": opt.state_dict()}, t.keep_checkpoints)
+    return codec.eval(), step, stopped
+
+
+@torch.no_grad()
+def encode_dataset(codec: Codec, ds: ClipDataset, batch: int = 16) -> torch.Tensor:
+    """Every clip through the frozen encoder: (N, LATENT_CH, clip_samples // frame_samples)."""
+    n = ds.clip_samples // codec.frame_samples * codec.frame_samples
+    out = [codec.encode(ds.batch(np.arange(i, min(i + batch, len(ds))))[0][:, :, :n]) for i in range(0, len(ds), batch)]
+    return torch.cat(out)
+
+
+def cached_latents(codec: Codec, ds: ClipDataset, run_dir: Path, codec_step: int) -> torch.Tensor:
+    """The dataset's latents, encoded once per autoencoder checkpoint and kept in RUN/codec/latents.pt."""
+    path = run_dir / "codec" / "latents.pt"
+    if path.is_file():
+        saved = torch.load(path, weights_only=True)
+        if int(saved["codec_step"]) == codec_step and len(saved["latents"]) == len(ds):
+            return saved["latents"].float()
+    lat = encode_dataset(codec, ds)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"codec_step": codec_step, "latents": lat.half()}, path)
+    return lat.half().float()  # the same values whether cached or fresh
+
+
+def latent_batch(lat: torch.Tensor, ds: ClipDataset, cfg: Config, step: int, k: int = 0):
+    """(real latents (B, C, F), cond, z) of step ``step``: pure functions of (seed, step, k)."""
+    t = cfg.train
+    idx = np.random.default_rng([t.seed, step, k, 202]).integers(0, len(lat), size=t.batch_size)
+    cond = tempo_cond(torch.from_numpy(ds.bpm[idx]), cfg, torch.from_numpy(ds.beat[idx]))
+    z = torch.randn(t.batch_size, cfg.model.latent_dim, generator=torch.Generator().manual_seed(t.seed * 7919 + step))
+    return lat[torch.from_numpy(idx)], cond, z
+
+
+def gan_step(G, D, opt_g, opt_d, real, cond, z, cfg: Config) -> tuple[float, float]:
+    """One critic and one generator update in latent space (hinge/any named loss + feature matching)."""
+    t = cfg.train
+    fake = G.latents_for(z, cond, real.shape[-1])
+    r_out, f_out = D(real, cond), D(fake.detach(), cond)
+    loss_d = losses.d_loss(t.loss, r_out, f_out, t.label_smoothing)
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+    for p in D.parameters():
+        p.requires_grad_(False)
+    f_out = D(fake, cond)
+    loss_g = losses.g_loss(t.loss, f_out)
+    if t.feature_matching > 0:
+        with torch.no_grad():
+            r_out = D(real, cond)
+        loss_g = loss_g + t.feature_matching * losses.feature_matching(r_out, f_out)
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_g.step()
+    for p in D.parameters():
+        p.requires_grad_(True)
+    return float(loss_d.detach()), float(loss_g.detach())
+
+
+def _stage2_models(cfg: Config, codec: Codec):
+    from .train import make_optimizer
+
+    G, D = build_generator(cfg), build_discriminator(cfg)
+    G.codec.load_state_dict(codec.state_dict())
+    G.codec.requires_grad_(False)
+    return G, D, make_optimizer(G.latent.parameters(), cfg, cfg.train.lr_g), make_optimizer(D.parameters(), cfg, cfg.train.lr_d)
+
+
+def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, codec: Codec, codec_step: int,
+                     budget: Budget, progress: bool = True, log=print):
+    """Stage 2 -> (steps done, last checkpoint, "done" | why it stopped)."""
+    from .train import _bpm_sweep, write_samples
+
+    t = cfg.train
+    G, D, opt_g, opt_d = _stage2_models(cfg, codec)
+    ck, start = _resume_state(run_dir, resume, "run"), 0
+    if ck is not None:
+        for m, key in ((G, "G"), (D, "D"), (opt_g, "opt_g"), (opt_d, "opt_d")):
+            m.load_state_dict(ck[key])
+        set_rng_state(ck["rng"])
+        start = int(ck["step"])
+        log(f"stage 2: resumed the latent GAN at step {start}")
+    lat = cached_latents(G.codec, ds, run_dir, codec_step)
+    z_fixed = torch.randn(t.n_samples, cfg.model.latent_dim, generator=torch.Generator().manual_seed(t.seed + 7919))
+    bpm_fixed = _bpm_sweep(cfg, t.n_samples)
+    f, w = _csv(run_dir / "logs" / "losses.csv", ["step", "d_loss", "g_loss", "cpu_s"], start)
+    bar, step, stopped, last = _bar(t.steps, start, "stage 2: latent GAN", progress), start, "done", None
+
+    def snapshot() -> Path:
+        state = {"G": G.state_dict(), "D": D.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()}
+        return save_checkpoint(run_dir, step, cfg, state, t.keep_checkpoints)
+
+    G.train(), D.train()
+    G.codec.eval()
+    try:
+        while step < t.steps:
+            if (stopped := budget.halt() or "done") != "done":
+                break
+            d_l, g_l = gan_step(G, D, opt_g, opt_d, *latent_batch(lat, ds, cfg, step), cfg)
+            step += 1
+            if step % t.log_every == 0 or step == t.steps:
+                w.writerow({"step": step, "d_loss": f"{d_l:.6g}", "g_loss": f"{g_l:.6g}", "cpu_s": f"{time.process_time():.1f}"})
+                f.flush()
+                if bar is not None:
+                    bar.set_postfix(d=f"{d_l:.3f}", g=f"{g_l:.3f}")
+            if bar is not None:
+                bar.update(1)
+            if step % t.sample_every == 0 or step == t.steps:
+                write_samples(G, z_fixed, bpm_fixed, cfg, run_dir / "samples" / f"step_{step:07d}")
+                G.codec.eval()
+            if step % t.ckpt_every == 0 or step == t.steps:
+                last = snapshot()
+    finally:
+        f.close()
+        if bar is not None:
+            bar.close()
+    if stopped != "done" or last is None:
+        last = snapshot()
+    return step, last, stopped
+
+
+def train_twostage(cfg: Config, ds: ClipDataset, run_dir, resume: bool = False, progress: bool = True, log=print,
+                   max_seconds: float | None = None, max_cpu_seconds: float | None = None):
+    """Stage 1 then stage 2 into ``run_dir``; returns train.TrainResult (its step is stage 2's)."""
+    from .io import atomic_write_text
+    from .train import TrainResult
+
+    run_dir = Path(run_dir)
+    torch.manual_seed(cfg.train.seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save(run_dir / "config.yaml")
+    atomic_write_text(run_dir / "run.json", '{"dataset": "%s"}' % str(Path(ds.path).resolve()))
+    budget = Budget(max_seconds, max_cpu_seconds)
+    old = signal.signal(signal.SIGINT, lambda *_: budget.stop.append(True)) if _main_thread() else None
+    try:
+        codec, c_step, stopped = train_codec(cfg, ds, run_dir, resume, budget, progress, log)
+        if stopped != "done":
+            log(f"{stopped} in stage 1 at step {c_step}; continue with --resume")
+            return TrainResult(run_dir, 0, latest_checkpoint(run_dir / "codec"), stopped, [])
+        step, last, stopped = train_latent_gan(cfg, ds, run_dir, resume, codec, c_step, budget, progress, log)
+        if stopped != "done":
+            log(f"{stopped}: saved {last} at step {step}; continue with --resume")
+        return TrainResult(run_dir, step, last, stopped, [])
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()

@@ -1,0 +1,133 @@
+"""Stage 1 of the two-stage model: an audio autoencoder (Musika's idea, Vocos's decoder).
+
+    audio (B, 1, T) --STFT(n_fft 4h, hop h)--> log-mel (B, 80, T/h)
+      -> Conv1d k7 -> ConvNeXt x n -> Conv1d k4 stride 2 -> Conv1d k1 -> tanh  = latents (B, 16, T/2h)
+    latents --Conv1d k7 -> x2 upsample (nearest + Conv1d k3) -> ConvNeXt x m -> LayerNorm -> Linear
+      -> (log|S|, phase) per bin -> torch.istft(n_fft 4h, hop h) -> (B, 1, T)
+
+h = 256 at 22.05 kHz, so the latents run at ~43 frames/s (one per 2h = 512 samples). They are bounded by
+tanh, and during training a little Gaussian noise is added before the decoder, so that stage 2's
+imperfect latents still decode to clean audio. Nothing mixes time steps but convolutions with a
+finite reach, so decoding a long latent sequence in overlapping chunks equals one pass
+(``decode_context`` latent frames of overlap on each side).
+
+Losses (pure functions below): multi-resolution STFT (spectral convergence + log-magnitude L1) and
+log-mel L1, as in Parallel WaveGAN / Vocos.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..evaluate.features import mel_filterbank
+
+LATENT_CH = 16  # channels of the latent sequence stage 2 learns
+N_MELS = 80
+KERNEL = 7
+LATENT_NOISE = 0.05  # std of the noise on latents during training (decoder robustness)
+STFT_RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))
+
+
+def codec_hop(sample_rate: int) -> int:
+    """STFT hop of the decoder: the power of two nearest sample_rate / 86 (256 at 22.05 kHz)."""
+    return int(2 ** round(math.log2(sample_rate / 86.0)))
+
+
+class ConvNeXt(nn.Module):
+    """ConvNeXt block as in Vocos: depthwise conv along time, LayerNorm, MLP, layer scale, residual."""
+
+    def __init__(self, ch: int, dilation: int = 1):
+        super().__init__()
+        self.dw = nn.Conv1d(ch, ch, KERNEL, padding=dilation * (KERNEL // 2), dilation=dilation, groups=ch)
+        self.norm = nn.LayerNorm(ch)
+        self.pw1, self.pw2 = nn.Linear(ch, 3 * ch), nn.Linear(3 * ch, ch)
+        self.gamma = nn.Parameter(torch.full((ch,), 0.1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm(self.dw(x).transpose(1, 2))
+        return x + (self.pw2(F.gelu(self.pw1(h))) * self.gamma).transpose(1, 2)
+
+
+class Codec(nn.Module):
+    """``encode(audio) -> latents``, ``decode(latents) -> audio``; ``forward`` = reconstruct (with latent noise in training)."""
+
+    def __init__(self, sample_rate: int, dim: int = 32, enc_blocks: int = 3, dec_blocks: int = 6):
+        super().__init__()
+        self.sample_rate = int(sample_rate)
+        self.hop = codec_hop(self.sample_rate)
+        self.n_fft = 4 * self.hop
+        self.frame_samples = 2 * self.hop  # audio samples per latent frame
+        ch = 4 * max(int(dim), 4)
+        self.register_buffer("mel", mel_filterbank(self.sample_rate, self.n_fft, N_MELS), persistent=False)
+        self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
+        self.enc_in = nn.Conv1d(N_MELS, ch, KERNEL, padding=KERNEL // 2)
+        self.enc = nn.Sequential(*[ConvNeXt(ch) for _ in range(enc_blocks)])
+        self.enc_down = nn.Conv1d(ch, ch, 4, stride=2, padding=1)
+        self.enc_out = nn.Conv1d(ch, LATENT_CH, 1)
+        self.dec_in = nn.Conv1d(LATENT_CH, ch, KERNEL, padding=KERNEL // 2)
+        self.dec_up = nn.Conv1d(ch, ch, 3, padding=1)
+        self.dec = nn.Sequential(*[ConvNeXt(ch) for _ in range(dec_blocks)])
+        self.dec_norm = nn.LayerNorm(ch)
+        self.bins = self.n_fft // 2 + 1
+        self.head = nn.Linear(ch, 2 * self.bins)
+        with torch.no_grad():
+            self.head.bias[: self.bins].fill_(math.log(0.1 * self.n_fft / math.sqrt(1.5 * self.bins)))
+        # decoder reach in latent frames: dec_in + (up conv + blocks + ISTFT overlap) at twice the rate
+        fine = 1 + dec_blocks * (KERNEL // 2) + self.n_fft // (2 * self.hop)
+        self.decode_context = KERNEL // 2 + math.ceil(fine / 2) + 1
+
+    def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
+        """(B, 1, T) -> (B, N_MELS, T / hop) log-mel, centred frames (the last frame dropped)."""
+        spec = torch.stft(audio[:, 0].float(), self.n_fft, self.hop, window=self.window, center=True,
+                          return_complex=True)[..., : audio.shape[-1] // self.hop]
+        return torch.log(torch.matmul(self.mel, spec.abs().square()) + 1e-5)
+
+    def encode(self, audio: torch.Tensor) -> torch.Tensor:
+        """(B, 1, T) with T a multiple of frame_samples -> latents (B, LATENT_CH, T / frame_samples) in (-1, 1)."""
+        h = self.enc(self.enc_in(self.log_mel(audio) / 4.0))
+        return torch.tanh(self.enc_out(F.gelu(self.enc_down(h))))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """latents (B, LATENT_CH, N) -> audio (B, 1, N * frame_samples)."""
+        h = self.dec_in(z)
+        h = self.dec_up(F.interpolate(h, scale_factor=2, mode="nearest"))
+        h = self.dec_norm(self.dec(h).transpose(1, 2))
+        logmag, phase = self.head(h).transpose(1, 2).float().chunk(2, dim=1)
+        spec = torch.polar(torch.exp(logmag.clamp(max=7.0)), phase)
+        audio = torch.istft(spec, self.n_fft, self.hop, window=self.window, center=True,
+                            length=z.shape[-1] * self.frame_samples)
+        return audio.clamp(-1, 1).unsqueeze(1)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        z = self.encode(audio)
+        if self.training and LATENT_NOISE > 0:
+            z = z + LATENT_NOISE * torch.randn_like(z)
+        return self.decode(z)
+
+
+# --- reconstruction losses (pure functions) --------------------------------------------------------
+def _mag(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    win = torch.hann_window(n_fft, device=x.device)
+    return torch.stft(x[:, 0].float(), n_fft, hop, window=win, center=True, return_complex=True).abs()
+
+
+def stft_distance(fake: torch.Tensor, real: torch.Tensor, resolutions=STFT_RESOLUTIONS) -> torch.Tensor:
+    """Multi-resolution STFT loss: mean over resolutions of spectral convergence + log-magnitude L1."""
+    total = fake.new_zeros(())
+    for n_fft, hop in resolutions:
+        f, r = _mag(fake, n_fft, hop), _mag(real, n_fft, hop)
+        sc = (f - r).norm(dim=(1, 2)) / r.norm(dim=(1, 2)).clamp_min(1e-7)
+        total = total + sc.mean() + (torch.log(f + 1e-5) - torch.log(r + 1e-5)).abs().mean()
+    return total / len(resolutions)
+
+
+def mel_distance(codec: Codec, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference of natural-log mel spectrograms (the codec's own analysis)."""
+    return (codec.log_mel(fake) - codec.log_mel(real)).abs().mean()
+
+
+def reconstruction_loss(codec: Codec, fake: torch.Tensor, real: torch.Tensor, mel_weight: float = 1.0) -> torch.Tensor:
+    return stft_distance(fake, real) + mel_weight * mel_distance(codec, fake, real)

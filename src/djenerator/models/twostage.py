@@ -1,0 +1,168 @@
+"""Stage 2 of the two-stage model: a GAN over codec latent sequences several bars long (``model.arch = "twostage"``).
+
+The generator makes the codec's latents (B, 16, F) at ~43 frames/s, and the frozen codec decoder
+(:mod:`.codec`) turns them into 22.05 kHz audio; together they are one ``G(z, cond) -> (B, 1, T)``, so
+every caller (generate, evaluate, serve, training samples) gets audio.
+
+    slow latents (B, 32, N), one per ``SLOW`` codec frames (~0.74 s) --linear--> codec frame rate
+    + style z (B, latent_dim) [+ tempo]  + bar clock (sin/cos of 2 pi m b(t), m = 1/4 .. 4: bar, half,
+    beat, eighth, sixteenth)  --Conv1d k7--> ConvNeXt x 8 (dilations 1 2 4 8 16 32 1 1, FiLM from the
+    style) --Conv1d k1--> tanh = latents (B, 16, N * SLOW)  --codec.decode--> audio
+
+The dilations reach ~4.5 s either way, more than two bars at 110 BPM: a riff fixed by the style and
+placed by the bar clock can come round again at the bar, while the slow latents vary it. The
+latent discriminator reads latents + the same clock (from the real clip's tempo and first beat),
+so it is cheap (no audio, no STFT) and tells the generator where the bars are.
+
+Streaming: the output at a frame depends only on slow latents within ``context_frames`` (latent
+generator reach + decoder reach), so :mod:`djenerator.stream` renders pieces of any length in
+chunks exactly as for the spectral generator.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import Config
+from .codec import LATENT_CH, Codec, codec_hop
+from .grid import cond_bpm, tempo_column
+from .spectral import SpectralGenerator, _Block
+
+SLOW = 32  # codec frames per slow latent frame
+FRAME_DIM = 32
+DILATIONS = (1, 2, 4, 8, 16, 32, 1, 1)
+KERNEL = 7
+COND_DIM = 16
+BAR_MULTIPLES = (0.25, 0.5, 1.0, 2.0, 4.0)  # of the beat: bar (4/4), half bar, beat, eighth, sixteenth
+CLOCK_DIM = 2 * len(BAR_MULTIPLES)
+
+
+def bar_clock(cond: torch.Tensor | None, b: int, n: int, rate: float, bpm_range, t0: float = 0.0) -> torch.Tensor:
+    """(B, CLOCK_DIM, n) sin/cos of the bar, beat and sub-beat phases at n frames 1/rate s apart from t0;
+    zero where the phase is unknown (NaN) or no condition is given."""
+    if cond is None:
+        return torch.zeros(b, CLOCK_DIM, n)
+    t = t0 + torch.arange(n, dtype=torch.float64, device=cond.device) / float(rate)
+    phase = cond[:, 1].double()
+    beats = torch.nan_to_num(phase)[:, None] + t[None] * cond_bpm(cond, bpm_range)[:, None] / 60.0
+    m = torch.tensor(BAR_MULTIPLES, dtype=torch.float64, device=cond.device)
+    ang = 2 * math.pi * torch.remainder(beats[:, None, :] * m[None, :, None], 1.0)
+    return (torch.cat([torch.sin(ang), torch.cos(ang)], 1) * torch.isfinite(phase)[:, None, None]).float()
+
+
+class LatentGenerator(nn.Module):
+    """slow latents + style + bar clock -> codec latents (B, LATENT_CH, N * SLOW)."""
+
+    def __init__(self, latent_dim: int, dim: int, tempo_conditioning: bool, bpm_range, rate: float):
+        super().__init__()
+        self.latent_dim, self.rate, self.bpm_range = int(latent_dim), float(rate), tuple(bpm_range)
+        self.tempo_conditioning = bool(tempo_conditioning)
+        style_dim = self.latent_dim + (COND_DIM if self.tempo_conditioning else 0)
+        if self.tempo_conditioning:
+            self.cond_embed = nn.Linear(1, COND_DIM)
+        ch = 4 * max(int(dim), 4)
+        self.inp = nn.Conv1d(FRAME_DIM + style_dim + CLOCK_DIM, ch, KERNEL, padding=KERNEL // 2)
+        self.blocks = nn.ModuleList(_Block(ch, style_dim, d) for d in DILATIONS)
+        self.out = nn.Conv1d(ch, LATENT_CH, 1)
+        self.reach = KERNEL // 2 + sum(d * (KERNEL // 2) for d in DILATIONS)  # codec frames either way
+
+    def style_of(self, z: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        if not self.tempo_conditioning:
+            return z
+        c = z.new_full((z.shape[0], 1), 0.5) if cond is None else tempo_column(cond).to(z.dtype)
+        return torch.cat([z, self.cond_embed(c)], dim=1)
+
+    def forward(self, z_seq: torch.Tensor, style: torch.Tensor, cond: torch.Tensor | None, t0: float) -> torch.Tensor:
+        """z_seq (B, FRAME_DIM, N); style (B, latent_dim) or (B, latent_dim, N); t0: time (s) of frame 0."""
+        b, _, n = z_seq.shape
+        k = n * SLOW
+        if style.dim() == 2:
+            s = self.style_of(style, cond)[:, :, None].expand(-1, -1, k)
+        else:
+            s = F.interpolate(style, size=k, mode="linear", align_corners=False)
+            if self.tempo_conditioning:
+                c = self.style_of(style[:, :, 0], cond)[:, self.latent_dim:]
+                s = torch.cat([s, c[:, :, None].expand(-1, -1, k)], dim=1)
+        clock = bar_clock(cond, b, k, self.rate, self.bpm_range, t0).to(s)
+        h = self.inp(torch.cat([F.interpolate(z_seq, size=k, mode="linear", align_corners=False), s, clock], 1))
+        for blk in self.blocks:
+            h = blk(h, s)
+        return torch.tanh(self.out(h))
+
+
+class LatentDiscriminator(nn.Module):
+    """D(latents (B, LATENT_CH, F), cond) -> (patch logits (B, 1, F'), features): dilated convs over latents + clock."""
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        ch = 4 * max(int(cfg.model.dim), 4)
+        self.rate = cfg.data.sample_rate / (2 * codec_hop(cfg.data.sample_rate))
+        self.bpm_range = tuple(cfg.model.bpm_range)
+        cin = LATENT_CH + CLOCK_DIM
+        self.convs = nn.ModuleList([nn.Conv1d(cin, ch, 5, padding=2)] + [
+            nn.Conv1d(ch, ch, 5, stride=2 if i % 2 else 1, padding=2 * d, dilation=d)
+            for i, d in enumerate((1, 2, 4, 1, 2, 4))])
+        self.out = nn.Conv1d(ch, 1, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None):
+        h = torch.cat([x, bar_clock(cond, x.shape[0], x.shape[-1], self.rate, self.bpm_range).to(x)], 1)
+        feats = []
+        for conv in self.convs:
+            h = F.leaky_relu(conv(h), 0.2)
+            feats.append(h)
+        return self.out(h), feats
+
+
+class TwoStageGenerator(nn.Module):
+    """``G(z, cond) -> (B, 1, clip_samples)``; ``render(z_seq, style, cond, t0)`` for any length (see stream.py)."""
+
+    longform = True
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        m, d = cfg.model, cfg.data
+        self.sample_rate, self.clip_samples = int(d.sample_rate), int(d.clip_samples)
+        self.codec = Codec(self.sample_rate, m.dim)
+        rate = self.sample_rate / self.codec.frame_samples
+        self.latent = LatentGenerator(m.latent_dim, m.dim, m.tempo_conditioning, m.bpm_range, rate)
+        self.latent_dim, self.frame_dim = int(m.latent_dim), FRAME_DIM
+        self.frame_samples = SLOW * self.codec.frame_samples
+        reach = self.latent.reach + self.codec.decode_context + SLOW // 2 + 1
+        self.context_frames = math.ceil(reach / SLOW)
+
+    def render_latents(self, z_seq, style, cond=None, t0: float = 0.0) -> torch.Tensor:
+        return self.latent(z_seq, style, cond, t0)
+
+    def render(self, z_seq: torch.Tensor, style: torch.Tensor, cond: torch.Tensor | None = None,
+               t0: float = 0.0) -> torch.Tensor:
+        """(B, FRAME_DIM, N) slow latents -> (B, 1, N * frame_samples) audio (crop context_frames per side)."""
+        return self.codec.decode(self.latent(z_seq, style, cond, t0))
+
+    def _sequence(self, z: torch.Tensor, n: int) -> torch.Tensor:
+        return SpectralGenerator._sequence(self, z, n)  # random in training, seeded by z's bytes in eval
+
+    def crop_plan(self, frames: int) -> tuple[int, int]:
+        """(slow frames to render, codec-frame offset of the crop) for a window of ``frames`` codec frames."""
+        n = math.ceil(frames / SLOW) + 2 * self.context_frames + 1
+        offset = int(torch.randint(0, SLOW, ())) if self.training else 0
+        return n, self.context_frames * SLOW + offset
+
+    def latents_for(self, z: torch.Tensor, cond: torch.Tensor | None, frames: int) -> torch.Tensor:
+        """Stage-2 training: codec latents (B, LATENT_CH, frames) of a window with full context on both sides."""
+        n, start = self.crop_plan(frames)
+        t0 = -start * self.codec.frame_samples / self.sample_rate
+        return self.latent(self._sequence(z, n), z, cond, t0)[:, :, start:start + frames]
+
+    def forward(self, z: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        fs = self.codec.frame_samples
+        frames = math.ceil(self.clip_samples / fs)
+        n, start = self.crop_plan(frames)
+        t0 = -start * fs / self.sample_rate
+        lat = self.latent(self._sequence(z, n), z, cond, t0)
+        # decode the window plus the decoder's context, then crop: equals the interior of a long piece
+        c = self.codec.decode_context
+        audio = self.codec.decode(lat[:, :, start - c:start + frames + c])
+        return audio[:, :, c * fs:c * fs + self.clip_samples]
