@@ -1,0 +1,160 @@
+"""Two-stage model (preset ``bars``) against ``laptop`` at equal process-CPU budget, one thread.
+
+    python benchmarks/twostage.py bars   DATA22 RUN --cpu-minutes 10 [--codec-share 0.4]
+    python benchmarks/twostage.py laptop DATA8  RUN --cpu-minutes 10
+    python benchmarks/twostage.py judge  SRC_AUDIO RUN [RUN ...] [--pieces 8]
+
+``bars`` trains stage 1 for codec-share of the budget (and logs its reconstruction on fixed dataset
+crops against CPU seconds to RUN/codec_curve.csv), then stage 2 for the rest. ``laptop`` runs the
+ordinary training loop with its clock replaced by process CPU time. ``judge`` renders 30-s pieces of
+every run, cuts them into 2-s segments and compares them at 16 kHz with 2-s segments of the source
+recordings: log-mel Frechet distance (and the real-vs-real floor), Welch spectral flatness, onset
+rate, and bar repetition of the 30-s pieces against 30-s excerpts of the recordings.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+
+EVAL_SR = 16000
+
+
+def _codec_curve(cfg, ds, run: Path, budget_s: float, every_s: float) -> int:
+    """Stage 1 in slices of ``every_s`` CPU seconds, measuring reconstruction after each."""
+    from djenerator import codec_train as ct
+    from djenerator.models.codec import mel_distance, stft_distance
+
+    probe = ct.crops(ds, 99, 0, 16, 2 * cfg.data.sample_rate // 1024 * 1024)
+    cpu0, rows, steps = time.process_time(), [], 0
+    run.mkdir(parents=True, exist_ok=True)
+    while time.process_time() - cpu0 < budget_s:
+        cfg.train.codec_steps = 10**9
+        codec, steps, _ = ct.train_codec(cfg, ds, run, steps > 0, ct.Budget(max_cpu_seconds=every_s), False, lambda m: None)
+        with torch.no_grad():
+            rec = codec(probe)
+            rows.append({"cpu_s": round(time.process_time() - cpu0, 1), "step": steps,
+                         "stft": float(stft_distance(rec, probe)), "mel": float(mel_distance(codec, rec, probe))})
+        print(rows[-1], flush=True)
+    with open(run / "codec_curve.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return steps
+
+
+def cmd_bars(a) -> None:
+    from djenerator import codec_train as ct
+    from djenerator.config import build_config
+    from djenerator.data.dataset import ClipDataset
+
+    cfg = build_config("bars", overrides=[f"train.seed={a.seed}", "train.steps=1000000", "train.sample_every=1000000",
+                                          "train.ckpt_every=1000000"])
+    ds, run = ClipDataset(a.data), Path(a.run)
+    budget = a.cpu_minutes * 60
+    cpu0 = time.process_time()
+    steps = _codec_curve(cfg, ds, run, a.codec_share * budget, a.every)
+    cfg.train.codec_steps = steps
+    cfg.save(run / "config.yaml")
+    codec, _, _ = ct.train_codec(cfg, ds, run, True, ct.Budget(), False)
+    left = budget - (time.process_time() - cpu0)
+    step, last, _ = ct.train_latent_gan(cfg, ds, run, False, codec, steps, ct.Budget(max_cpu_seconds=left), False)
+    print(f"bars: stage 1 {steps} steps, stage 2 {step} steps, {time.process_time() - cpu0:.0f} CPU-s -> {last}")
+
+
+def cmd_laptop(a) -> None:
+    from djenerator import train as tr
+    from djenerator.config import build_config
+
+    cfg = build_config("laptop", overrides=[f"train.seed={a.seed}", "train.steps=1000000", "train.ckpt_every=1000000",
+                                            "train.sample_every=1000000", "train.copy_check_clips=0"])
+    tr.time = types.SimpleNamespace(perf_counter=time.process_time, strftime=time.strftime)  # CPU-time budget
+    res = tr.train(cfg, a.data, a.run, progress=False, max_seconds=a.cpu_minutes * 60)
+    print(f"laptop: {res.step} steps -> {res.checkpoint}")
+
+
+def _real_audio(src: Path, n_files: int, seconds: float, seed: int = 0) -> list[np.ndarray]:
+    """One excerpt of ``seconds`` (at EVAL_SR) from each of up to n_files recordings, from a random start."""
+    from djenerator.audio import load_audio
+
+    files = sorted(p for p in src.iterdir() if p.suffix.lower() in (".wav", ".ogg", ".flac", ".mp3"))
+    rng, out = np.random.default_rng(seed), []
+    for p in files[:n_files]:
+        x, _ = load_audio(p, EVAL_SR)
+        n = int(seconds * EVAL_SR)
+        if len(x) > n:
+            s = int(rng.integers(0, len(x) - n))
+            out.append(x[s:s + n].astype(np.float32))
+    return out
+
+
+def _segments(pieces: list[np.ndarray], seconds: float = 2.0) -> np.ndarray:
+    n = int(seconds * EVAL_SR)
+    segs = [p[i:i + n] for p in pieces for i in range(0, len(p) - n + 1, n)]
+    return np.stack([s / max(np.abs(s).max(), 1e-4) * 0.95 for s in segs]).astype(np.float32)
+
+
+def _stats(pieces: list[np.ndarray], real_feats, metrics) -> dict:
+    from djenerator.evaluate.features import clip_features
+    from djenerator.evaluate.structure import bar_repetition
+
+    segs = _segments(pieces)
+    feats = clip_features(segs, EVAL_SR)
+    rep = [bar_repetition(p, EVAL_SR)["score"] for p in pieces]
+    return {"fd": metrics.frechet_distance(real_feats, feats, warn=False),
+            "flatness": float(np.mean(metrics.spectral_flatness(segs, EVAL_SR, welch=True))),
+            "onsets_per_s": metrics.rhythm_stats(segs, EVAL_SR)["onset_rate_mean"],
+            "bar_rep": float(np.nanmean(rep))}
+
+
+def cmd_judge(a) -> None:
+    from djenerator.audio import resample
+    from djenerator.evaluate import metrics
+    from djenerator.evaluate.features import clip_features
+    from djenerator.generate import generate_long, load_generator
+
+    real_long = _real_audio(Path(a.src), a.pieces * 2, 30.0)
+    real_a, real_b = real_long[0::2], real_long[1::2]
+    real_feats = clip_features(_segments(real_long), EVAL_SR)
+    floor = metrics.real_baseline(real_feats, metrics.frechet_distance, warn=False)
+    rows = [("real (other half)", _stats(real_b, clip_features(_segments(real_a), EVAL_SR), metrics))]
+    rows[0][1]["fd"] = floor
+    for run in a.runs:
+        G, cfg, step = load_generator(run)
+        sr = cfg.data.sample_rate
+        pieces = [resample(generate_long(G, cfg, 30.0, seed=s), sr, EVAL_SR) for s in range(a.pieces)]
+        rows.append((f"{cfg.preset} ({Path(run).name}, {step} steps, {sr} Hz)", _stats(pieces, real_feats, metrics)))
+    print(f"| model | log-mel FD @16k (x floor) | flatness | onsets/s | bar repetition |\n|---|---|---|---|---|")
+    for name, s in rows:
+        print(f"| {name} | {s['fd']:.1f} ({s['fd'] / floor:.1f}x) | {s['flatness']:.3f} | {s['onsets_per_s']:.2f} | "
+              f"{s['bar_rep']:.3f} |")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for name in ("bars", "laptop"):
+        s = sub.add_parser(name)
+        s.add_argument("data")
+        s.add_argument("run")
+        s.add_argument("--cpu-minutes", type=float, default=10.0)
+        s.add_argument("--seed", type=int, default=0)
+        s.add_argument("--codec-share", type=float, default=0.4)
+        s.add_argument("--every", type=float, default=30.0, help="CPU seconds between reconstruction probes")
+    s = sub.add_parser("judge")
+    s.add_argument("src")
+    s.add_argument("runs", nargs="+")
+    s.add_argument("--pieces", type=int, default=8)
+    a = p.parse_args(argv)
+    torch.set_num_threads(1)
+    {"bars": cmd_bars, "laptop": cmd_laptop, "judge": cmd_judge}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
