@@ -235,6 +235,9 @@ def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, 
     G, D, opt_g, opt_d = _stage2_models(cfg, codec)
     ck, start = _resume_state(run_dir, resume, "run"), 0
     if ck is not None:
+        if int(ck.get("codec_step", -1)) != codec_step:
+            raise ConfigError(f"{run_dir}: stage 2 was trained on the autoencoder of step {ck.get('codec_step')}, "
+                              f"which is now at step {codec_step}; start a new --run to train stage 2 on it")
         for m, key in ((G, "G"), (D, "D"), (opt_g, "opt_g"), (opt_d, "opt_d")):
             m.load_state_dict(ck[key])
         set_rng_state(ck["rng"])
@@ -244,10 +247,12 @@ def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, 
     z_fixed = torch.randn(t.n_samples, cfg.model.latent_dim, generator=torch.Generator().manual_seed(t.seed + 7919))
     bpm_fixed = _bpm_sweep(cfg, t.n_samples)
     f, w = _csv(run_dir / "logs" / "losses.csv", ["step", "d_loss", "g_loss", "cpu_s"], start)
-    bar, step, stopped, last = _bar(t.steps, start, "stage 2: latent GAN", progress), start, "done", None
+    bar, step, stopped = _bar(t.steps, start, "stage 2: latent GAN", progress), start, "done"
+    last = Path(ck["path"]) if ck is not None else None
 
     def snapshot() -> Path:
-        state = {"G": G.state_dict(), "D": D.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()}
+        state = {"G": G.state_dict(), "D": D.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+                 "codec_step": codec_step}
         return save_checkpoint(run_dir, step, cfg, state, t.keep_checkpoints)
 
     G.train(), D.train()
@@ -274,7 +279,7 @@ def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, 
         f.close()
         if bar is not None:
             bar.close()
-    if stopped != "done" or last is None:
+    if step > start and (last is None or not last.name.endswith(f"{step:07d}.pt")):
         last = snapshot()
     return step, last, stopped
 

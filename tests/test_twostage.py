@@ -1,0 +1,167 @@
+"""The two-stage model: autoencoder round trip, latent-GAN shapes, streaming, exact resume in either stage."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from djenerator import codec_train as ct
+from djenerator.config import ConfigError, build_config
+from djenerator.data.dataset import ClipDataset
+from djenerator.generate import generate_long
+from djenerator.models import build_discriminator, build_generator
+from djenerator.models.codec import LATENT_CH, Codec, mel_distance, reconstruction_loss, stft_distance
+from djenerator.stream import PiecePlan, iter_piece, render_piece_one_pass
+
+SR = 22050
+
+
+def chugs(seconds: float, seed: int = 0, bpm: float = 120.0) -> np.ndarray:
+    """Palm-muted chugs on the sixteenths: decaying low tones with a noise attack, a kick-like thump per beat."""
+    rng = np.random.default_rng(seed)
+    n, step = int(seconds * SR), int(SR * 60 / bpm / 4)
+    x = np.zeros(n, dtype=np.float32)
+    t = np.arange(step) / SR
+    env = np.exp(-t * 30.0)
+    for k, s in enumerate(range(0, n - step, step)):
+        f = (82.4, 82.4, 110.0, 82.4, 123.5)[k % 5]  # a 5-step cell over 4/4
+        x[s:s + step] += 0.4 * env * np.sin(2 * np.pi * f * t) + 0.05 * env * rng.standard_normal(step)
+        if k % 4 == 0:
+            x[s:s + step] += 0.3 * env * np.sin(2 * np.pi * 55 * t)
+    return x
+
+
+def tiny_cfg(*extra, clip=16384):
+    return build_config("bars", [], [f"data.clip_samples={clip}", "model.dim=4", "model.latent_dim=8", "train.batch_size=2",
+                                     "train.codec_batch=2", "train.codec_seconds=0.2", "train.log_every=1",
+                                     "train.n_samples=1", *extra])
+
+
+@pytest.fixture(scope="module")
+def clip_ds(tmp_path_factory):
+    """A prepared-dataset folder of six 16384-sample chug clips with tempo labels (written directly)."""
+    d = tmp_path_factory.mktemp("bars") / "ds"
+    d.mkdir()
+    clips = np.stack([chugs(16384 / SR, seed=i)[:16384] for i in range(6)])
+    np.save(d / "clips.npy", clips)
+    manifest = {"sample_rate": SR, "clip_samples": 16384, "hop_samples": 16384,
+                "clips": [{"file": "x.wav", "start": i, "bpm": 120.0, "beat": 0.0} for i in range(6)]}
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    return ClipDataset(d)
+
+
+def test_codec_shapes_and_bounded_latents(one_thread):
+    c = Codec(SR, dim=4, enc_blocks=1, dec_blocks=1)
+    assert c.hop == 256 and c.frame_samples == 512
+    x = torch.from_numpy(chugs(1.0)[: 40 * 512])[None, None].repeat(2, 1, 1)
+    z = c.encode(x)
+    assert z.shape == (2, LATENT_CH, 40) and z.abs().max() < 1
+    assert c.decode(z).shape == x.shape
+
+
+def test_codec_round_trips_a_known_signal(one_thread):
+    """A short fit on a chug pattern brings the multi-resolution STFT and log-mel errors well below the start."""
+    c = Codec(SR, dim=8, enc_blocks=1, dec_blocks=2)
+    x = torch.from_numpy(chugs(0.75)[: 32 * 512])[None, None]
+    opt = torch.optim.AdamW(c.parameters(), lr=3e-3, betas=(0.8, 0.99))
+    with torch.no_grad():
+        s0, m0 = float(stft_distance(c(x), x)), float(mel_distance(c, c(x), x))
+    for _ in range(120):
+        loss = reconstruction_loss(c, c(x), x)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    c.eval()
+    with torch.no_grad():
+        y = c(x)
+        s1, m1 = float(stft_distance(y, x)), float(mel_distance(c, y, x))
+    assert s1 < 0.6 * s0 and m1 < 0.5 * m0
+    assert m1 < 1.5  # mean |log-mel difference| in nepers: a recognisable reconstruction, not silence
+    assert 0.3 < float(y.std() / x.std()) < 3
+
+
+def test_codec_decodes_in_chunks_like_one_pass(one_thread):
+    c = Codec(SR, dim=4, enc_blocks=1, dec_blocks=3).eval()
+    z = torch.rand(1, LATENT_CH, 60) * 2 - 1
+    with torch.no_grad():
+        one = c.decode(z)
+        k, fs = c.decode_context, c.frame_samples
+        part = c.decode(z[:, :, 20 - k:40 + k])[:, :, k * fs:(k + 20) * fs]
+    torch.testing.assert_close(part, one[:, :, 20 * fs:40 * fs], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("clip", [16384, 30000, 131072])
+def test_latent_gan_shapes(one_thread, clip):
+    cfg = tiny_cfg(clip=clip)
+    G, D = build_generator(cfg), build_discriminator(cfg)
+    cond = torch.tensor([[0.5, 0.0], [0.2, float("nan")]])
+    x = G(torch.randn(2, 8), cond)
+    assert x.shape == (2, 1, clip) and x.abs().max() <= 1
+    for frames in (16, 100, 256):
+        lat = G.latents_for(torch.randn(2, 8), cond, frames)
+        assert lat.shape == (2, LATENT_CH, frames) and lat.abs().max() < 1
+        (logits, feats), = D(lat, cond)
+        assert logits.shape[:2] == (2, 1) and len(feats) > 2
+    lat.mean().backward()
+    assert G.latent.inp.weight.grad is not None
+    assert G.frame_samples == 32 * 512 and G.context_frames >= 1
+
+
+def test_streamed_equals_one_pass(one_thread):
+    cfg = tiny_cfg()
+    G = build_generator(cfg).eval()
+    n = int(9.5 * SR)
+    plan = PiecePlan.for_generator(G, n, seed=3)
+    cond = torch.tensor([[0.5, 0.0]])
+    one = render_piece_one_pass(G, plan, cond)
+    for chunk in (1, 4):
+        streamed = np.concatenate(list(iter_piece(G, plan, cond, chunk_frames=chunk)))
+        assert streamed.shape == one.shape == (n,)
+        np.testing.assert_allclose(streamed, one, atol=1e-5)
+    assert one.std() > 1e-4
+    assert generate_long(G, cfg, 3.0, seed=1).shape == (3 * SR,)
+
+
+def test_config_pairs_arch_and_discriminator():
+    with pytest.raises(ConfigError):
+        build_config("bars", [], ["model.discriminators=[stft]"])
+    with pytest.raises(ConfigError):
+        build_config("spectral", [], ["model.discriminators=[latent]"])
+
+
+def _state(m):
+    return {k: v.clone() for k, v in m.state_dict().items()}
+
+
+def _assert_same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=0, rtol=0)
+
+
+def test_resume_is_exact_in_either_stage(one_thread, clip_ds, tmp_path):
+    """Stage 1 cut at step 2 and resumed, then stage 2 cut at step 2 and resumed == both stages in one go."""
+    cfg = tiny_cfg("train.codec_steps=4", "train.steps=4", "train.ckpt_every=100", "train.sample_every=100")
+    whole = ct.train_twostage(cfg.copy(), clip_ds, tmp_path / "a", progress=False, log=lambda m: None)
+    assert whole.step == 4 and whole.stopped == "done"
+    b = tmp_path / "b"
+    for codec_steps, steps, resume in ((2, 0, False), (4, 2, True), (4, 4, True)):
+        c = tiny_cfg(f"train.codec_steps={codec_steps}", f"train.steps={steps}", "train.ckpt_every=100",
+                     "train.sample_every=100")
+        ct.train_twostage(c, clip_ds, b, resume=resume, progress=False, log=lambda m: None)
+    ca = torch.load(tmp_path / "a" / "codec" / "checkpoints" / "step_0000004.pt", weights_only=False)
+    cb = torch.load(b / "codec" / "checkpoints" / "step_0000004.pt", weights_only=False)
+    _assert_same(ca["G"], cb["G"])
+    ga = torch.load(whole.checkpoint, weights_only=False)
+    gb = torch.load(b / "checkpoints" / "step_0000004.pt", weights_only=False)
+    _assert_same(ga["G"], gb["G"])
+    _assert_same(ga["D"], gb["D"])
+    assert (tmp_path / "a" / "samples" / "step_0000004" / "sample_00.wav").is_file()
+    assert (tmp_path / "a" / "samples" / "codec_step_0000004" / "recon_00.wav").is_file()
+
+
+def test_refuses_to_overwrite_a_run_without_resume(one_thread, clip_ds, tmp_path):
+    cfg = tiny_cfg("train.codec_steps=1", "train.steps=1")
+    ct.train_twostage(cfg.copy(), clip_ds, tmp_path / "r", progress=False, log=lambda m: None)
+    with pytest.raises(ConfigError):
+        ct.train_twostage(cfg.copy(), clip_ds, tmp_path / "r", progress=False, log=lambda m: None)
