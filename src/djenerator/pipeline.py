@@ -52,7 +52,7 @@ def run_demo(out_dir: str | Path, preset: str = "auto", minutes: float = 3.0, n_
     gen_dir = out_dir / "generated"
     log(f"[4/4] generating clips from {res.checkpoint} -> {gen_dir}")
     paths = generate_to_files(res.checkpoint, gen_dir, n=8, seed=0)
-    if cfg.model.arch == "spectral":  # a length-agnostic generator: also one piece of music, not only clips
+    if cfg.model.arch in ("spectral", "twostage"):  # a length-agnostic generator: also one piece of music, not only clips
         from .generate import generate_long_to_file
 
         paths.append(generate_long_to_file(res.checkpoint, gen_dir / f"piece_seed0_{piece_seconds:g}s.wav",

@@ -442,6 +442,10 @@ def evaluate(target: str | Path, dataset: str | Path | None = None, n: int = 64,
     report["diversity"] = _diversity(gen_f, real_f, seed)
     log("structure: bar repetition of 30-s pieces")
     report["structure"] = _structure(G, cfg, ds, seed)
+    if hasattr(G, "codec"):  # the two-stage model: does stage 1 (the autoencoder) or stage 2 limit the sound?
+        from ..codec_train import reconstruction_report
+
+        report["autoencoder"] = reconstruction_report(G.codec, real[r_idx[:32]])
     log(f"memorisation: {n} generated clips against all {len(ds)} training clips")
     report["memorisation"] = _memorisation(gen, ds, sr, threshold, gen_f_raw, train_f_raw, progress, seed, step)
     if held is not None:
