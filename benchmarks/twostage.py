@@ -26,13 +26,17 @@ import torch
 EVAL_SR = 16000
 
 
-def _codec_curve(cfg, ds, run: Path, budget_s: float, every_s: float) -> int:
-    """Stage 1 in slices of ``every_s`` CPU seconds, measuring reconstruction after each."""
+def _codec_curve(cfg, ds, run: Path, budget_s: float, every_s: float, cpu_done: float = 0.0) -> int:
+    """Stage 1 in slices of ``every_s`` CPU seconds, measuring reconstruction after each; continues the run's
+    last stage-1 checkpoint if there is one (``cpu_done``: the CPU seconds already spent on it)."""
     from djenerator import codec_train as ct
+    from djenerator.checkpoint import latest_checkpoint, load_checkpoint
     from djenerator.models.codec import mel_distance, stft_distance
 
     probe = ct.crops(ds, 99, 0, 16, 2 * cfg.data.sample_rate // 1024 * 1024)
-    cpu0, rows, steps = time.process_time(), [], 0
+    last = latest_checkpoint(run / "codec")
+    steps = int(load_checkpoint(last)["step"]) if last is not None else 0
+    cpu0, rows = time.process_time() - cpu_done, []
     run.mkdir(parents=True, exist_ok=True)
     while time.process_time() - cpu0 < budget_s:
         cfg.train.codec_steps = 10**9
@@ -59,7 +63,8 @@ def cmd_bars(a) -> None:
     ds, run = ClipDataset(a.data), Path(a.run)
     budget = a.cpu_minutes * 60
     cpu0 = time.process_time()
-    steps = _codec_curve(cfg, ds, run, a.codec_share * budget, a.every)
+    steps = _codec_curve(cfg, ds, run, a.codec_share * budget, a.every, a.cpu_done)
+    cpu0 -= a.cpu_done
     cfg.train.codec_steps = steps
     cfg.save(run / "config.yaml")
     codec, _, _ = ct.train_codec(cfg, ds, run, True, ct.Budget(), False)
@@ -88,8 +93,8 @@ def _real_audio(src: Path, n_files: int, seconds: float, seed: int = 0) -> list[
     for p in files[:n_files]:
         x, _ = load_audio(p, EVAL_SR)
         n = int(seconds * EVAL_SR)
-        if len(x) > n:
-            s = int(rng.integers(0, len(x) - n))
+        if len(x) >= n:
+            s = int(rng.integers(0, len(x) - n + 1))
             out.append(x[s:s + n].astype(np.float32))
     return out
 
@@ -125,15 +130,62 @@ def cmd_judge(a) -> None:
     floor = metrics.real_baseline(real_feats, metrics.frechet_distance, warn=False)
     rows = [("real (other half)", _stats(real_b, clip_features(_segments(real_a), EVAL_SR), metrics))]
     rows[0][1]["fd"] = floor
+    firsts = []
     for run in a.runs:
         G, cfg, step = load_generator(run)
         sr = cfg.data.sample_rate
         pieces = [resample(generate_long(G, cfg, 30.0, seed=s), sr, EVAL_SR) for s in range(a.pieces)]
         rows.append((f"{cfg.preset} ({Path(run).name}, {step} steps, {sr} Hz)", _stats(pieces, real_feats, metrics)))
+        firsts.append(pieces[0])
+    if a.png:
+        _spectrograms([("real", real_long[0])] + [(n.split(" (")[0] + " " + Path(r).name, p) for (n, _), r, p in
+                                                   zip(rows[1:], a.runs, firsts)], Path(a.png))
     print(f"| model | log-mel FD @16k (x floor) | flatness | onsets/s | bar repetition |\n|---|---|---|---|---|")
     for name, s in rows:
         print(f"| {name} | {s['fd']:.1f} ({s['fd'] / floor:.1f}x) | {s['flatness']:.3f} | {s['onsets_per_s']:.2f} | "
               f"{s['bar_rep']:.3f} |")
+
+
+def _spectrograms(named: list[tuple[str, np.ndarray]], path: Path) -> None:
+    """One wide log-mel spectrogram per 30-s piece, stacked, same colour scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from djenerator.evaluate.features import log_mel
+
+    specs = [log_mel(x[None], EVAL_SR, n_mels=64).numpy()[0] * 10 / np.log(10) for _, x in named]
+    vmax = max(float(s.max()) for s in specs)
+    fig, axes = plt.subplots(len(specs), 1, figsize=(14, 1.8 * len(specs)), squeeze=False)
+    for ax, (name, x), sp in zip(axes[:, 0], named, specs):
+        ax.imshow(sp, origin="lower", aspect="auto", cmap="magma", vmin=vmax - 80, vmax=vmax,
+                  extent=(0, len(x) / EVAL_SR, 0, 64))
+        ax.set_ylabel(name, fontsize=8)
+    axes[-1, 0].set_xlabel("s")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+
+
+def cmd_speed(a) -> None:
+    """Real-time factor of G(z) at batch 16 (process CPU, one thread) and peak memory of a 10-minute piece."""
+    import resource
+
+    from djenerator.generate import generate_clips, generate_long_to_file, load_generator
+
+    G, cfg, _ = load_generator(a.runs[0])
+    generate_clips(G, cfg, 16, seed=0, batch_size=16)  # warm-up
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    c0 = time.process_time()
+    generate_clips(G, cfg, 16, seed=1, batch_size=16)
+    cpu = time.process_time() - c0
+    rtf = 16 * cfg.data.clip_samples / cfg.data.sample_rate / cpu
+    c0 = time.process_time()
+    generate_long_to_file(G, Path(a.out) / "ten_minutes.wav", 600.0, cfg=cfg, progress=False)
+    cpu10 = time.process_time() - c0
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{cfg.preset}: batch 16 x {cfg.data.clip_samples / cfg.data.sample_rate:.2f} s -> {rtf:.0f}x real time per "
+          f"CPU core; 10-min piece {cpu10:.1f} CPU-s ({600 / cpu10:.0f}x), peak RSS {rss1:.0f} MiB (was {rss0:.0f} MiB)")
 
 
 def main(argv=None) -> None:
@@ -147,13 +199,18 @@ def main(argv=None) -> None:
         s.add_argument("--seed", type=int, default=0)
         s.add_argument("--codec-share", type=float, default=0.4)
         s.add_argument("--every", type=float, default=30.0, help="CPU seconds between reconstruction probes")
+        s.add_argument("--cpu-done", type=float, default=0.0, help="bars: CPU seconds already spent on the run's stage 1")
     s = sub.add_parser("judge")
     s.add_argument("src")
     s.add_argument("runs", nargs="+")
     s.add_argument("--pieces", type=int, default=8)
+    s.add_argument("--png", default=None, help="write a spectrogram of the first 30-s piece of each, beside real")
+    s = sub.add_parser("speed")
+    s.add_argument("runs", nargs=1)
+    s.add_argument("--out", default="/tmp")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
-    {"bars": cmd_bars, "laptop": cmd_laptop, "judge": cmd_judge}[a.cmd](a)
+    {"bars": cmd_bars, "laptop": cmd_laptop, "judge": cmd_judge, "speed": cmd_speed}[a.cmd](a)
 
 
 if __name__ == "__main__":
