@@ -165,3 +165,32 @@ def test_refuses_to_overwrite_a_run_without_resume(one_thread, clip_ds, tmp_path
     ct.train_twostage(cfg.copy(), clip_ds, tmp_path / "r", progress=False, log=lambda m: None)
     with pytest.raises(ConfigError):
         ct.train_twostage(cfg.copy(), clip_ds, tmp_path / "r", progress=False, log=lambda m: None)
+
+
+def test_prepare_train_generate_evaluate_end_to_end(one_thread, tmp_path):
+    """prepare -> train (both stages, a few steps, through train.train) -> generate --seconds -> evaluate, at 22.05 kHz."""
+    import soundfile as sf
+    from typer.testing import CliRunner
+
+    from djenerator.cli import app
+    from djenerator.data.prepare import prepare
+    from djenerator.evaluate.report import evaluate
+    from djenerator.train import train
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(2):
+        sf.write(src / f"r{i}.wav", chugs(3.0, seed=i), SR)
+    cfg = tiny_cfg("train.codec_steps=2", "train.steps=2", "train.ckpt_every=2", "train.sample_every=2",
+                   "data.hop_samples=8192", "data.estimate_tempo=false")
+    prepare(src, tmp_path / "ds", cfg.data, progress=False, log=lambda m: None)
+    res = train(cfg, tmp_path / "ds", tmp_path / "run", progress=False, log=lambda m: None)
+    assert res.stopped == "done" and res.step == 2 and res.checkpoint is not None
+    r = CliRunner().invoke(app, ["generate", str(tmp_path / "run"), "--seconds", "4", "-o", str(tmp_path / "out.wav"),
+                                 "--quiet"])
+    assert r.exit_code == 0, r.output
+    x, got_sr = sf.read(tmp_path / "out.wav")
+    assert got_sr == SR and len(x) == 4 * SR and np.isfinite(x).all()
+    rep = evaluate(tmp_path / "run", n=4, plots=False)
+    ae = rep["autoencoder"]
+    assert rep["sample_rate"] == SR and np.isfinite(ae["stft_distance"]) and np.isfinite(ae["mel_distance"])
