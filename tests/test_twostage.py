@@ -168,7 +168,7 @@ def test_refuses_to_overwrite_a_run_without_resume(one_thread, clip_ds, tmp_path
 
 
 def test_prepare_train_generate_evaluate_end_to_end(one_thread, tmp_path):
-    """prepare -> train (both stages, a few steps, through train.train) -> generate --seconds -> evaluate, at 22.05 kHz."""
+    """prepare -> train (both stages, a few steps, through train.train) -> generate --seconds -> evaluate -> serve, at 22.05 kHz."""
     import soundfile as sf
     from typer.testing import CliRunner
 
@@ -194,3 +194,18 @@ def test_prepare_train_generate_evaluate_end_to_end(one_thread, tmp_path):
     rep = evaluate(tmp_path / "run", n=4, plots=False)
     ae = rep["autoencoder"]
     assert rep["sample_rate"] == SR and np.isfinite(ae["stft_distance"]) and np.isfinite(ae["mel_distance"])
+    from fastapi.testclient import TestClient
+
+    from djenerator.server.app import create_app
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (tmp_path / "run").rename(runs / "bars")
+    with TestClient(create_app(runs_dir=runs, cache_dir=tmp_path / "cache")) as client:
+        info = client.get("/api/runs/bars").json()
+        assert info["long_form"] is True
+        r = client.post("/api/generate", json={"run": "bars", "seed": 1, "seconds": 3.0, "count": 1})
+        assert r.status_code == 200, r.text
+        clip = r.json()["clips"][0]
+        assert r.json()["sample_rate"] == SR and abs(clip["seconds"] - 3.0) < 1e-6
+        assert client.get(clip["url"]).status_code == 200
