@@ -63,6 +63,14 @@ def cmd_bars(a) -> None:
     ds, run = ClipDataset(a.data), Path(a.run)
     budget = a.cpu_minutes * 60
     cpu0 = time.process_time()
+    if a.more:  # continue stage 2 of a finished run for another --cpu-minutes
+        from djenerator.config import Config
+
+        cfg = Config.from_dict(__import__("yaml").safe_load((run / "config.yaml").read_text()))
+        codec, c_step, _ = ct.train_codec(cfg, ds, run, True, ct.Budget(), False)
+        step, last, _ = ct.train_latent_gan(cfg, ds, run, True, codec, c_step, ct.Budget(max_cpu_seconds=budget), False)
+        print(f"bars: stage 2 continued to {step} steps (+{time.process_time() - cpu0:.0f} CPU-s) -> {last}")
+        return
     steps = _codec_curve(cfg, ds, run, a.codec_share * budget, a.every, a.cpu_done)
     cpu0 -= a.cpu_done
     cfg.train.codec_steps = steps
@@ -80,7 +88,7 @@ def cmd_laptop(a) -> None:
     cfg = build_config("laptop", overrides=[f"train.seed={a.seed}", "train.steps=1000000", "train.ckpt_every=1000000",
                                             "train.sample_every=1000000", "train.copy_check_clips=0"])
     tr.time = types.SimpleNamespace(perf_counter=time.process_time, strftime=time.strftime)  # CPU-time budget
-    res = tr.train(cfg, a.data, a.run, progress=False, max_seconds=a.cpu_minutes * 60)
+    res = tr.train(cfg, a.data, a.run, resume=a.more, progress=False, max_seconds=a.cpu_minutes * 60)
     print(f"laptop: {res.step} steps -> {res.checkpoint}")
 
 
@@ -199,6 +207,7 @@ def main(argv=None) -> None:
         s.add_argument("--seed", type=int, default=0)
         s.add_argument("--codec-share", type=float, default=0.4)
         s.add_argument("--every", type=float, default=30.0, help="CPU seconds between reconstruction probes")
+        s.add_argument("--more", action="store_true", help="continue a run (bars: its stage 2) for --cpu-minutes more")
         s.add_argument("--cpu-done", type=float, default=0.0, help="bars: CPU seconds already spent on the run's stage 1")
     s = sub.add_parser("judge")
     s.add_argument("src")
