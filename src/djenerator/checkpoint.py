@@ -223,5 +223,22 @@ def load_latest_good(run_dir: Path, map_location: str | torch.device = "cpu", lo
     return None
 
 
+def load_data(path: str | Path) -> Any | None:
+    """A plain data file (tensors, numbers, strings, containers; e.g. a cache of encoded latents), loaded with
+    ``weights_only=True``; None when it is missing or unreadable, so the caller rebuilds it."""
+    try:
+        return torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - torch raises many types for damaged files
+        return None
+
+
+def save_data(path: str | Path, data: Any) -> None:
+    """Write ``data`` for :func:`load_data`, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save(data, tmp)
+
+
 def config_of(ckpt: dict[str, Any]) -> Config:
     return Config.from_dict(ckpt["config"])

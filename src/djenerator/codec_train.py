@@ -25,7 +25,7 @@ import torch
 
 from . import losses
 from .audio import write_wav
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
+from .checkpoint import latest_checkpoint, load_checkpoint, load_data, save_checkpoint, save_data, set_rng_state
 from .config import Config, ConfigError
 from .data.dataset import ClipDataset
 from .models import build_discriminator, build_generator, tempo_cond
@@ -187,13 +187,11 @@ def encode_dataset(codec: Codec, ds: ClipDataset, batch: int = 16) -> torch.Tens
 def cached_latents(codec: Codec, ds: ClipDataset, run_dir: Path, codec_step: int) -> torch.Tensor:
     """The dataset's latents, encoded once per autoencoder checkpoint and kept in RUN/codec/latents.pt."""
     path = run_dir / "codec" / "latents.pt"
-    if path.is_file():
-        saved = torch.load(path, weights_only=True)
-        if int(saved["codec_step"]) == codec_step and len(saved["latents"]) == len(ds):
-            return saved["latents"].float()
+    saved = load_data(path)
+    if isinstance(saved, dict) and saved.get("codec_step") == codec_step and len(saved.get("latents", ())) == len(ds):
+        return saved["latents"].float()
     lat = encode_dataset(codec, ds)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"codec_step": codec_step, "latents": lat.half()}, path)
+    save_data(path, {"codec_step": codec_step, "latents": lat.half()})
     return lat.half().float()  # the same values whether cached or fresh
 
 
