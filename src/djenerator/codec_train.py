@@ -15,7 +15,6 @@ the checkpoints, so a resumed run repeats the uninterrupted one.
 """
 from __future__ import annotations
 
-import csv
 import signal
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from .audio import write_wav
 from .checkpoint import latest_checkpoint, load_checkpoint, load_data, save_checkpoint, save_data, set_rng_state
 from .config import Config, ConfigError
 from .data.dataset import ClipDataset
+from .io import StepLog
 from .models import build_discriminator, build_generator, tempo_cond
 from .models.codec import Codec, mel_distance, reconstruction_loss, stft_distance
 
@@ -73,20 +73,6 @@ def _bar(total: int, start: int, desc: str, enabled: bool):
     return tqdm(total=total, initial=start, desc=desc, unit="step", dynamic_ncols=True)
 
 
-def _csv(path: Path, fields: list[str], start: int):
-    """Append-mode log that drops rows past ``start`` (a resumed run rewrites them)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rows = []
-    if path.is_file():
-        with open(path, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= start]
-    f = open(path, "w", newline="")
-    w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-    w.writeheader()
-    w.writerows(rows)
-    return f, w
-
-
 def _resume_state(run_dir: Path, resume: bool, what: str) -> dict | None:
     ck = latest_checkpoint(run_dir) if resume else None
     if ck is None and not resume and any((run_dir / "checkpoints").glob("step_*.pt")):
@@ -124,7 +110,7 @@ def train_codec(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, budge
         log(f"stage 1: resumed the autoencoder at step {start}")
     length = crop_length(cfg, codec, ds)
     fixed = crops(ds, t.seed, 10**12, min(4, t.n_samples), length)
-    f, w = _csv(run_dir / "logs" / "codec.csv", ["step", "loss", "stft", "mel", "cpu_s"], start)
+    log_csv = StepLog(run_dir / "logs" / "codec.csv", ["step", "loss", "stft", "mel", "cpu_s"], start)
     bar, step, stopped = _bar(t.codec_steps, start, "stage 1: autoencoder", progress), start, "done"
     codec.train()
     try:
@@ -143,8 +129,7 @@ def train_codec(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, budge
                 with torch.no_grad():
                     row = {"step": step, "loss": float(loss), "stft": float(stft_distance(fake, real)),
                            "mel": float(mel_distance(codec, fake, real)), "cpu_s": time.process_time()}
-                w.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
-                f.flush()
+                log_csv.write(row)
                 if bar is not None:
                     bar.set_postfix(stft=f"{row['stft']:.3f}", mel=f"{row['mel']:.3f}")
             if bar is not None:
@@ -154,7 +139,7 @@ def train_codec(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, budge
             if step % t.ckpt_every == 0 or step == t.codec_steps:
                 save_checkpoint(cdir, step, cfg, {"G": codec.state_dict(), "opt": opt.state_dict()}, t.keep_checkpoints)
     finally:
-        f.close()
+        log_csv.close()
         if bar is not None:
             bar.close()
     if stopped != "done":
@@ -258,7 +243,7 @@ def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, 
     lat = cached_latents(G.codec, ds, run_dir, codec_step)
     z_fixed = torch.randn(t.n_samples, cfg.model.latent_dim, generator=torch.Generator().manual_seed(t.seed + 7919))
     bpm_fixed = _bpm_sweep(cfg, t.n_samples)
-    f, w = _csv(run_dir / "logs" / "losses.csv", ["step", "d_loss", "g_loss", "cpu_s"], start)
+    log_csv = StepLog(run_dir / "logs" / "losses.csv", ["step", "d_loss", "g_loss", "cpu_s"], start)
     bar, step, stopped = _bar(t.steps, start, "stage 2: latent GAN", progress), start, "done"
     last = Path(ck["path"]) if ck is not None else None
 
@@ -276,8 +261,7 @@ def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, 
             d_l, g_l = gan_step(G, D, opt_g, opt_d, *latent_batch(lat, ds, cfg, step), cfg)
             step += 1
             if step % t.log_every == 0 or step == t.steps:
-                w.writerow({"step": step, "d_loss": f"{d_l:.6g}", "g_loss": f"{g_l:.6g}", "cpu_s": f"{time.process_time():.1f}"})
-                f.flush()
+                log_csv.write({"step": step, "d_loss": d_l, "g_loss": g_l, "cpu_s": round(time.process_time(), 1)})
                 if bar is not None:
                     bar.set_postfix(d=f"{d_l:.3f}", g=f"{g_l:.3f}")
             if bar is not None:
@@ -288,7 +272,7 @@ def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, 
             if step % t.ckpt_every == 0 or step == t.steps:
                 last = snapshot()
     finally:
-        f.close()
+        log_csv.close()
         if bar is not None:
             bar.close()
     if step > start and (last is None or not last.name.endswith(f"{step:07d}.pt")):

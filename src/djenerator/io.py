@@ -129,6 +129,36 @@ def atomic_write_text(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def rows_up_to(path: Path, step: int) -> list[dict]:
+    """The rows of a step log whose ``step`` is at most ``step`` (a resumed run writes the later ones again;
+    a torn last line after a crash has no integer step and is dropped)."""
+    if not Path(path).is_file():
+        return []
+    with open(path, newline="") as f:
+        return [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= step]
+
+
+class StepLog:
+    """A CSV log of training steps that a resumed run continues from ``start``; floats are written with 6
+    significant digits and every row is flushed."""
+
+    def __init__(self, path: Path, fields: list[str], start: int):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = rows_up_to(path, start)
+        self.f = open(path, "w", newline="")
+        self.w = csv.DictWriter(self.f, fieldnames=fields, extrasaction="ignore")
+        self.w.writeheader()
+        self.w.writerows(rows)
+        self.f.flush()
+
+    def write(self, row: dict) -> None:
+        self.w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        self.f.flush()
+
+    def close(self) -> None:
+        self.f.close()
+
+
 def read_csv_columns(path: Path) -> dict[str, list[float]]:
     """A numeric log (losses.csv, metrics.csv) as columns; blank or non-numeric cells become NaN.
 

@@ -9,7 +9,6 @@ trains on its slice of the global batch under DistributedDataParallel; rank 0 al
 """
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -29,7 +28,7 @@ from .checkpoint import (CheckpointWriteError, load_latest_good, pin_checkpoint,
                          save_checkpoint, set_rng_state)
 from .config import Config, ConfigError
 from .data.dataset import ClipDataset
-from .io import atomic_write_text, folder_lock, remove_stale_tmp
+from .io import StepLog, atomic_write_text, folder_lock, remove_stale_tmp
 from .evaluate.memorisation import copy_alarm
 from .health import HealthMonitor, HealthWarning, TrainingDiverged, batch_diversity
 from .models import build_discriminator, build_generator, tempo_cond
@@ -181,7 +180,7 @@ def _train(cfg: Config, dataset: str | Path, run_dir: Path, resume: bool, progre
     n_check = min(t.copy_check_n, 4 * t.copy_check_clips // max(len(ds), 1))  # a check's cost stays bounded
     z_check, bpm_check = _check_latents(z_fixed, bpm_fixed, n_check, cfg, t.seed)  # written samples first
     csv_path = run_dir / "logs" / "losses.csv"
-    csv_file = _open_csv(csv_path, start) if dd.is_main else _NoLog()
+    csv_file = StepLog(csv_path, LOG_FIELDS, start) if dd.is_main else _NoLog()
     writer = _tensorboard(run_dir / "logs" / "tb", start) if dd.is_main else None
     monitor = HealthMonitor(t.loss)
     warnings: list[str] = []
@@ -414,33 +413,6 @@ def _copy_advice(cfg: Config, ada=None, kept: Path | None = None) -> str:
     return f"Train with augmentation (--preset few, or --set augment.enabled=true --set augment.ada=true), or {earlier}."
 
 
-def _open_csv(path: Path, start: int):
-    """Append to the loss log, dropping rows past ``start`` (a resumed run rewrites them identically)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rows = []
-    if path.is_file():
-        with open(path, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= start]
-    f = open(path, "w", newline="")
-    w = csv.DictWriter(f, fieldnames=LOG_FIELDS, extrasaction="ignore")
-    w.writeheader()
-    w.writerows(rows)
-    f.flush()
-    return _CsvLog(f, w)
-
-
-class _CsvLog:
-    def __init__(self, f, w):
-        self.f, self.w = f, w
-
-    def write(self, row: dict) -> None:
-        self.w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-        self.f.flush()
-
-    def close(self) -> None:
-        self.f.close()
-
-
 def _close_quietly(log) -> None:
     try:
         log.close()
@@ -456,7 +428,7 @@ def _tensorboard(path: Path, start: int):
     return SummaryWriter(str(path), purge_step=start if start > 0 else None)
 
 
-def _write_log(csv_file: _CsvLog, writer, stats: dict) -> None:
+def _write_log(csv_file: StepLog, writer, stats: dict) -> None:
     csv_file.write(stats)
     if writer is not None:
         for k, v in stats.items():

@@ -40,7 +40,7 @@ from ..checkpoint import CheckpointError, list_checkpoints, resolve_checkpoint
 from ..config import ConfigError
 from ..data.dataset import ClipDataset, DatasetError
 from ..generate import generate_clips, load_generator
-from ..io import read_csv_columns
+from ..io import read_csv_columns, rows_up_to
 from ..models import tempo_cond
 from . import metrics, rhythm, verdicts
 from .features import as_batch, clip_features
@@ -698,10 +698,7 @@ def training_metrics(G: torch.nn.Module, cfg, ds: ClipDataset, step: int, run_di
     real = ds.batch(idx)[0]
     vals = cheap_metrics(fake, real, cfg.data.sample_rate)
     path = Path(run_dir) / "logs" / "metrics.csv"
-    rows = []
-    if path.is_file():
-        with open(path, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) < step]
+    rows = rows_up_to(path, step - 1)
     rows.append({"step": step, **{k: f"{v:.6g}" for k, v in vals.items()}})
     import io
 
