@@ -1,6 +1,6 @@
 """Train the shipped base model (src/djenerator/base/<preset>.pt) on the built-in riffs only, and pick its checkpoint.
 
-    python benchmarks/train_base.py --work base_work --steps 16000
+    OMP_NUM_THREADS=1 python benchmarks/train_base.py --steps 8000   # writes src/djenerator/base/laptop.pt
 
 1. ``djenerator synth`` (64 riffs, seed 0: the demo's 32 riffs and 32 more), ``prepare`` at the preset's rate;
 2. ``train`` the preset (resumable: run it again with more --steps to go on);
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -100,7 +99,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"no checkpoint at or after step {a.from_step} in {run}")
     best = min(rows, key=lambda r: (round(r[0], 2), -r[1]))
     out = a.out or Path(__file__).resolve().parents[1] / "src" / "djenerator" / "base" / f"{a.preset}.pt"
-    prov = {"command": "python benchmarks/train_base.py " + " ".join(shlex.quote(x) for x in (argv or sys.argv[1:])),
+    last = int(list_checkpoints(run)[-1].stem.split("_")[1])  # --steps that retrains this run exactly
+    cmd = (f"python benchmarks/train_base.py --preset {a.preset} --steps {last} --files {a.files} --seed {a.seed} "
+           f"--every {a.every} --from-step {a.from_step} --pieces {a.pieces}")
+    prov = {"command": cmd, "step": best[1], "trained_steps": last,
             "data": f"djenerator synth -n {a.files} --seed {a.seed} (built-in riffs only), prepared with preset {a.preset}",
             "picked_by": f"piece flatness / onset rate / energy CV vs the riffs, {a.pieces} 30-s pieces per checkpoint",
             "metrics": {k: {kk: float(vv) for kk, vv in c.items()} for k, c in best[3].items()}}
