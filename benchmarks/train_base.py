@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--every", type=int, default=500, help="checkpoint every N steps (all kept)")
     ap.add_argument("--from-step", type=int, default=4000, help="score checkpoints from this step on")
-    ap.add_argument("--pieces", type=int, default=3, help="30-s pieces per checkpoint")
+    ap.add_argument("--pieces", type=int, default=5, help="30-s pieces per checkpoint")
     ap.add_argument("--no-train", action="store_true", help="only score and export")
     ap.add_argument("--out", type=Path, default=None, help="default: src/djenerator/base/<preset>.pt")
     a = ap.parse_args(argv)
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     prov = {"command": cmd, "step": best[1], "trained_steps": last,
             "data": f"djenerator synth -n {a.files} --seed {a.seed} (built-in riffs only), prepared with preset {a.preset}",
             "picked_by": f"piece flatness / onset rate / energy CV vs the riffs, {a.pieces} 30-s pieces per checkpoint",
-            "metrics": {k: {kk: float(vv) for kk, vv in c.items()} for k, c in best[3].items()}}
+            "metrics": {k: {kk: (vv if isinstance(vv, bool) else float(vv)) for kk, vv in c.items()} for k, c in best[3].items()}}
     export_base(best[2], out, a.preset, prov)
     print(f"picked step {best[1]} (score {best[0]:.2f}) -> {out} ({out.stat().st_size / 1e6:.2f} MB)")
 
