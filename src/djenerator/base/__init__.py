@@ -71,4 +71,15 @@ def seed_run(base: dict[str, Any], run_dir: str | Path, cfg: Config | None = Non
         opt_g.load_state_dict(base["opt_g"])
         opt_d.load_state_dict(base["opt_d"])
     state = {"G": G.state_dict(), "D": D.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()}
+    _seed_all(cfg.train.seed + int(base["step"]))  # the checkpoint's RNG states: the same continuation every time
     return save_checkpoint(Path(run_dir), int(base["step"]), cfg, state, keep=cfg.train.keep_checkpoints)
+
+
+def _seed_all(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
