@@ -253,8 +253,8 @@ def presets():
 @user_errors
 def demo(out_dir: Path = typer.Option(Path("demo"), "--out", help="Folder for everything the demo makes."),
          preset: str = typer.Option("auto", help="Preset to train; auto = recommended on a GPU, laptop on a CPU."),
-         steps: Optional[int] = typer.Option(None, help="Training steps this run adds [default: 500 from a shipped base model; none without one]."),
-         minutes: Optional[float] = typer.Option(None, help="Cap on training time [default: none with a base model; 3 min without one]."),
+         steps: Optional[int] = typer.Option(None, help="Training steps this run adds (default: 500 from a shipped base model; without one, a time budget)."),
+         minutes: Optional[float] = typer.Option(None, help="Cap on training minutes (default: none with a base model; 3 without one, e.g. on a GPU)."),
          files: int = typer.Option(32, help="Built-in riffs to synthesise."),
          no_base: bool = typer.Option(False, "--no-base", help="Train from scratch, not from the shipped base model.")):
     """Built-in Djent data -> prepare -> (shipped base model) -> train -> generate -> judge, end to end.
