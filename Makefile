@@ -8,7 +8,10 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo
 DEMO_PRESET ?= auto
-DEMO_MINUTES ?= 3
+DEMO_STEPS ?=
+DEMO_MINUTES ?=
+# DEMO_STEPS: training steps each `make demo` adds (default 500 from the shipped base model);
+# DEMO_MINUTES: a cap on training time (default: none with a base model, 3 min without one, e.g. on a GPU)
 
 .PHONY: setup demo test bench clean chromium
 
@@ -27,7 +30,8 @@ $(STAMP): pyproject.toml Makefile
 	@echo "set-up done: $(VENV)"
 
 demo: setup
-	$(VENV)/bin/djenerator demo --out $(DEMO_DIR) --preset $(DEMO_PRESET) --minutes $(DEMO_MINUTES)
+	$(VENV)/bin/djenerator demo --out $(DEMO_DIR) --preset $(DEMO_PRESET) \
+	  $(if $(DEMO_STEPS),--steps $(DEMO_STEPS)) $(if $(DEMO_MINUTES),--minutes $(DEMO_MINUTES))
 
 test: setup chromium
 	$(PY) -m pytest

@@ -1,7 +1,8 @@
 """`djenerator demo` end to end (what `make demo` runs), shrunk to seconds."""
 import soundfile as sf
 
-from djenerator.pipeline import demo_preset, run_demo
+from djenerator.checkpoint import list_checkpoints
+from djenerator.pipeline import demo_epilogue, demo_preset, run_demo
 
 
 def test_auto_preset_is_sized_for_the_machine():
@@ -21,3 +22,19 @@ def test_demo_with_the_cpu_preset_writes_clips_and_a_piece(tmp_path):
     assert info.samplerate == 8000 and abs(info.duration - 5.0) < 0.01
     assert sf.info(str(clips[0])).frames == 8192
     assert res["checkpoint"].is_file() and (res["run_dir"] / "logs" / "losses.csv").is_file()
+
+
+def test_demo_continues_from_a_base_model_for_a_step_budget(tmp_path, one_thread):
+    from test_base import tiny_base
+
+    base = tiny_base(tmp_path / "tiny.pt", step=7)
+    kw = dict(preset="laptop", steps=3, n_files=2, seconds=3.0, base=base, log=lambda m: None, piece_seconds=3.0,
+              eval_n=4)
+    res = run_demo(tmp_path / "demo", **kw)
+    ckpts = [p.name for p in list_checkpoints(res["run_dir"])]
+    assert res["start_step"] == 7 and res["step"] == 10 and ckpts[0] == "step_0000007.pt"
+    assert res["before"].is_file() and res["piece"].is_file() and len(res["verdict"]) == 4
+    again = run_demo(tmp_path / "demo", **kw)  # a second demo continues the same run
+    assert again["start_step"] == 10 and again["step"] == 13
+    text = "\n".join(demo_epilogue(again, tmp_path / "demo"))
+    assert "--resume --steps 2013" in text and "again" in text

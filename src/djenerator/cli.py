@@ -290,15 +290,23 @@ def presets():
 @user_errors
 def demo(out_dir: Path = typer.Option(Path("demo"), "--out", help="Folder for everything the demo makes."),
          preset: str = typer.Option("auto", help="Preset to train; auto = recommended on a GPU, laptop on a CPU."),
-         minutes: float = typer.Option(3.0, help="Training time budget."),
-         files: int = typer.Option(32, help="Built-in riffs to synthesise.")):
-    """Built-in Djent data -> prepare -> train -> generate, end to end."""
-    from .pipeline import run_demo
+         steps: Optional[int] = typer.Option(None, help="Training steps this run adds (default: 500 from a shipped base model; without one, a time budget)."),
+         minutes: Optional[float] = typer.Option(None, help="Cap on training minutes (default: none with a base model; 3 without one, e.g. on a GPU)."),
+         files: int = typer.Option(32, help="Built-in riffs to synthesise."),
+         no_base: bool = typer.Option(False, "--no-base", help="Train from scratch, not from the shipped base model.")):
+    """Built-in Djent data -> prepare -> (shipped base model) -> train -> generate -> judge, end to end.
 
-    res = run_demo(out_dir, preset=preset, minutes=minutes, n_files=files,
+    With a shipped base model (the laptop preset has one) you hear a piece at once, then training continues
+    for a fixed number of steps; running the demo again continues the same run. Progress bar fields:
+    d = discriminator loss, g = generator loss, it_s = training steps per second.
+    """
+    from .pipeline import demo_epilogue, run_demo
+
+    res = run_demo(out_dir, preset=preset, minutes=minutes, steps=steps, n_files=files, base=None if no_base else "auto",
                    log=lambda m: console.print(m, markup=False))
     out.print(f"\n[bold green]done[/]: {len(res['generated'])} generated files in {res['generated_dir']}")
-    out.print(f"training samples: {res['run_dir'] / 'samples'}; loss log: {res['run_dir'] / 'logs' / 'losses.csv'}")
+    for line in demo_epilogue(res, out_dir):
+        out.print(line, markup=False)
 
 
 @app.command()

@@ -1,10 +1,16 @@
 """The whole pipeline in one call, for `djenerator demo` and `make demo`."""
 from __future__ import annotations
 
+import os
+import shlex
+import sys
 from pathlib import Path
 from typing import Callable
 
-from .config import apply_dict, build_config
+from .config import Config, apply_dict, build_config
+
+DEMO_STEPS = 500  # steps each demo run adds to a run that starts from a shipped base model
+DEMO_MINUTES = 3.0  # time budget of a demo with no base model (e.g. 'recommended' on a GPU)
 
 
 def demo_preset(preset: str) -> str:
@@ -21,40 +27,185 @@ def demo_preset(preset: str) -> str:
     return "recommended" if torch.cuda.is_available() else "laptop"
 
 
-def run_demo(out_dir: str | Path, preset: str = "auto", minutes: float = 3.0, n_files: int = 32,
-             seconds: float = 8.0, log: Callable[[str], None] = print, overrides: dict | None = None,
-             piece_seconds: float = 30.0) -> dict:
-    """Synthesise the built-in Djent data, prepare it, train for ``minutes``, generate clips (and a piece)."""
-    preset = demo_preset(preset)
+def cpu_threads() -> int:
+    """Torch threads for CPU training: the cores not already busy (load average), at least one.
+
+    On a 2-core machine beside one busy program, two OpenMP threads wait on each other at every op and
+    run ~25x slower than one (measured: 0.06 vs 1.5 steps/s of 'laptop' under load); one thread does not.
+    """
+    import os
+
+    n = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average on this platform
+        busy = 0.0
+    return max(1, min(n, int(n - busy + 0.5)))
+
+
+def cli_name() -> str:
+    """How the user called us, for commands we print: the djenerator script's path, or python -m djenerator."""
+    arg0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if arg0 is not None and arg0.name == "djenerator":
+        return shlex.quote(str(arg0)) if "/" in str(arg0) else "djenerator"
+    return "python -m djenerator"
+
+
+def _demo_config(run_dir: Path, preset: str, base_file: Path | None) -> tuple[Config, dict | None]:
+    """The run's own config when it has a checkpoint (it continues), else the base model's, else the preset's."""
+    from .base import base_config, load_base
+    from .checkpoint import config_of, latest_checkpoint, load_checkpoint
+
+    if (ck := latest_checkpoint(run_dir)) is not None:
+        return config_of(load_checkpoint(ck)), None
+    if base_file is not None:
+        base = load_base(base_file)
+        return base_config(base), base
+    return build_config(preset), None
+
+
+def _demo_data(out_dir: Path, cfg: Config, n_files: int, seconds: float, log) -> tuple[Path, Path]:
     from .data.prepare import prepare
-    from .generate import generate_to_files
     from .synth import synth_dataset
+
+    d = cfg.data
+    raw, data = out_dir / "builtin_audio", out_dir / f"dataset_{d.sample_rate}hz_{d.clip_samples}"
+    if not (raw / "metadata.json").is_file():
+        log(f"[1/6] synthesising {n_files} Djent riffs -> {raw}")
+        synth_dataset(raw, n_files=n_files, seconds=seconds, sr=max(16000, d.sample_rate), seed=0)
+    if not (data / "manifest.json").is_file():
+        log(f"[2/6] preparing clips -> {data}")
+        d.hop_samples = d.hop_samples or d.clip_samples // 4
+        prepare(raw, data, d, log=log)
+    return raw, data
+
+
+def _render_now(run_dir: Path, gen_dir: Path, seconds: float, log) -> Path | None:
+    """A piece from the run's latest checkpoint before training, so that there is something to hear at once."""
+    from .checkpoint import latest_checkpoint
+    from .generate import generate_long_to_file, load_generator
+
+    ck = latest_checkpoint(run_dir)
+    if ck is None:
+        return None
+    from .stream import is_longform
+
+    G, cfg, step = load_generator(ck)
+    if not is_longform(G):
+        return None
+    path = generate_long_to_file(G, gen_dir / "before_training" / f"piece_step{step}_{seconds:g}s.wav", seconds,
+                                 cfg=cfg, progress=False)
+    log(f"[3/6] listen now: {path} (step {step}, before this run's training)")
+    return path
+
+
+def run_demo(out_dir: str | Path, preset: str = "auto", minutes: float | None = None, n_files: int = 32,
+             seconds: float = 8.0, log: Callable[[str], None] = print, overrides: dict | None = None,
+             piece_seconds: float = 30.0, steps: int | None = None, base: str | Path | None = "auto",
+             eval_n: int = 16) -> dict:
+    """Built-in Djent data -> prepare -> (start from the shipped base model) -> train -> generate -> judge.
+
+    With a base model (``base='auto'``: the preset's shipped one, if any) the run starts at the base's step and
+    trains ``steps`` more (default DEMO_STEPS); each call continues the run. Without one it trains for
+    ``minutes`` (default DEMO_MINUTES). ``minutes`` also caps a step budget.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    if not torch.cuda.is_available():
+        torch.set_num_threads(cpu_threads())
+        log(f"using {torch.get_num_threads()} of {os.cpu_count()} CPU cores (the others are busy)"
+            if torch.get_num_threads() < (os.cpu_count() or 1) else f"using {torch.get_num_threads()} CPU threads")
+    try:
+        return _run_demo(out_dir, preset, minutes, n_files, seconds, log, overrides, piece_seconds, steps, base, eval_n)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_demo(out_dir, preset, minutes, n_files, seconds, log, overrides, piece_seconds, steps, base, eval_n) -> dict:
+    from .base import base_path, seed_run
     from .train import train
 
+    preset = demo_preset(preset)
     out_dir = Path(out_dir)
-    cfg = build_config(preset)
+    run_dir, gen_dir = out_dir / "runs" / preset, out_dir / "generated"
+    base_file = base_path(preset) if base == "auto" else (Path(base) if base else None)
+    cfg, base_ck = _demo_config(run_dir, preset, base_file)
     if overrides:
         apply_dict(cfg, overrides)
-    d = cfg.data
-    raw, run_dir = out_dir / "builtin_audio", out_dir / "runs" / preset
-    data = out_dir / f"dataset_{d.sample_rate}hz_{d.clip_samples}"
-    if not (raw / "metadata.json").is_file():
-        log(f"[1/4] synthesising {n_files} Djent riffs -> {raw}")
-        synth_dataset(raw, n_files=n_files, seconds=seconds, sr=max(16000, cfg.data.sample_rate), seed=0)
-    if not (data / "manifest.json").is_file():
-        log(f"[2/4] preparing clips -> {data}")
-        cfg.data.hop_samples = cfg.data.hop_samples or cfg.data.clip_samples // 4
-        prepare(raw, data, cfg.data, log=log)
-    log(f"[3/4] training preset '{preset}' for up to {minutes:g} min -> {run_dir}")
-    cfg.train.steps = max(cfg.train.steps, 100_000)
-    cfg.train.sample_every = cfg.train.ckpt_every = 200
-    res = train(cfg, data, run_dir, resume=True, log=log, max_seconds=minutes * 60)
-    gen_dir = out_dir / "generated"
-    log(f"[4/4] generating clips from {res.checkpoint} -> {gen_dir}")
-    paths = generate_to_files(res.checkpoint, gen_dir, n=8, seed=0)
-    if cfg.model.arch in ("spectral", "twostage"):  # a length-agnostic generator: also one piece of music, not only clips
-        from .generate import generate_long_to_file
+    raw, data = _demo_data(out_dir, cfg, n_files, seconds, log)
+    if base_ck is not None:
+        seed_run(base_ck, run_dir, cfg)
+        log(f"starting from the shipped base model {base_file.name} (step {base_ck['step']}, trained on the "
+            f"built-in riffs only) -> {run_dir}")
+    before = _render_now(run_dir, gen_dir, piece_seconds, log)
+    from .checkpoint import latest_checkpoint
 
-        paths.append(generate_long_to_file(res.checkpoint, gen_dir / f"piece_seed0_{piece_seconds:g}s.wav",
-                                           piece_seconds, seed=0, progress=False))
-    return {"run_dir": run_dir, "checkpoint": res.checkpoint, "generated_dir": gen_dir, "generated": paths}
+    start = _step_of(latest_checkpoint(run_dir))
+    if steps is None and minutes is None:
+        steps, minutes = (DEMO_STEPS, None) if start > 0 else (None, DEMO_MINUTES)
+    cfg.train.steps = start + steps if steps else max(cfg.train.steps, 100_000)
+    cfg.train.sample_every = cfg.train.ckpt_every = 200 if steps is None else max(100, min(200, steps))
+    budget = f"{steps} steps (to step {cfg.train.steps})" if steps else f"{minutes:g} min"
+    log(f"[4/6] training preset '{preset}' for {budget}" + (f", at most {minutes:g} min" if steps and minutes else "")
+        + f" -> {run_dir}")
+    res = train(cfg, data, run_dir, resume=True, log=log, max_seconds=minutes * 60 if minutes else None)
+    log(f"[5/6] generating clips from {res.checkpoint} -> {gen_dir}")
+    paths, piece = _generate(res.checkpoint, gen_dir, cfg, piece_seconds)
+    log("[6/6] judging the piece against the built-in riffs")
+    report = demo_report(res.checkpoint, piece, raw, data, out_dir / "evaluation", cfg, eval_n)
+    return {"run_dir": run_dir, "checkpoint": res.checkpoint, "generated_dir": gen_dir, "generated": paths,
+            "piece": piece, "before": before, "step": res.step, "start_step": start, "dataset": data,
+            "stopped": res.stopped, **report}
+
+
+def _step_of(ckpt: Path | None) -> int:
+    return int(ckpt.stem.split("_")[1]) if ckpt is not None else 0
+
+
+def _generate(ckpt: Path, gen_dir: Path, cfg: Config, piece_seconds: float) -> tuple[list[Path], Path | None]:
+    from .generate import generate_long_to_file, generate_to_files, load_generator
+    from .stream import is_longform
+
+    paths = generate_to_files(ckpt, gen_dir, n=8, seed=0)
+    piece = None
+    G, g_cfg, _ = load_generator(ckpt)
+    if is_longform(G):  # a length-agnostic generator: also one piece of music, not only clips
+        piece = generate_long_to_file(G, gen_dir / f"piece_seed0_{piece_seconds:g}s.wav", piece_seconds, seed=0,
+                                      cfg=g_cfg)
+        paths.append(piece)
+    return paths, piece
+
+
+def demo_report(ckpt: Path, piece: Path | None, raw: Path, data: Path, eval_dir: Path, cfg: Config,
+                eval_n: int) -> dict:
+    """A short ``evaluate`` of the checkpoint (its summary rows) and the piece against the riffs (verdict lines)."""
+    from .audio import load_audio
+    from .evaluate.piece import audio_stats, compare, folder_stats, verdict_lines
+    from .evaluate.report import evaluate
+
+    rep = evaluate(ckpt, dataset=data, n=eval_n, max_real=256, out_dir=eval_dir, seed=0)
+    out = {"evaluation": rep["report_path"], "eval_summary": rep["summary"], "piece_compare": None, "verdict": []}
+    if piece is not None:
+        sr = cfg.data.sample_rate
+        out["piece_compare"] = compare(audio_stats(load_audio(piece, sr)[0], sr), folder_stats(raw, sr))
+        out["verdict"] = verdict_lines(out["piece_compare"])
+    return out
+
+
+def demo_epilogue(res: dict, out_dir: Path, steps_more: int = 2000) -> list[str]:
+    """What the demo prints last: where to listen, the verdict, and how to go on."""
+    cmd = cli_name()
+    lines = [f"listen: {res['piece'] or res['generated_dir']}" + (f" (the 30-s piece); 8 clips in {res['generated_dir']}"
+                                                                  if res["piece"] else "")]
+    if res.get("before"):
+        lines.append(f"        {res['before']} (the same piece at step {res['start_step']}, before this run)")
+    lines.append(f"trained steps {res['start_step']} -> {res['step']} ({res['stopped']}); "
+                 f"evaluation: {res['evaluation']}")
+    if res["verdict"]:
+        lines.append("the 30-s piece against the built-in riffs:")
+        lines += res["verdict"]
+    lines.append(f"train longer: {cmd} train {res['dataset']} --run {res['run_dir']} --resume "
+                 f"--steps {res['step'] + steps_more}")
+    lines.append(f"or run `make demo` (or `{cmd} demo --out {out_dir}`) again: it continues this run.")
+    return lines

@@ -1,0 +1,85 @@
+"""Base models shipped with djenerator, so that the demo's first sound is music, not noise.
+
+``laptop.pt`` is the ``laptop`` preset trained here on the built-in synthetic Djent riffs only
+(``djenerator synth``), by ``benchmarks/train_base.py``. A base file holds only data that
+``torch.load(weights_only=True)`` reads: the step, the config as a dict, the state dicts of both
+networks and their optimisers, and a ``provenance`` dict (training command, data, metrics).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..config import Config, build_config
+
+BASE_DIR = Path(__file__).parent
+BASE_KEYS = ("version", "step", "config", "G", "D")
+
+
+def base_path(preset: str) -> Path | None:
+    """The shipped base model of ``preset``, or None when there is none."""
+    p = BASE_DIR / f"{preset}.pt"
+    return p if p.is_file() else None
+
+
+def load_base(path: str | Path) -> dict[str, Any]:
+    """Read a base file with ``weights_only=True`` (data, never code)."""
+    try:
+        base = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many types for damaged files
+        raise CheckpointError(f"{path}: not a readable base model ({str(e).splitlines()[0][:200]})") from None
+    if not isinstance(base, dict) or any(k not in base for k in BASE_KEYS):
+        raise CheckpointError(f"{path}: not a djenerator base model")
+    return base
+
+
+def export_base(checkpoint: str | Path, out: str | Path, preset: str, provenance: dict | None = None) -> Path:
+    """Write a training checkpoint as a base file: no RNG states, and the preset's own training settings
+    (the run's step count, checkpoint rotation and the like are not the base's)."""
+    ck = load_checkpoint(checkpoint)
+    cfg = Config.from_dict(ck["config"])
+    cfg.train = build_config(preset).train
+    cfg.preset = preset
+    payload = {"version": 1, "step": int(ck["step"]), "config": cfg.to_dict(), "G": ck["G"], "D": ck["D"],
+               "opt_g": ck["opt_g"], "opt_d": ck["opt_d"], "provenance": dict(provenance or {})}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(payload, out)
+    load_base(out)  # what we ship must load weights_only
+    return out
+
+
+def base_config(base: dict[str, Any]) -> Config:
+    return Config.from_dict(base["config"])
+
+
+def seed_run(base: dict[str, Any], run_dir: str | Path, cfg: Config | None = None) -> Path:
+    """Start ``run_dir`` from ``base``: write it as the run's checkpoint at the base's step, so that
+    ``train(..., resume=True)`` continues from it. Optimiser states are the base's, or fresh ones."""
+    from ..models import build_discriminator, build_generator
+    from ..train import make_optimizer
+
+    cfg = cfg or base_config(base)
+    G, D = build_generator(cfg), build_discriminator(cfg)
+    G.load_state_dict(base["G"])
+    D.load_state_dict(base["D"])
+    opt_g, opt_d = make_optimizer(G.parameters(), cfg, cfg.train.lr_g), make_optimizer(D.parameters(), cfg, cfg.train.lr_d)
+    if "opt_g" in base and "opt_d" in base:
+        opt_g.load_state_dict(base["opt_g"])
+        opt_d.load_state_dict(base["opt_d"])
+    state = {"G": G.state_dict(), "D": D.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()}
+    _seed_all(cfg.train.seed + int(base["step"]))  # the checkpoint's RNG states: the same continuation every time
+    return save_checkpoint(Path(run_dir), int(base["step"]), cfg, state, keep=cfg.train.keep_checkpoints)
+
+
+def _seed_all(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
