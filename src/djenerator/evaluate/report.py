@@ -393,10 +393,7 @@ def evaluate(target: str | Path, dataset: str | Path | None = None, n: int = 64,
     the data-copying test (``held_back``).
     """
     t_start = time.perf_counter()
-    if n < 2:
-        raise ConfigError(f"-n must be at least 2, got {n}")
-    if not 0.0 < threshold <= 1.0:
-        raise ConfigError(f"--threshold must be in (0, 1], got {threshold}")
+    _check_args(n, threshold)
     target = Path(target)
     ckpt = resolve_checkpoint(target)
     run_dir = _run_dir_of(target, ckpt)
@@ -409,11 +406,7 @@ def evaluate(target: str | Path, dataset: str | Path | None = None, n: int = 64,
 
     log(f"generating {n} clips (seed {seed}) from {ckpt.name} (step {step})")
     rng = np.random.default_rng(seed)
-    # a tempo-conditioned model is asked for the tempi (and beat phases) of n random training clips, so the
-    # generated set is compared like for like with the real one
-    c_idx = rng.choice(len(ds), n, replace=len(ds) < n)
-    cond = tempo_cond(torch.from_numpy(ds.bpm[c_idx]), cfg, torch.from_numpy(ds.beat[c_idx]))
-    gen = np.asarray(generate_clips(G, cfg, n, seed, cond=cond), dtype=np.float32)
+    gen = _generated(G, cfg, ds, n, seed, rng)
     n_real = min(max_real, len(ds))
     idx = np.sort(rng.choice(len(ds), n_real, replace=False))
     real = np.array(ds.clips[idx], dtype=np.float32)
@@ -460,17 +453,7 @@ def evaluate(target: str | Path, dataset: str | Path | None = None, n: int = 64,
     report["training_metrics_csv"] = str(run_dir / "logs" / "metrics.csv") if (run_dir / "logs" / "metrics.csv").is_file() else None
 
     if plots:
-        from . import plots as P
-
-        files = {}
-        files["spectrograms"] = P.spectrogram_grid(gen[:6], real[perm[:6]], sr, out / "report_spectrograms.png")
-        loss_png = P.loss_curves(run_dir / "logs" / "losses.csv", out / "report_losses.png")
-        if loss_png is not None:
-            files["losses"] = loss_png
-        series = report.get("over_steps") or _read_metrics_csv(run_dir / "logs" / "metrics.csv")
-        if series and len(series.get("step", [])) >= 1:
-            files["over_steps"] = P.metrics_over_steps(series, out / "report_over_steps.png")
-        report["plots"] = {k: str(v) for k, v in files.items()}
+        report["plots"] = _plots(gen[:6], real[perm[:6]], sr, run_dir, out, report.get("over_steps"))
     report["summary"] = summary_rows(report)
     report["elapsed_s"] = time.perf_counter() - t_start
     from ..io import atomic_write_text
@@ -478,6 +461,35 @@ def evaluate(target: str | Path, dataset: str | Path | None = None, n: int = 64,
     atomic_write_text(out / "report.json", json.dumps(_jsonable(report), indent=1, allow_nan=False))
     report["report_path"] = str(out / "report.json")
     return report
+
+
+def _generated(G: torch.nn.Module, cfg, ds: ClipDataset, n: int, seed: int, rng: np.random.Generator) -> np.ndarray:
+    """n clips; a tempo-conditioned model is asked for the tempi (and beat phases) of n random training clips,
+    so the generated set is compared like for like with the real one."""
+    c_idx = rng.choice(len(ds), n, replace=len(ds) < n)
+    cond = tempo_cond(torch.from_numpy(ds.bpm[c_idx]), cfg, torch.from_numpy(ds.beat[c_idx]))
+    return np.asarray(generate_clips(G, cfg, n, seed, cond=cond), dtype=np.float32)
+
+
+def _check_args(n: int, threshold: float) -> None:
+    if n < 2:
+        raise ConfigError(f"-n must be at least 2, got {n}")
+    if not 0.0 < threshold <= 1.0:
+        raise ConfigError(f"--threshold must be in (0, 1], got {threshold}")
+
+
+def _plots(gen: np.ndarray, real: np.ndarray, sr: int, run_dir: Path, out: Path, over: dict | None) -> dict:
+    """The report's PNGs: spectrograms of generated beside real clips, loss curves, metrics over steps."""
+    from . import plots as P
+
+    files = {"spectrograms": P.spectrogram_grid(gen, real, sr, out / "report_spectrograms.png")}
+    loss_png = P.loss_curves(run_dir / "logs" / "losses.csv", out / "report_losses.png")
+    if loss_png is not None:
+        files["losses"] = loss_png
+    series = over or _read_metrics_csv(run_dir / "logs" / "metrics.csv")
+    if series and len(series.get("step", [])) >= 1:
+        files["over_steps"] = P.metrics_over_steps(series, out / "report_over_steps.png")
+    return {k: str(v) for k, v in files.items()}
 
 
 @torch.no_grad()
