@@ -325,12 +325,12 @@ def test_prepare_prints_a_non_utf8_name_escaped(tmp_path):
 
 
 def test_disk_full_while_logging_names_the_run(tiny_dataset, tmp_path, monkeypatch):
-    import djenerator.train as T
+    import djenerator.io as IO
 
     def full(self, row):
         raise OSError(errno.ENOSPC, "No space left on device")  # a plain write names no file
 
-    monkeypatch.setattr(T._CsvLog, "write", full)
+    monkeypatch.setattr(IO.StepLog, "write", full)
     run = tmp_path / "run"
     assert_one_line_error(*cli("train", tiny_dataset, "--run", run, "--preset", "original", "--steps", 4, "--quiet",
                                "--set", "model.dense_hidden=[16,32]"), f"{run}: disk full")

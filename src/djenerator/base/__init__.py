@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..checkpoint import CheckpointError, load_checkpoint, load_data, save_checkpoint, save_data
 from ..config import Config, build_config
 
 BASE_DIR = Path(__file__).parent
@@ -27,10 +27,9 @@ def base_path(preset: str) -> Path | None:
 
 def load_base(path: str | Path) -> dict[str, Any]:
     """Read a base file with ``weights_only=True`` (data, never code)."""
-    try:
-        base = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many types for damaged files
-        raise CheckpointError(f"{path}: not a readable base model ({str(e).splitlines()[0][:200]})") from None
+    base = load_data(path)
+    if base is None:
+        raise CheckpointError(f"{path}: not a readable base model (damaged, or it holds more than tensors and numbers)")
     if not isinstance(base, dict) or any(k not in base for k in BASE_KEYS):
         raise CheckpointError(f"{path}: not a djenerator base model")
     return base
@@ -46,8 +45,7 @@ def export_base(checkpoint: str | Path, out: str | Path, preset: str, provenance
     payload = {"version": 1, "step": int(ck["step"]), "config": cfg.to_dict(), "G": ck["G"], "D": ck["D"],
                "opt_g": ck["opt_g"], "opt_d": ck["opt_d"], "provenance": dict(provenance or {})}
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(payload, out)
+    save_data(out, payload)
     load_base(out)  # what we ship must load weights_only
     return out
 
