@@ -37,3 +37,13 @@ def test_roundtrip_dict():
 
 def test_parse_override_nested():
     assert parse_override("a.b.c=1.5") == {"a": {"b": {"c": 1.5}}}
+
+
+def test_auto_preset_is_the_machines_default():
+    import torch
+
+    from djenerator.config import build_config
+
+    cfg = build_config("auto")
+    assert cfg.preset == ("recommended" if torch.cuda.is_available() else "laptop")
+    assert cfg.to_dict() == build_config(cfg.preset).to_dict()

@@ -17,7 +17,7 @@ console = Console(stderr=True)
 out = Console()
 
 RunOpt = typer.Option(None, "--run", "--run-dir", "-r", help="Run folder (default: runs/<preset>); --run-dir under torchrun, whose parser takes --run for its own --run-path.")
-PresetOpt = typer.Option(None, "--preset", "-p", help="Named configuration; see `djenerator presets`.")
+PresetOpt = typer.Option(None, "--preset", "-p", help="Named configuration (auto: laptop on a CPU, recommended on a GPU); see `djenerator presets`.")
 ConfigOpt = typer.Option(None, "--config", "-c", help="TOML/YAML config file(s), applied after the preset.")
 SetOpt = typer.Option(None, "--set", "-s", help="Override: section.key=value, e.g. train.lr_g=2e-4 (repeatable).")
 TrustOpt = typer.Option(False, "--trust-checkpoint", help="Also load checkpoints of older djenerator versions, which hold pickled Python objects that can run code: only for files from a source you trust.")
@@ -103,7 +103,7 @@ def synth(out_dir: Path = typer.Argument(..., help="Folder for the built-in Djen
 @user_errors
 def prepare(src: Path = typer.Argument(..., help="Folder (or file) of wav/flac/ogg/mp3 audio."),
             output: Path = typer.Option(..., "-o", "--output", help="Dataset folder to create."),
-            preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Take rate, clip and hop from this preset (e.g. laptop)."),
+            preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Take rate, clip and hop from this preset (e.g. laptop; auto matches train --preset auto)."),
             sr: Optional[int] = typer.Option(None, "--sr", help="Target sample rate [default: 16000, or the preset's]."),
             clip: Optional[int] = typer.Option(None, "--clip", help="Clip length in samples [default: 16384, or the preset's]."),
             hop: Optional[int] = typer.Option(None, "--hop", help="Hop between clips in samples (0 = clip length)."),

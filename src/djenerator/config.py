@@ -222,11 +222,11 @@ def load_file(path: str | Path) -> dict[str, Any]:
 
 def build_config(preset: str | None = None, files: list[str | Path] = (), overrides: list[str] = ()) -> Config:
     """Preset first, then config files in order, then KEY=VALUE overrides (last wins)."""
-    from .presets import PRESETS
+    from .presets import PRESETS, resolve_preset
 
-    name = preset or "recommended"
+    name = resolve_preset(preset or "recommended")
     if name not in PRESETS:
-        raise ConfigError(f"unknown preset '{name}' (choose from: {', '.join(PRESETS)})")
+        raise ConfigError(f"unknown preset '{name}' (choose from: auto, {', '.join(PRESETS)})")
     cfg = Config.from_dict(PRESETS[name]["config"])
     cfg.preset = name
     for f in files:

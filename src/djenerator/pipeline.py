@@ -14,17 +14,10 @@ DEMO_MINUTES = 3.0  # time budget of a demo with no base model (e.g. 'recommende
 
 
 def demo_preset(preset: str) -> str:
-    """'auto': the recommended preset where a GPU makes it affordable, the CPU-sized 'laptop' preset elsewhere.
+    """The demo's preset: ``auto`` resolves as everywhere (``presets.resolve_preset``)."""
+    from .presets import resolve_preset
 
-    Measured on 2 CPU cores: 'recommended' (WaveGAN + waveform and STFT critics at 16 kHz) runs ~0.8 steps/s
-    idle, 0.14 loaded, so a few CPU minutes are noise; 'laptop' runs ~6.9 steps/s and makes rhythmic bursts
-    by step 1000, where the dense 'original' (also ~6.9 steps/s) still makes white noise.
-    """
-    if preset != "auto":
-        return preset
-    import torch
-
-    return "recommended" if torch.cuda.is_available() else "laptop"
+    return resolve_preset(preset)
 
 
 def cpu_threads() -> int:
