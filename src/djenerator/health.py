@@ -88,6 +88,12 @@ def _median(xs: list[float]) -> float:
     return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
 
 
+def _thirds(xs: list[float]) -> tuple[float, float]:
+    """Medians of the first and the last third of ``xs``."""
+    k = max(len(xs) // 3, 1)
+    return _median(xs[:k]), _median(xs[-k:])
+
+
 class HealthMonitor:
     """Watches the statistics of one training run; see the module docstring for the rules."""
 
@@ -148,66 +154,77 @@ class HealthMonitor:
         diversity, and critic_gap (for wgan losses; -d_loss is used when absent).
         """
         self.check_finite(step, stats)
-        c = self.cfg
-        stats = {k: float(v) for k, v in stats.items() if v is not None}
-        self.history.append((step, stats))
-        while self.history and self.history[0][0] <= step - c.window:
-            self.history.popleft()
-        if not self._baseline_done:
-            self._first.append((step, stats))
-            if step - self._first[0][0] >= c.window - 1:
-                self._baseline_done = True
-                for key in ("d_loss", "g_loss"):
-                    vals = [abs(s[key]) for _, s in self._first if key in s]
-                    if vals:
-                        self.baseline[key] = _median(vals)
-                self._first = []
-        out: list[Warning] = []
+        self._record(step, {k: float(v) for k, v in stats.items() if v is not None})
         hist = [s for _, s in self.history]
-        n = len(hist)
-        full = n >= 3 and (self.history[-1][0] - self.history[0][0]) >= c.window // 2
+        full = len(hist) >= 3 and (self.history[-1][0] - self.history[0][0]) >= self.cfg.window // 2
 
         def series(key: str) -> list[float]:
             return [s[key] for s in hist if key in s]
 
-        def thirds(xs: list[float]) -> tuple[float, float]:
-            k = max(len(xs) // 3, 1)
-            return _median(xs[:k]), _median(xs[-k:])
-
-        # D wins
+        out: list[Warning] = []
         if full:
-            if self.loss in WGAN_LOSSES:
-                gaps = series("critic_gap") or [-v for v in series("d_loss")]
-                if len(gaps) >= 3:
-                    g0, g1 = thirds(gaps)
-                    if all(g > 0 for g in gaps) and g1 > c.wgan_gap_growth * max(g0, 0.0) and g1 > c.loss_floor:
-                        self._fire(step, "d_wins",
-                                   f"the critic gap E[D(real)]-E[D(fake)] widened from {g0:.3g} to {g1:.3g} over the "
-                                   f"last {c.window} steps: the critic is outrunning the generator. Lower train.lr_d, "
-                                   "lower train.d_steps, or raise train.lr_g.", out)
-            else:
-                ra, fa = series("d_real_acc"), series("d_fake_acc")
-                if len(ra) >= 3 and len(fa) >= 3:
-                    mr, mf = sum(ra) / len(ra), sum(fa) / len(fa)
-                    if mr > c.d_win_acc and mf > c.d_win_acc:
-                        self._fire(step, "d_wins",
-                                   f"the discriminator tells real from fake almost perfectly (accuracy {mr:.1%} on real, "
-                                   f"{mf:.1%} on fake over the last {c.window} steps), so the generator gets little "
-                                   "signal. Try train.instance_noise=0.1, train.label_smoothing=0.9, a lower train.lr_d "
-                                   "(or a higher train.lr_g), or train.loss=wgan-gp.", out)
-        # vanishing generator gradient
+            self._check_d_wins(step, series, out)
+        self._check_g_grad(step, series, out)
+        if full:
+            self._check_diverging(step, series, out)
+        self._check_collapse(step, series, out)
+        return out
+
+    def _record(self, step: int, stats: dict[str, float]) -> None:
+        """Keep the last ``window`` steps, and the loss baselines of the first window of training."""
+        c = self.cfg
+        self.history.append((step, stats))
+        while self.history and self.history[0][0] <= step - c.window:
+            self.history.popleft()
+        if self._baseline_done:
+            return
+        self._first.append((step, stats))
+        if step - self._first[0][0] >= c.window - 1:
+            self._baseline_done = True
+            for key in ("d_loss", "g_loss"):
+                vals = [abs(s[key]) for _, s in self._first if key in s]
+                if vals:
+                    self.baseline[key] = _median(vals)
+            self._first = []
+
+    def _check_d_wins(self, step: int, series, out: list) -> None:
+        c = self.cfg
+        if self.loss in WGAN_LOSSES:
+            gaps = series("critic_gap") or [-v for v in series("d_loss")]
+            if len(gaps) >= 3:
+                g0, g1 = _thirds(gaps)
+                if all(g > 0 for g in gaps) and g1 > c.wgan_gap_growth * max(g0, 0.0) and g1 > c.loss_floor:
+                    self._fire(step, "d_wins",
+                               f"the critic gap E[D(real)]-E[D(fake)] widened from {g0:.3g} to {g1:.3g} over the "
+                               f"last {c.window} steps: the critic is outrunning the generator. Lower train.lr_d, "
+                               "lower train.d_steps, or raise train.lr_g.", out)
+            return
+        ra, fa = series("d_real_acc"), series("d_fake_acc")
+        if len(ra) >= 3 and len(fa) >= 3:
+            mr, mf = sum(ra) / len(ra), sum(fa) / len(fa)
+            if mr > c.d_win_acc and mf > c.d_win_acc:
+                self._fire(step, "d_wins",
+                           f"the discriminator tells real from fake almost perfectly (accuracy {mr:.1%} on real, "
+                           f"{mf:.1%} on fake over the last {c.window} steps), so the generator gets little "
+                           "signal. Try train.instance_noise=0.1, train.label_smoothing=0.9, a lower train.lr_d "
+                           "(or a higher train.lr_g), or train.loss=wgan-gp.", out)
+
+    def _check_g_grad(self, step: int, series, out: list) -> None:
+        c = self.cfg
         gg = series("g_grad_norm")
         if len(gg) >= 3 and _median(gg) < c.min_g_grad:
             self._fire(step, "vanishing_g_grad",
                        f"the generator's gradient norm is {_median(gg):.2g} (below {c.min_g_grad:g}): the discriminator "
                        "is saturated and G stopped learning. Lower train.lr_d, set train.instance_noise=0.1 or "
                        "train.label_smoothing=0.9, or use train.loss=hinge or wgan-gp.", out)
-        # diverging losses
+
+    def _check_diverging(self, step: int, series, out: list) -> None:
+        c = self.cfg
         for key in ("d_loss", "g_loss"):
             vals = [abs(v) for v in series(key)]
-            if len(vals) < 3 or not full:
+            if len(vals) < 3:
                 continue
-            start, end = thirds(vals)
+            start, end = _thirds(vals)
             ref = max(start, c.loss_floor)
             base = self.baseline.get(key)
             grew_window = end > c.diverge_factor * ref
@@ -220,8 +237,10 @@ class HealthMonitor:
                            f"becoming unstable. To fix it: {self._advice_diverged()}.", out)
                 if len(out) > before and grew_total:
                     self.baseline[key] = end  # warn again only if it grows another diverge_factor times
-                break
-        # mode collapse
+                return
+
+    def _check_collapse(self, step: int, series, out: list) -> None:
+        c = self.cfg
         div = series("diversity")
         if div and step >= c.collapse_warmup:
             recent = _median(div[-3:])
@@ -229,4 +248,3 @@ class HealthMonitor:
                 self._fire(step, "collapse",
                            f"generated clips are {recent:.2f}x as diverse as real ones (below {c.collapse_ratio:g}): "
                            f"mode collapse. Try {self._advice_collapse()}.", out)
-        return out
