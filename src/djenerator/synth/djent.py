@@ -172,166 +172,191 @@ def render_riff(seed: int, sr: int = 16000, seconds: float = 8.0, bpm: float | N
     if grouping is not None and int(grouping) < 2:
         raise ValueError(f"grouping must be >= 2 sixteenths, got {grouping}")
     sr = int(sr)
-    rng = np.random.default_rng(int(seed))
-    bpm = float(rng.uniform(*BPM_RANGE)) if bpm is None else float(bpm)
-    # keep rng consumption identical whether or not bpm/grouping were given
-    g_draw = int(rng.choice(GROUPINGS))
-    grouping = g_draw if grouping is None else int(grouping)
-    n = int(round(seconds * sr))
-    s16 = 60.0 / bpm / 4.0
-    n_steps = int(np.ceil(seconds / s16))
+    rng = np.random.default_rng(int(seed))  # every stage below draws from it in this order: the riff is the seed's
+    r = _draw_riff(rng, sr, seconds, bpm, grouping)
+    events = _guitar_events(rng, r)
+    guitar, on = _render_guitar(rng, r, events)
+    guitar = _amp(rng, guitar, r)
+    drums, drum_on = _drums(rng, r, on["kick"])
+    ping, ping_on = _pings(rng, r)
+    mix = r["mix"]
+    mixdown = (mix["guitar"] * guitar + mix["kick"] * drums["kick"] + mix["snare"] * drums["snare"]
+               + mix["hat"] * drums["hat"] + mix["cymbal"] * drums["cymbal"] + mix["ping"] * ping)
+    mixdown = np.tanh(1.2 * mixdown)  # gentle bus saturation, glues drums and guitar
+    peak = np.abs(mixdown).max()
+    audio = (0.9 * mixdown / peak if peak > 0 else mixdown).astype(np.float32)
+    return audio, _riff_meta(r, seed, {**on, **drum_on, "ping": ping_on})
 
-    root = 55.0 * 2.0 ** ((rng.uniform(0.0, 2.0)) / 12.0)  # drop A .. drop B
-    pattern = _make_pattern(rng, grouping)
-    chord_shifts = [0, 1, 3, 5, 6, 7, 8]
-    open_pitches = rng.choice(chord_shifts, size=4, p=[0.3, 0.2, 0.15, 0.1, 0.1, 0.1, 0.05])
-    mute_tau = rng.uniform(0.03, 0.06)
-    hat_mode = rng.choice(["8ths", "quarters", "8ths"])
-    mix = {
+
+def _draw_riff(rng: np.random.Generator, sr: int, seconds: float, bpm: float | None, grouping: int | None) -> dict:
+    """The riff's random choices: tempo, grouping, root, pattern, voicings, mix, amp and ping settings."""
+    bpm = float(rng.uniform(*BPM_RANGE)) if bpm is None else float(bpm)
+    g_draw = int(rng.choice(GROUPINGS))  # drawn either way: rng consumption does not depend on the arguments
+    grouping = g_draw if grouping is None else int(grouping)
+    s16 = 60.0 / bpm / 4.0
+    r = {"sr": sr, "seconds": seconds, "bpm": bpm, "grouping": grouping, "n": int(round(seconds * sr)), "s16": s16,
+         "n_steps": int(np.ceil(seconds / s16))}
+    r["root"] = 55.0 * 2.0 ** ((rng.uniform(0.0, 2.0)) / 12.0)  # drop A .. drop B
+    r["pattern"] = _make_pattern(rng, grouping)
+    r["open_pitches"] = rng.choice([0, 1, 3, 5, 6, 7, 8], size=4, p=[0.3, 0.2, 0.15, 0.1, 0.1, 0.1, 0.05])
+    r["mute_tau"] = rng.uniform(0.03, 0.06)
+    r["hat_mode"] = rng.choice(["8ths", "quarters", "8ths"])
+    r["mix"] = {
         "guitar": float(rng.uniform(0.45, 0.6)), "kick": float(rng.uniform(0.8, 1.0)),
         "snare": float(rng.uniform(0.7, 0.9)), "hat": float(rng.uniform(0.18, 0.3)),
         "cymbal": float(rng.uniform(0.15, 0.25)), "ping": float(rng.uniform(0.15, 0.25)),
     }
-    gain = rng.uniform(8.0, 20.0)
-    bias = rng.uniform(0.2, 0.45)
-    has_ping = rng.random() < 0.6
-    ping_step = int(rng.integers(1, grouping))
-    ping_hz = root * 2.0 ** np.round(np.log2(1400.0 / root))  # a high harmonic of the root
+    r["gain"], r["bias"] = rng.uniform(8.0, 20.0), rng.uniform(0.2, 0.45)
+    r["has_ping"] = rng.random() < 0.6
+    r["ping_step"] = int(rng.integers(1, grouping))
+    ping_hz = r["root"] * 2.0 ** np.round(np.log2(1400.0 / r["root"]))  # a high harmonic of the root
     ping_hz *= float(rng.choice([1.0, 1.5, 2 ** (3 / 12), 2 ** (7 / 12)]))
     while ping_hz > 2000.0:
         ping_hz /= 2.0
-    ping_hz = max(ping_hz, 1000.0)
+    r["ping_hz"] = max(ping_hz, 1000.0)
+    return r
 
-    def t_of(step: int, jitter_ms: float = 2.0) -> float:
-        return max(0.0, step * s16 + (rng.normal(0.0, jitter_ms * 1e-3) if step > 0 else 0.0))
 
-    # ---- guitar events: (time, kind, pitch semitones, velocity)
-    events = []
-    for step in range(n_steps):
+def _t_of(rng: np.random.Generator, step: int, s16: float, jitter_ms: float = 2.0) -> float:
+    """The played time of sixteenth ``step``: on the grid, with a human timing jitter (none on the first)."""
+    return max(0.0, step * s16 + (rng.normal(0.0, jitter_ms * 1e-3) if step > 0 else 0.0))
+
+
+def _guitar_events(rng: np.random.Generator, r: dict) -> list[tuple[float, str, int, float]]:
+    """(time, kind, pitch in semitones, velocity) of every sixteenth: the pattern cycled over the riff."""
+    events, s16, grouping, pattern = [], r["s16"], r["grouping"], r["pattern"]
+    for step in range(r["n_steps"]):
         c = pattern[step % grouping]
         cycle = step // grouping
-        if c == ".":
+        if c == "." or (c == "g" and rng.random() < 0.25):  # ghost notes come and go
             events.append((step * s16, "rest", 0, 0.0))
             continue
-        if c == "g" and rng.random() < 0.25:  # ghost notes come and go
-            events.append((step * s16, "rest", 0, 0.0))
-            continue
-        t = t_of(step)
+        t = _t_of(rng, step, s16)
         if c == "X":
             events.append((t, "chug", 0, float(rng.uniform(0.85, 1.0))))
         elif c == "O":
-            pitch = int(open_pitches[cycle % len(open_pitches)]) if step % grouping == 0 else int(open_pitches[(cycle + 2) % len(open_pitches)])
-            events.append((t, "open", pitch, float(rng.uniform(0.9, 1.0))))
+            k = cycle if step % grouping == 0 else cycle + 2
+            events.append((t, "open", int(r["open_pitches"][k % len(r["open_pitches"])]), float(rng.uniform(0.9, 1.0))))
         else:
             events.append((t, "ghost", 0, float(rng.uniform(0.08, 0.16))))
+    return events
 
+
+def _guitar_note(rng: np.random.Generator, r: dict, kind: str, f: float, ln: int) -> np.ndarray:
+    """One plucked note of ``ln`` samples: a ringing open chord or a palm-muted chug, choked at its end."""
+    sr = r["sr"]
+    if kind == "open":
+        note = _karplus_strong(f, ln, sr, rng, 3.0, 0.97, 3000.0)
+        note += 0.9 * _karplus_strong(1.5 * f, ln, sr, rng, 2.5, 0.97, 3000.0)
+        note += 0.5 * _karplus_strong(2.0 * f, ln, sr, rng, 2.0, 0.97, 3000.0)
+        env = np.ones(ln)
+    else:
+        note = _karplus_strong(f, ln, sr, rng, 0.4, 0.6, 900.0)
+        note += 0.8 * _karplus_strong(1.5 * f, ln, sr, rng, 0.35, 0.6, 900.0)
+        note = _one_pole_lp(note, 700.0, sr)
+        env = _env(ln, sr, r["mute_tau"], 0.0015)
+    rel = min(ln, int(0.01 * sr))  # choke at the next event (hand mute), 10 ms release
+    env[ln - rel:] *= np.linspace(1.0, 0.0, rel)
+    note = note * env
+    return note / (np.abs(note).max() + 1e-9)
+
+
+def _render_guitar(rng: np.random.Generator, r: dict, events: list) -> tuple[np.ndarray, dict[str, list[float]]]:
+    """Two takes of the guitar part (double tracking: slightly different strings and timing), and the onsets
+    of the first take: every note, the ghost notes, and the others (where the kick doubles the guitar)."""
+    sr, n, seconds = r["sr"], r["n"], r["seconds"]
     guitar = np.zeros(n)
-    guitar_onsets, ghost_onsets, kick_onsets = [], [], []
-    for take in range(2):  # double tracking: two takes, slightly different strings/timing
+    on: dict[str, list[float]] = {"guitar": [], "ghost": [], "kick": []}
+    for take in range(2):
         trk = np.zeros(n)
         detune = 1.0 + (0.0 if take == 0 else 0.003)
         for i, (t, kind, pitch, vel) in enumerate(events):
             if kind == "rest":
                 continue
             nxt = next((e[0] for e in events[i + 1:]), seconds)
-            dur = max(0.03, nxt - t)
             start = int(round((t + (take * rng.uniform(0.0, 0.004))) * sr))
-            ln = min(int((dur + 0.01) * sr), n - start)
+            ln = min(int((max(0.03, nxt - t) + 0.01) * sr), n - start)
             if ln <= 8:
                 continue
-            f = root * 2.0 ** (pitch / 12.0) * detune
-            if kind == "open":
-                note = _karplus_strong(f, ln, sr, rng, 3.0, 0.97, 3000.0)
-                note += 0.9 * _karplus_strong(1.5 * f, ln, sr, rng, 2.5, 0.97, 3000.0)
-                note += 0.5 * _karplus_strong(2.0 * f, ln, sr, rng, 2.0, 0.97, 3000.0)
-                env = np.ones(ln)
-            else:
-                note = _karplus_strong(f, ln, sr, rng, 0.4, 0.6, 900.0)
-                note += 0.8 * _karplus_strong(1.5 * f, ln, sr, rng, 0.35, 0.6, 900.0)
-                note = _one_pole_lp(note, 700.0, sr)
-                env = _env(ln, sr, mute_tau, 0.0015)
-            # choke at the next event (hand mute), 10 ms release
-            rel = min(ln, int(0.01 * sr))
-            env[ln - rel:] *= np.linspace(1.0, 0.0, rel)
-            note = note * env
-            note /= np.abs(note).max() + 1e-9
-            _place(trk, note, start, vel)
+            _place(trk, _guitar_note(rng, r, kind, r["root"] * 2.0 ** (pitch / 12.0) * detune, ln), start, vel)
             if take == 0:
-                guitar_onsets.append(start / sr)
-                if kind == "ghost":
-                    ghost_onsets.append(start / sr)
-                else:
-                    kick_onsets.append(start / sr)
+                on["guitar"].append(start / sr)
+                on["ghost" if kind == "ghost" else "kick"].append(start / sr)
         guitar += trk
-    # amp: tight pre-boost, pre-gain, asymmetric soft clip, DC block, cabinet
+    return guitar, on
+
+
+def _amp(rng: np.random.Generator, guitar: np.ndarray, r: dict) -> np.ndarray:
+    """Tight pre-boost, pre-gain, asymmetric soft clip, DC block, cabinet."""
+    sr = r["sr"]
     x = _filt(guitar, "highpass", 110.0, sr, 1) + 0.3 * guitar
-    x = np.tanh(gain * x + bias) - np.tanh(bias)
+    x = np.tanh(r["gain"] * x + r["bias"]) - np.tanh(r["bias"])
     x = _filt(x, "highpass", 80.0, sr, 2)
     x = _filt(x, "lowpass", min(rng.uniform(4000.0, 5000.0), 0.45 * sr), sr, 4)
     x = _peaking(x, rng.uniform(2000.0, 3200.0), rng.uniform(3.0, 6.0), 1.2, sr)
     x = _peaking(x, 450.0, -4.0, 1.0, sr)  # a little mid scoop
-    guitar = x / (np.abs(x).max() + 1e-9)
+    return x / (np.abs(x).max() + 1e-9)
 
-    # ---- drums
+
+def _drums(rng: np.random.Generator, r: dict, kick_onsets: list[float]) -> tuple[dict[str, np.ndarray], dict]:
+    """Kick locked to the guitar, snare on 2 and 4, hats (8ths or quarters), a crash every 4 bars."""
+    sr, n, s16 = r["sr"], r["n"], r["s16"]
     kick_s = _kick(sr, rng, rng.uniform(140.0, 165.0), rng.uniform(45.0, 55.0))
     snare_s = _snare(sr, rng, rng.uniform(170.0, 220.0))
     hat_s = _cymbal(sr, rng, 0.12, rng.uniform(0.02, 0.04), 7000.0)
     crash_s = _cymbal(sr, rng, 2.0, rng.uniform(0.5, 0.9), 4000.0)
-    kick = np.zeros(n)
+    tracks = {k: np.zeros(n) for k in ("kick", "snare", "hat", "cymbal")}
     for t in kick_onsets:
-        _place(kick, kick_s, int(round(t * sr)), float(rng.uniform(0.9, 1.0)))
-    snare = np.zeros(n)
-    hats = np.zeros(n)
-    cym = np.zeros(n)
-    snare_onsets, hat_onsets, cymbal_onsets = [], [], []
-    for step in range(n_steps):
+        _place(tracks["kick"], kick_s, int(round(t * sr)), float(rng.uniform(0.9, 1.0)))
+    on: dict[str, list[float]] = {"snare": [], "hat": [], "cymbal": []}
+    for step in range(r["n_steps"]):
         pos = step % 16
         if pos in (4, 12):
-            t = t_of(step, 1.5)
-            _place(snare, snare_s, int(round(t * sr)), float(rng.uniform(0.9, 1.0)))
-            snare_onsets.append(round(t * sr) / sr)
+            t = _t_of(rng, step, s16, 1.5)
+            _place(tracks["snare"], snare_s, int(round(t * sr)), float(rng.uniform(0.9, 1.0)))
+            on["snare"].append(round(t * sr) / sr)
         if pos == 0 and (step // 16) % 4 == 0:
-            t = t_of(step, 1.0)
-            _place(cym, crash_s, int(round(t * sr)), 1.0)
-            cymbal_onsets.append(round(t * sr) / sr)
-        elif (hat_mode == "8ths" and pos % 2 == 0) or (pos % 4 == 0):
-            t = t_of(step, 2.0)
-            _place(hats, hat_s, int(round(t * sr)), 1.0 if pos % 4 == 0 else 0.55)
-            hat_onsets.append(round(t * sr) / sr)
+            t = _t_of(rng, step, s16, 1.0)
+            _place(tracks["cymbal"], crash_s, int(round(t * sr)), 1.0)
+            on["cymbal"].append(round(t * sr) / sr)
+        elif (r["hat_mode"] == "8ths" and pos % 2 == 0) or (pos % 4 == 0):
+            t = _t_of(rng, step, s16, 2.0)
+            _place(tracks["hat"], hat_s, int(round(t * sr)), 1.0 if pos % 4 == 0 else 0.55)
+            on["hat"].append(round(t * sr) / sr)
+    return tracks, on
 
-    # ---- pings
-    ping = np.zeros(n)
-    ping_onsets = []
-    if has_ping:
-        ln = int(1.2 * sr)
-        for step in range(ping_step, n_steps, grouping * 2):  # every other cycle
-            t = t_of(step)
-            p = _karplus_strong(ping_hz, ln, sr, rng, 1.2, 0.995, 6000.0)
-            p += 0.3 * np.sin(2 * np.pi * ping_hz * np.arange(ln) / sr) * _env(ln, sr, 0.4, 0.002)
-            p = np.tanh(2.0 * p / (np.abs(p).max() + 1e-9))
-            _place(ping, p / np.abs(p).max(), int(round(t * sr)), 1.0)
-            ping_onsets.append(round(t * sr) / sr)
 
-    mixdown = (mix["guitar"] * guitar + mix["kick"] * kick + mix["snare"] * snare
-               + mix["hat"] * hats + mix["cymbal"] * cym + mix["ping"] * ping)
-    mixdown = np.tanh(1.2 * mixdown)  # gentle bus saturation, glues drums and guitar
-    peak = np.abs(mixdown).max()
-    audio = (0.9 * mixdown / peak if peak > 0 else mixdown).astype(np.float32)
+def _pings(rng: np.random.Generator, r: dict) -> tuple[np.ndarray, list[float]]:
+    """A high harmonic ping every other cycle of the riff (in 60 % of riffs)."""
+    sr, n, ping_hz = r["sr"], r["n"], r["ping_hz"]
+    ping, onsets = np.zeros(n), []
+    if not r["has_ping"]:
+        return ping, onsets
+    ln = int(1.2 * sr)
+    for step in range(r["ping_step"], r["n_steps"], r["grouping"] * 2):
+        t = _t_of(rng, step, r["s16"])
+        p = _karplus_strong(ping_hz, ln, sr, rng, 1.2, 0.995, 6000.0)
+        p += 0.3 * np.sin(2 * np.pi * ping_hz * np.arange(ln) / sr) * _env(ln, sr, 0.4, 0.002)
+        p = np.tanh(2.0 * p / (np.abs(p).max() + 1e-9))
+        _place(ping, p / np.abs(p).max(), int(round(t * sr)), 1.0)
+        onsets.append(round(t * sr) / sr)
+    return ping, onsets
+
+
+def _riff_meta(r: dict, seed: int, on: dict[str, list[float]]) -> dict:
+    seconds = r["seconds"]
 
     def clean(v):
         return sorted(float(round(t, 6)) for t in v if t < seconds)
 
-    all_on = sorted(set(clean(guitar_onsets) + clean(kick_onsets) + clean(snare_onsets) + clean(hat_onsets)
-                        + clean(cymbal_onsets) + clean(ping_onsets)))
-    meta = {
-        "bpm": bpm, "first_beat": 0.0, "grouping": grouping, "onsets": all_on,
-        "guitar_onsets": clean(guitar_onsets), "kick_onsets": clean(kick_onsets),
-        "ghost_onsets": clean(ghost_onsets), "snare_onsets": clean(snare_onsets),
-        "hat_onsets": clean(hat_onsets), "cymbal_onsets": clean(cymbal_onsets),
-        "ping_onsets": clean(ping_onsets), "sr": sr, "seconds": float(seconds), "seed": int(seed),
-        "root_hz": float(root), "pattern": "".join(pattern), "mix": mix,
+    keys = ("guitar", "kick", "snare", "hat", "cymbal", "ping")
+    return {
+        "bpm": r["bpm"], "first_beat": 0.0, "grouping": r["grouping"],
+        "onsets": sorted(set(sum((clean(on[k]) for k in keys), []))),
+        **{f"{k}_onsets": clean(on[k]) for k in ("guitar", "kick", "ghost", "snare", "hat", "cymbal", "ping")},
+        "sr": r["sr"], "seconds": float(seconds), "seed": int(seed),
+        "root_hz": float(r["root"]), "pattern": "".join(r["pattern"]), "mix": r["mix"],
     }
-    return audio, meta
 
 
 def synth_dataset(out_dir: Path, n_files: int = 16, seconds: float = 8.0, sr: int = 16000, seed: int = 0,
