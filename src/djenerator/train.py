@@ -236,40 +236,12 @@ def _train(cfg: Config, dataset: str | Path, run_dir: Path, resume: bool, progre
                 stopped = halt
                 break
             std = noise_std(cfg, step)
-            # ---- discriminator / critic -------------------------------------------------------------
-            for k in range(t.d_steps):
+            for k in range(t.d_steps):  # discriminator / critic
                 real, cond, z = fetch(step, k)
-                with torch.no_grad():
-                    fake = G_step(z, cond)
-                real_in, fake_in = discriminator_input(real, std, aug), discriminator_input(fake, std, aug)
-                r_out, f_out = judge(D_step, real_in, fake_in, cond)  # one forward, one all-reduce
-                if ada is not None:
-                    ada.accumulate(*overfit_signs(t.loss, r_out, f_out))
-                loss_d = losses.d_loss(t.loss, r_out, f_out, t.label_smoothing)
-                if t.loss == "wgan-gp":
-                    loss_d = loss_d + t.gp_lambda * losses.gradient_penalty(D, real_in, fake_in, cond)
-                opt_d.zero_grad(set_to_none=True)
-                loss_d.backward()
-                opt_d.step()
-                if t.loss == "wgan":
-                    for p in D.parameters():
-                        p.data.clamp_(-t.clip_value, t.clip_value)
-            # ---- generator --------------------------------------------------------------------------
-            z = fetch(step, t.d_steps)[2]
-            fake = G_step(z, cond)
-            for p in D.parameters():
-                p.requires_grad_(False)
-            f_out = D_frozen(discriminator_input(fake, std, aug), cond)
-            loss_g = losses.g_loss(t.loss, f_out)
-            if t.feature_matching > 0:
-                with torch.no_grad():
-                    r_feat = D_frozen(real_in, cond)
-                loss_g = loss_g + t.feature_matching * losses.feature_matching(r_feat, f_out)
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            for p in D.parameters():
-                p.requires_grad_(True)
-            opt_g.step()
+                loss_d, r_out, f_out, real_in = d_step(G_step, D_step, D, opt_d, real, cond, z, std, aug, ada, t)
+            # the generator is judged against the last critic step's real clips and condition (feature matching)
+            loss_g, fake, f_out = g_step(G_step, D_frozen, D, opt_g, fetch(step, t.d_steps)[2], cond, real_in, std,
+                                         aug, t)
             step += 1
             if ada is not None and step % ada.interval == 0:
                 if dd.enabled:  # every rank adapts p from the same, global overfitting signal
@@ -355,6 +327,50 @@ def _train(cfg: Config, dataset: str | Path, run_dir: Path, resume: bool, progre
         if old_handler is not None:
             signal.signal(signal.SIGINT, old_handler)
     return TrainResult(run_dir, step, Path(last_ckpt) if last_ckpt else None, stopped, warnings)
+
+
+def d_step(G_step, D_step, D: torch.nn.Module, opt_d, real: torch.Tensor, cond: torch.Tensor | None,
+           z: torch.Tensor, std: float, aug: Augmenter, ada: AdaController | None, t) -> tuple:
+    """One discriminator (critic) update on real clips and G(z); returns (loss, real outputs, fake outputs,
+    the real clips as D saw them). ``D_step`` is D as the step calls it (DDP, compiled); ``D`` itself takes
+    the gradient penalty and the weight clipping."""
+    with torch.no_grad():
+        fake = G_step(z, cond)
+    real_in, fake_in = discriminator_input(real, std, aug), discriminator_input(fake, std, aug)
+    r_out, f_out = judge(D_step, real_in, fake_in, cond)  # one forward, one all-reduce
+    if ada is not None:
+        ada.accumulate(*overfit_signs(t.loss, r_out, f_out))
+    loss_d = losses.d_loss(t.loss, r_out, f_out, t.label_smoothing)
+    if t.loss == "wgan-gp":
+        loss_d = loss_d + t.gp_lambda * losses.gradient_penalty(D, real_in, fake_in, cond)
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+    if t.loss == "wgan":
+        for p in D.parameters():
+            p.data.clamp_(-t.clip_value, t.clip_value)
+    return loss_d, r_out, f_out, real_in
+
+
+def g_step(G_step, D_frozen, D: torch.nn.Module, opt_g, z: torch.Tensor, cond: torch.Tensor | None,
+           real_in: torch.Tensor, std: float, aug: Augmenter, t) -> tuple:
+    """One generator update against the frozen D (plus feature matching against ``real_in``, the real clips
+    of the last critic step as D saw them); returns (loss, the generated clips, D's outputs on them)."""
+    fake = G_step(z, cond)
+    for p in D.parameters():
+        p.requires_grad_(False)
+    f_out = D_frozen(discriminator_input(fake, std, aug), cond)
+    loss_g = losses.g_loss(t.loss, f_out)
+    if t.feature_matching > 0:
+        with torch.no_grad():
+            r_feat = D_frozen(real_in, cond)
+        loss_g = loss_g + t.feature_matching * losses.feature_matching(r_feat, f_out)
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    for p in D.parameters():
+        p.requires_grad_(True)
+    opt_g.step()
+    return loss_g, fake, f_out
 
 
 def judge(D: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor, cond: torch.Tensor | None):
