@@ -145,23 +145,7 @@ def _train(cfg: Config, dataset: str | Path, run_dir: Path, resume: bool, progre
         log(f"no checkpoint in {run_dir} yet; starting from step 0")
     if ckpt_path is not None:
         ck = distributed.broadcast_object(found[1] if dd.is_main else None, dd)
-        saved = ck["config"]
-        for key in ("optimizer", "loss"):
-            if saved["train"][key] != getattr(t, key):
-                raise ConfigError(f"cannot resume {run_dir} with train.{key}={getattr(t, key)}: it was trained with "
-                                  f"train.{key}={saved['train'][key]}; start a new --run instead")
-        if saved["model"] != cfg.to_dict()["model"]:
-            raise ConfigError(f"cannot resume {run_dir} with a different model section; start a new --run instead")
-        G.load_state_dict(ck["G"])
-        D.load_state_dict(ck["D"])
-        opt_g.load_state_dict(ck["opt_g"])
-        opt_d.load_state_dict(ck["opt_d"])
-        set_rng_state(distributed.rank_rng_state(ck, dd, t.seed))
-        if aug.enabled and "augment" in ck:
-            if ada is not None:
-                ada.load_state_dict(ck["augment"])
-            aug.p = float(ck["augment"]["p"])
-        start = ck["step"]
+        start = _restore(ck, cfg, run_dir, (G, D, opt_g, opt_d), aug, ada, dd)
         log(f"resumed from {ckpt_path} at step {start}")
     elif distributed.broadcast_object(run_dir.exists() and any((run_dir / "checkpoints").glob("step_*.pt")), dd):
         raise ConfigError(f"run folder {run_dir} already holds checkpoints: pass --resume to continue it, "
@@ -250,17 +234,7 @@ def _train(cfg: Config, dataset: str | Path, run_dir: Path, resume: bool, progre
             # ---- logging, health, samples, checkpoints ----------------------------------------------
             if step % t.log_every == 0 or step == t.steps:
                 now = time.perf_counter()
-                stats = {"step": step, "d_loss": float(loss_d.detach()), "g_loss": float(loss_g.detach())}
-                stats["d_real_acc"], stats["d_fake_acc"] = losses.d_accuracy(t.loss, r_out, f_out)
-                if dd.enabled:  # every rank logs (and health-checks) the means over ranks
-                    names = ["d_loss", "g_loss", "d_real_acc", "d_fake_acc"]
-                    stats.update(zip(names, distributed.mean_floats([stats[n] for n in names], dd)))
-                stats["g_grad_norm"], stats["d_grad_norm"] = float(grad_norm(G)), float(grad_norm(D))
-                stats["diversity"] = batch_diversity(fake.detach(), real)
-                stats["noise_std"] = std
-                stats["augment_p"] = aug.p
-                if ada is not None and math.isfinite(ada.last_rt):
-                    stats["ada_rt"] = ada.last_rt
+                stats = _step_stats(step, t.loss, (loss_d, loss_g, r_out, f_out), G, D, fake, real, std, aug, ada, dd)
                 stats["steps_per_s"] = (step - t0_step) / max(now - t0, 1e-9)
                 t0, t0_step = now, step
                 monitor.check_finite(step, stats)
@@ -327,6 +301,45 @@ def _train(cfg: Config, dataset: str | Path, run_dir: Path, resume: bool, progre
         if old_handler is not None:
             signal.signal(signal.SIGINT, old_handler)
     return TrainResult(run_dir, step, Path(last_ckpt) if last_ckpt else None, stopped, warnings)
+
+
+def _restore(ck: dict, cfg: Config, run_dir: Path, nets: tuple, aug: Augmenter, ada: AdaController | None, dd) -> int:
+    """Load a checkpoint's weights, optimiser, RNG and augmentation states into this run; returns its step.
+    A different objective, optimiser or model section cannot continue it."""
+    t, saved = cfg.train, ck["config"]
+    for key in ("optimizer", "loss"):
+        if saved["train"][key] != getattr(t, key):
+            raise ConfigError(f"cannot resume {run_dir} with train.{key}={getattr(t, key)}: it was trained with "
+                              f"train.{key}={saved['train'][key]}; start a new --run instead")
+    if saved["model"] != cfg.to_dict()["model"]:
+        raise ConfigError(f"cannot resume {run_dir} with a different model section; start a new --run instead")
+    for net, key in zip(nets, ("G", "D", "opt_g", "opt_d")):
+        net.load_state_dict(ck[key])
+    set_rng_state(distributed.rank_rng_state(ck, dd, t.seed))
+    if aug.enabled and "augment" in ck:
+        if ada is not None:
+            ada.load_state_dict(ck["augment"])
+        aug.p = float(ck["augment"]["p"])
+    return int(ck["step"])
+
+
+def _step_stats(step: int, loss: str, outs: tuple, G, D, fake, real, std: float, aug: Augmenter,
+                ada: AdaController | None, dd) -> dict:
+    """What a log step records: losses and D's accuracies (means over ranks), gradient norms, diversity,
+    instance noise, augmentation p and ADA's overfitting signal."""
+    loss_d, loss_g, r_out, f_out = outs
+    stats = {"step": step, "d_loss": float(loss_d.detach()), "g_loss": float(loss_g.detach())}
+    stats["d_real_acc"], stats["d_fake_acc"] = losses.d_accuracy(loss, r_out, f_out)
+    if dd.enabled:  # every rank logs (and health-checks) the means over ranks
+        names = ["d_loss", "g_loss", "d_real_acc", "d_fake_acc"]
+        stats.update(zip(names, distributed.mean_floats([stats[n] for n in names], dd)))
+    stats["g_grad_norm"], stats["d_grad_norm"] = float(grad_norm(G)), float(grad_norm(D))
+    stats["diversity"] = batch_diversity(fake.detach(), real)
+    stats["noise_std"] = std
+    stats["augment_p"] = aug.p
+    if ada is not None and math.isfinite(ada.last_rt):
+        stats["ada_rt"] = ada.last_rt
+    return stats
 
 
 def d_step(G_step, D_step, D: torch.nn.Module, opt_d, real: torch.Tensor, cond: torch.Tensor | None,
