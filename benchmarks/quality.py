@@ -204,9 +204,10 @@ def main() -> None:
     with ThreadPoolExecutor(args.jobs) as pool:
         trained = list(pool.map(lambda j: run_one(*j, args, work), jobs))
     console, rows = Console(width=240), []
+    n_copies = [copies(tr["out"]["clips"], tr["data"]) for tr in trained]  # at the model's own rate, once
     for sr in [int(s) for s in args.eval_sr.split(",")]:
         refs = {s: real_reference(raw, work, sr, 1000, args.pieces) for s, raw in sets}
-        for tr in trained:
+        for tr, n_copy in zip(trained, n_copies):
             out, ref = tr["out"], refs[tr["set"]]
             gen = segments(out["clips"], out["sr"], sr)
             bar_real = float(np.nanmean([b["score"] for b in ref["bars"]])) if ref["bars"] else float("nan")
@@ -214,7 +215,7 @@ def main() -> None:
             rows.append({"set": tr["set"], "eval_sr": sr, "preset": tr["preset"], "model_sr": out["sr"],
                          "step": tr["step"], "cpu_s": tr["cpu_s"], "judge": judge(gen, sr, ref),
                          "bar_gen": bar_score(pieces, sr), "bar_real": bar_real,
-                         "copies": copies(out["clips"], tr["data"])})
+                         "copies": n_copy})
     console.print(table(rows, f"{args.cpu_minutes:g} CPU-minutes per run, {args.threads} thread(s)"))
     (work / "quality.json").write_text(json.dumps(
         [{k: v for k, v in r.items()} for r in rows], indent=1, default=float))
