@@ -37,7 +37,7 @@ from djenerator.audio import load_audio, resample
 from djenerator.config import DataConfig, build_config
 from djenerator.data.dataset import ClipDataset
 from djenerator.data.prepare import find_audio, prepare
-from djenerator.evaluate import metrics, rhythm
+from djenerator.evaluate import metrics
 from djenerator.evaluate.features import clip_features
 from djenerator.evaluate.memorisation import max_normalized_xcorr
 from djenerator.evaluate.structure import bar_repetition
