@@ -40,7 +40,7 @@ from ..checkpoint import CheckpointError, list_checkpoints, resolve_checkpoint
 from ..config import ConfigError
 from ..data.dataset import ClipDataset, DatasetError
 from ..generate import generate_clips, load_generator
-from ..io import read_csv_columns, rows_up_to
+from ..io import atomic_write_text, read_csv_columns, rows_up_to
 from ..models import tempo_cond
 from . import metrics, rhythm, verdicts
 from .features import as_batch, clip_features
@@ -419,12 +419,10 @@ def evaluate(target: str | Path, dataset: str | Path | None = None, n: int = 64,
     probe, ref = _probe_and_reference(n_real, [str(ds.source(int(i)).get("file", "")) for i in idx], n, seed)
     probe_f, ref_f = real_f[probe], real_f[ref]
 
-    report: dict[str, Any] = {
-        "version": REPORT_VERSION, "checkpoint": str(ckpt), "step": step, "run_dir": str(run_dir),
-        "dataset": str(ds_path), "seed": seed, "n_generated": n, "n_real": n_real, "n_train": len(ds),
-        "sample_rate": sr, "clip_samples": T, "arch": cfg.model.arch,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    report: dict[str, Any] = {"version": REPORT_VERSION, "checkpoint": str(ckpt), "step": step,
+                              "run_dir": str(run_dir), "dataset": str(ds_path), "seed": seed, "n_generated": n,
+                              "n_real": n_real, "n_train": len(ds), "sample_rate": sr, "clip_samples": T,
+                              "arch": cfg.model.arch, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     report["distribution"] = _distribution(gen_f, probe_f, ref_f, seed)
     log("noise and rhythm")
     report["noise"] = _noise(gen, real, sr, seed)
@@ -456,8 +454,6 @@ def evaluate(target: str | Path, dataset: str | Path | None = None, n: int = 64,
         report["plots"] = _plots(gen[:6], real[perm[:6]], sr, run_dir, out, report.get("over_steps"))
     report["summary"] = summary_rows(report)
     report["elapsed_s"] = time.perf_counter() - t_start
-    from ..io import atomic_write_text
-
     atomic_write_text(out / "report.json", json.dumps(_jsonable(report), indent=1, allow_nan=False))
     report["report_path"] = str(out / "report.json")
     return report
@@ -713,8 +709,6 @@ def training_metrics(G: torch.nn.Module, cfg, ds: ClipDataset, step: int, run_di
     rows = rows_up_to(path, step - 1)
     rows.append({"step": step, **{k: f"{v:.6g}" for k, v in vals.items()}})
     import io
-
-    from ..io import atomic_write_text
 
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=METRICS_CSV_FIELDS, extrasaction="ignore")
