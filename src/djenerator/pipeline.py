@@ -10,6 +10,7 @@ from typing import Callable
 from .config import Config, apply_dict, build_config
 
 DEMO_STEPS = 500  # steps each demo run adds to a run that starts from a shipped base model
+DEMO_PIECES = 4  # 30-s pieces the demo writes and judges (seeds 0, 1, ...)
 DEMO_MINUTES = 3.0  # time budget of a demo with no base model (e.g. 'recommended' on a GPU)
 
 
@@ -144,11 +145,11 @@ def _run_demo(out_dir, preset, minutes, n_files, seconds, log, overrides, piece_
         + f" -> {run_dir}")
     res = train(cfg, data, run_dir, resume=True, log=log, max_seconds=minutes * 60 if minutes else None)
     log(f"[5/6] generating clips from {res.checkpoint} -> {gen_dir}")
-    paths, piece = _generate(res.checkpoint, gen_dir, cfg, piece_seconds)
-    log("[6/6] judging the piece against the built-in riffs")
-    report = demo_report(res.checkpoint, piece, raw, data, out_dir / "evaluation", cfg, eval_n)
+    paths, pieces = _generate(res.checkpoint, gen_dir, cfg, piece_seconds)
+    log(f"[6/6] judging the {len(pieces)} pieces against the built-in riffs" if pieces else "[6/6] evaluating")
+    report = demo_report(res.checkpoint, pieces, raw, data, out_dir / "evaluation", cfg, eval_n)
     return {"run_dir": run_dir, "checkpoint": res.checkpoint, "generated_dir": gen_dir, "generated": paths,
-            "piece": piece, "before": before, "step": res.step, "start_step": start, "dataset": data,
+            "pieces": pieces, "piece_seconds": piece_seconds, "before": before, "step": res.step, "start_step": start, "dataset": data,
             "stopped": res.stopped, **report}
 
 
@@ -156,47 +157,55 @@ def _step_of(ckpt: Path | None) -> int:
     return int(ckpt.stem.split("_")[1]) if ckpt is not None else 0
 
 
-def _generate(ckpt: Path, gen_dir: Path, cfg: Config, piece_seconds: float) -> tuple[list[Path], Path | None]:
+def _generate(ckpt: Path, gen_dir: Path, cfg: Config, piece_seconds: float,
+              n_pieces: int = DEMO_PIECES) -> tuple[list[Path], list[Path]]:
+    """8 clips, and ``n_pieces`` pieces (seeds 0, 1, ...) when the generator makes any length."""
     from .generate import generate_long_to_file, generate_to_files, load_generator
     from .stream import is_longform
 
     paths = generate_to_files(ckpt, gen_dir, n=8, seed=0)
-    piece = None
     G, g_cfg, _ = load_generator(ckpt)
-    if is_longform(G):  # a length-agnostic generator: also one piece of music, not only clips
-        piece = generate_long_to_file(G, gen_dir / f"piece_seed0_{piece_seconds:g}s.wav", piece_seconds, seed=0,
-                                      cfg=g_cfg)
-        paths.append(piece)
-    return paths, piece
+    if not is_longform(G):  # a fixed-window generator makes clips only
+        return paths, []
+    pieces = [generate_long_to_file(G, gen_dir / f"piece_seed{s}_{piece_seconds:g}s.wav", piece_seconds, seed=s,
+                                    cfg=g_cfg, progress=False) for s in range(n_pieces)]
+    return paths + pieces, pieces
 
 
-def demo_report(ckpt: Path, piece: Path | None, raw: Path, data: Path, eval_dir: Path, cfg: Config,
+def demo_report(ckpt: Path, pieces: list[Path], raw: Path, data: Path, eval_dir: Path, cfg: Config,
                 eval_n: int) -> dict:
-    """A short ``evaluate`` of the checkpoint (its summary rows) and the piece against the riffs (verdict lines)."""
+    """A short ``evaluate`` of the checkpoint (its summary rows) and the pieces against the riffs (verdict lines).
+
+    The verdict judges the mean over all pieces: one seed can land on a tonal or a noisy stretch, as one riff
+    can, so a single piece would make the verdict a coin toss."""
     from .audio import load_audio
-    from .evaluate.piece import audio_stats, compare, folder_stats, verdict_lines
+    from .evaluate.piece import audio_stats, compare, folder_stats, mean_stats, verdict_lines
     from .evaluate.report import evaluate
 
     rep = evaluate(ckpt, dataset=data, n=eval_n, max_real=256, out_dir=eval_dir, seed=0)
-    out = {"evaluation": rep["report_path"], "eval_summary": rep["summary"], "piece_compare": None, "verdict": []}
-    if piece is not None:
+    out = {"evaluation": rep["report_path"], "eval_summary": rep["summary"], "piece_compare": None, "verdict": [],
+           "piece_stats": []}
+    if pieces:
         sr = cfg.data.sample_rate
-        out["piece_compare"] = compare(audio_stats(load_audio(piece, sr)[0], sr), folder_stats(raw, sr))
-        out["verdict"] = verdict_lines(out["piece_compare"])
+        out["piece_stats"] = [audio_stats(load_audio(p, sr)[0], sr) for p in pieces]
+        out["piece_compare"] = compare(mean_stats(out["piece_stats"]), folder_stats(raw, sr))
+        out["verdict"] = verdict_lines(out["piece_compare"], out["piece_stats"])
     return out
 
 
 def demo_epilogue(res: dict, out_dir: Path, steps_more: int = 2000) -> list[str]:
     """What the demo prints last: where to listen, the verdict, and how to go on."""
     cmd = cli_name()
-    lines = [f"listen: {res['piece'] or res['generated_dir']}" + (f" (the 30-s piece); 8 clips in {res['generated_dir']}"
-                                                                  if res["piece"] else "")]
+    pieces, secs = res["pieces"], res.get("piece_seconds", 30)
+    lines = [f"listen: {pieces[0]}" + (f" and piece_seed1..{len(pieces) - 1} beside it ({len(pieces)} pieces of "
+                                       f"{secs:g} s); 8 clips in {res['generated_dir']}")
+             if pieces else f"listen: {res['generated_dir']} (8 clips)"]
     if res.get("before"):
         lines.append(f"        {res['before']} (the same piece at step {res['start_step']}, before this run)")
     lines.append(f"trained steps {res['start_step']} -> {res['step']} ({res['stopped']}); "
                  f"evaluation: {res['evaluation']}")
     if res["verdict"]:
-        lines.append("the 30-s piece against the built-in riffs:")
+        lines.append(f"the {len(pieces)} pieces against the built-in riffs (mean, and the range over pieces):")
         lines += res["verdict"]
     lines.append(f"train longer: {cmd} train {res['dataset']} --run {res['run_dir']} --resume "
                  f"--steps {res['step'] + steps_more}")

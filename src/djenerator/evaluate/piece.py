@@ -49,6 +49,11 @@ def folder_stats(folder: str | Path, sr: int, limit: int = 64) -> dict[str, floa
     return {k: float(np.mean([s[k] for s in stats])) for k in stats[0]}
 
 
+def mean_stats(stats: list[dict[str, float]]) -> dict[str, float]:
+    """The mean of several :func:`audio_stats`, measure by measure."""
+    return {k: float(np.mean([s[k] for s in stats])) for k in stats[0]}
+
+
 def compare(gen: dict[str, float], real: dict[str, float]) -> dict[str, dict]:
     """Per measure: generated, real, ratio and whether the ratio is inside its ``TARGETS`` band."""
     out = {}
@@ -58,13 +63,14 @@ def compare(gen: dict[str, float], real: dict[str, float]) -> dict[str, dict]:
     return out
 
 
-def verdict_lines(cmp: dict[str, dict]) -> list[str]:
-    """Plain-words verdict: one line per measure, then one overall line."""
+def verdict_lines(cmp: dict[str, dict], pieces: list[dict[str, float]] | None = None) -> list[str]:
+    """Plain-words verdict: one line per measure (with the range over ``pieces`` if given), then one overall."""
     lines = []
     for k, c in cmp.items():
         lo, hi = TARGETS[k]
         mark = "ok " if c["ok"] else "not yet"
-        lines.append(f"  {mark:7s} {NAMES[k]:22s} piece {c['generated']:.3f}  riffs {c['real']:.3f}  "
+        spread = f" [{min(p[k] for p in pieces):.3f}-{max(p[k] for p in pieces):.3f}]" if pieces else ""
+        lines.append(f"  {mark:7s} {NAMES[k]:22s} generated {c['generated']:.3f}{spread}  riffs {c['real']:.3f}  "
                      f"(ratio {c['ratio']:.2f}, target {lo:g}-{hi:g})")
     if all(c["ok"] for c in cmp.values()):
         lines.append("  verdict: like the riffs on noise, rhythm and rests.")
