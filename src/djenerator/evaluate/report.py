@@ -39,6 +39,7 @@ import torch
 from ..checkpoint import CheckpointError, list_checkpoints, resolve_checkpoint
 from ..config import ConfigError
 from ..data.dataset import ClipDataset, DatasetError
+from ..dsp.beat import estimate_tempo
 from ..generate import generate_clips, load_generator
 from ..io import atomic_write_text, read_csv_columns, rows_up_to
 from ..models import tempo_cond
@@ -296,7 +297,7 @@ def _context_tempo(ds: ClipDataset, indices: np.ndarray, sr: int, seconds: float
             members = np.asarray(by_seg[key])
             x = rhythm.stitch(np.asarray(ds.clips[members], dtype=np.float32),
                               [float(entries[j]["start"]) for j in members], sr)
-            cache[key] = rhythm.estimate_tempo(x, sr)
+            cache[key] = estimate_tempo(x, sr)
         out[k] = cache[key]
     return out
 
@@ -434,7 +435,7 @@ def evaluate(target: str | Path, dataset: str | Path | None = None, n: int = 64,
     log("structure: bar repetition of 30-s pieces")
     report["structure"] = _structure(G, cfg, ds, seed)
     if hasattr(G, "codec"):  # the two-stage model: does stage 1 (the autoencoder) or stage 2 limit the sound?
-        from ..codec_train import reconstruction_report
+        from ..models.codec import reconstruction_report
 
         report["autoencoder"] = reconstruction_report(G.codec, real[r_idx[:32]])
     log(f"memorisation: {n} generated clips against all {len(ds)} training clips")
