@@ -3,7 +3,7 @@
 Interfaces every model follows:
 - generator: ``G(z, cond=None) -> audio`` with z of shape (B, latent_dim) and audio (B, 1, T) in [-1, 1];
   ``cond`` is an optional (B, 2) tensor: normalised tempo in [0, 1] and beat phase in [0, 1) (NaN when
-  unknown; only the beat-grid models read it, see grid.py).
+  unknown; only the beat-grid models read the phase), made by :func:`.grid.tempo_cond`.
 - discriminator: ``D(x, cond=None) -> (logits, features)``; logits any shape starting with B,
   features a list of intermediate activations (for feature matching).
 """
@@ -14,6 +14,7 @@ from torch import nn
 
 from ..config import Config, ConfigError
 from .dense import DenseDiscriminator, DenseGenerator
+from .grid import tempo_cond
 
 
 class MultiDiscriminator(nn.Module):
@@ -72,29 +73,8 @@ def build_discriminator(cfg: Config) -> MultiDiscriminator:
     return disc
 
 
-def tempo_cond(bpm: torch.Tensor, cfg: Config, beat: torch.Tensor | None = None) -> torch.Tensor | None:
-    """BPM (B,) and beat phase (B,) -> the models' condition (B, 2), see the module docstring.
-
-    A tempo outside ``model.bpm_range`` is moved by octaves into it where it fits (a 70 BPM track is a
-    140 BPM one counted in eighths: the phase doubles with it), then clamped; unknown tempo (NaN) ->
-    the middle of the range with an unknown phase."""
-    if not cfg.model.tempo_conditioning:
-        return None
-    lo, hi = cfg.model.bpm_range
-    bpm = bpm.double().clone()
-    phase = torch.full_like(bpm, float("nan")) if beat is None else beat.double().clone()
-    for _ in range(4):
-        up = bpm * 2 <= hi
-        low = bpm < lo
-        bpm = torch.where(low & up, bpm * 2, bpm)
-        phase = torch.where(low & up, torch.remainder(phase * 2, 1.0), phase)
-        high = (bpm > hi) & (bpm / 2 >= lo)
-        bpm = torch.where(high, bpm / 2, bpm)
-        phase = torch.where(high, phase / 2, phase)
-    c = ((bpm - lo) / (hi - lo)).clamp(0.0, 1.0)
-    phase = torch.where(torch.isfinite(c), phase, torch.full_like(phase, float("nan")))
-    return torch.stack([torch.nan_to_num(c, nan=0.5), phase], dim=1).float()
-
-
 def count_parameters(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
+
+
+__all__ = ["MultiDiscriminator", "build_generator", "build_discriminator", "tempo_cond", "count_parameters"]
