@@ -65,6 +65,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import AUG_OPS as OPS
+from .losses import LOSSES
 
 AUDIBLE_IF_LEAKED = frozenset({"pitch", "eq", "bandpass", "noise", "cutout"})
 P_MAX = 0.99
@@ -240,13 +241,10 @@ def overfit_signs(loss: str, real_out, fake_out=None) -> tuple[torch.Tensor, int
     total, count = None, 0
     for j, (r, _) in enumerate(real_out):
         r = r.detach().float().reshape(r.shape[0], -1).mean(1)
-        if loss in ("wgan", "wgan-gp"):
+        mid = LOSSES[loss].midpoint
+        if mid is None:  # a critic's offset is arbitrary: the mean fake score of the batch
             f = fake_out[j][0].detach().float()
             mid = f.reshape(f.shape[0], -1).mean()
-        elif loss == "kl":
-            mid = 1.0
-        else:
-            mid = 0.0
         s = torch.sign(r - mid).sum()
         total = s if total is None else total + s
         count += r.shape[0]

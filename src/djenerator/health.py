@@ -28,8 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-WGAN_LOSSES = ("wgan", "wgan-gp")
-
+from .losses import LOSSES
 
 @dataclass
 class HealthConfig:
@@ -99,6 +98,7 @@ class HealthMonitor:
 
     def __init__(self, loss: str, cfg: HealthConfig | None = None):
         self.loss = loss
+        self.objective = LOSSES[loss]
         self.cfg = cfg or HealthConfig()
         self.history: deque[tuple[int, dict[str, float]]] = deque()
         self.baseline: dict[str, float] = {}  # median |loss| over the first window of training
@@ -109,22 +109,10 @@ class HealthMonitor:
 
     # -- advice ----------------------------------------------------------------------------------
     def _advice_diverged(self) -> str:
-        common = "lower train.lr_d and train.lr_g (e.g. halve them)"
-        if self.loss == "kl":
-            return (f"{common}; the KL objective is unbounded (exp of the critic output), "
-                    "so train.loss=hinge or train.loss=wgan-gp is more stable; or set model.spectral_norm=true")
-        if self.loss == "wgan":
-            return f"{common}, lower train.clip_value, or use train.loss=wgan-gp"
-        if self.loss == "wgan-gp":
-            return f"{common}, or raise train.gp_lambda; train.amp=false if mixed precision is on"
-        if self.loss == "hinge":
-            return f"{common}, or set model.spectral_norm=true"
-        return (f"{common}, enable train.instance_noise=0.1 and train.label_smoothing=0.9, "
-                "or use train.loss=wgan-gp or train.loss=hinge")
+        return f"lower train.lr_d and train.lr_g (e.g. halve them), or {self.objective.if_diverged}"
 
     def _advice_collapse(self) -> str:
-        other = "train.loss=hinge" if self.loss == "wgan-gp" else "train.loss=wgan-gp"
-        return f"{other}, train.feature_matching=1.0, a lower train.lr_g, or train.instance_noise=0.1"
+        return f"train.loss={self.objective.alternative}, train.feature_matching=1.0, a lower train.lr_g, or train.instance_noise=0.1"
 
     # -- checks ----------------------------------------------------------------------------------
     def check_finite(self, step: int, stats: dict[str, float]) -> None:
@@ -189,7 +177,7 @@ class HealthMonitor:
 
     def _check_d_wins(self, step: int, series, out: list) -> None:
         c = self.cfg
-        if self.loss in WGAN_LOSSES:
+        if self.objective.midpoint is None:  # a critic: no decision threshold, watch its gap
             gaps = series("critic_gap") or [-v for v in series("d_loss")]
             if len(gaps) >= 3:
                 g0, g1 = _thirds(gaps)

@@ -354,12 +354,12 @@ def d_step(G_step, D_step, D: torch.nn.Module, opt_d, real: torch.Tensor, cond: 
     if ada is not None:
         ada.accumulate(*overfit_signs(t.loss, r_out, f_out))
     loss_d = losses.d_loss(t.loss, r_out, f_out, t.label_smoothing)
-    if t.loss == "wgan-gp":
+    if losses.LOSSES[t.loss].gradient_penalty:
         loss_d = loss_d + t.gp_lambda * losses.gradient_penalty(D, real_in, fake_in, cond)
     opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     opt_d.step()
-    if t.loss == "wgan":
+    if losses.LOSSES[t.loss].weight_clip:
         for p in D.parameters():
             p.data.clamp_(-t.clip_value, t.clip_value)
     return loss_d, r_out, f_out, real_in
