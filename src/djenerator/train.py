@@ -31,7 +31,7 @@ from .data.dataset import ClipDataset
 from .io import StepLog, atomic_write_text, folder_lock, remove_stale_tmp
 from .evaluate.memorisation import copy_alarm
 from .health import HealthMonitor, HealthWarning, TrainingDiverged, batch_diversity
-from .models import build_discriminator, build_generator, tempo_cond
+from .models import arch_of, build_discriminator, build_generator, tempo_cond
 
 LOG_FIELDS = ["step", "d_loss", "g_loss", "d_real_acc", "d_fake_acc", "g_grad_norm", "d_grad_norm",
               "diversity", "noise_std", "steps_per_s", "augment_p", "ada_rt"]
@@ -117,7 +117,7 @@ def _train(cfg: Config, dataset: str | Path, run_dir: Path, resume: bool, progre
     if ds.clip_samples != cfg.data.clip_samples or ds.sample_rate != cfg.data.sample_rate:
         cfg.data.clip_samples, cfg.data.sample_rate = ds.clip_samples, ds.sample_rate
         log(f"using the dataset's clip length {ds.clip_samples} and sample rate {ds.sample_rate} Hz")
-    if cfg.model.arch == "twostage":  # two stages with their own loops: autoencoder, then latent GAN
+    if arch_of(cfg.model.arch).two_stage:  # two stages with their own loops: autoencoder, then latent GAN
         from .codec_train import train_twostage
 
         return train_twostage(cfg, ds, run_dir, resume, progress, log, max_seconds)

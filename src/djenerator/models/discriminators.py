@@ -1,4 +1,4 @@
-"""Convolutional discriminators for raw audio.
+"""Discriminators: the convolutional ones for raw audio, and :data:`DISCRIMINATORS`, every one by name.
 
 Every discriminator follows the interface in :mod:`djenerator.models`: ``D(x, cond=None) ->
 (logits, features)`` with x of shape (B, 1, T), logits of shape (B, K) and ``features`` the
@@ -20,12 +20,15 @@ resolution, so they can tell onsets on the labelled beat from onsets off it.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import Config
+from ..config import Config, ConfigError
+from .dense import DenseDiscriminator
 from .grid import GRID_DIM, beat_grid, tempo_column
 from .wavegan import BASE_FRAMES, KERNEL, PADDING, STRIDE, wavegan_layers
 
@@ -275,3 +278,54 @@ class MultiResolutionSTFTDiscriminator(nn.Module):
             logits.append(lg.flatten(1))
             feats.extend(f)
         return torch.cat(logits, dim=1), feats
+
+
+class MultiDiscriminator(nn.Module):
+    """Several discriminators judging the same input; the losses sum over them."""
+
+    def __init__(self, discs: dict[str, nn.Module]):
+        super().__init__()
+        self.discs = nn.ModuleDict(discs)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
+        return [d(x, cond) for d in self.discs.values()]
+
+
+@dataclass(frozen=True)
+class Disc:
+    """A discriminator (a name in ``model.discriminators``) and what its input is."""
+
+    build: Callable[[Config], nn.Module]
+    latent: bool = False  # judges the two-stage model's latent sequences, not audio
+
+
+def _dense(cfg: Config) -> nn.Module:
+    return DenseDiscriminator(cfg.data.clip_samples, cfg.model.dense_hidden, cfg.model.dropout)
+
+
+def _latent(cfg: Config) -> nn.Module:
+    from .twostage import LatentDiscriminator
+
+    return LatentDiscriminator(cfg)
+
+
+DISCRIMINATORS: dict[str, Disc] = {
+    "dense": Disc(_dense),
+    "wave": Disc(WaveDiscriminator),
+    "msd": Disc(MultiScaleDiscriminator),
+    "stft": Disc(MultiResolutionSTFTDiscriminator),
+    "latent": Disc(_latent, latent=True),
+}
+
+
+def build_discriminator(cfg: Config) -> MultiDiscriminator:
+    """The discriminators named in ``model.discriminators``, with spectral norm on every layer if asked."""
+    unknown = [n for n in cfg.model.discriminators if n not in DISCRIMINATORS]
+    if unknown:
+        raise ConfigError(f"unknown discriminator '{unknown[0]}' (choose from: {', '.join(DISCRIMINATORS)})")
+    disc = MultiDiscriminator({name: DISCRIMINATORS[name].build(cfg) for name in cfg.model.discriminators})
+    if cfg.model.spectral_norm:
+        for mod in disc.modules():
+            if isinstance(mod, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+                nn.utils.parametrizations.spectral_norm(mod)
+    return disc
