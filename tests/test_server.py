@@ -278,7 +278,7 @@ def test_concurrent_generation_is_bounded(live):
 
 
 def test_training_job_progress_limit_and_stop(live, world):
-    body = {"dataset": "tiny", "run": "job1", "steps": 100000,
+    body = {"dataset": "tiny", "run": "job1", "steps": 100000, "preset": "original",
             "overrides": ["model.dense_hidden=[16,32]", "train.batch_size=8", "train.log_every=5",
                           "train.ckpt_every=1000000", "train.sample_every=1000000", "train.device=cpu"]}
     assert httpx.post(live.url + "/api/jobs", json=body).status_code == 401

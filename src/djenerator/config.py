@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from .presets import DEFAULT_PRESET
+
 
 class ConfigError(ValueError):
     """A user-facing configuration problem (bad key, bad value, bad file)."""
@@ -34,13 +36,13 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    arch: str = "dense"  # generator family: a name in models.ARCHS (dense wavegan spectral twostage)
+    arch: str = "wavegan"  # generator family: a name in models.ARCHS (dense wavegan spectral twostage)
     latent_dim: int = 100
     dim: int = 32  # size knob: width of the conv nets (WaveGAN paper: 64)
     dense_hidden: list[int] = field(default_factory=lambda: [256, 512])
     dropout: float = 0.3
     batchnorm: bool = True
-    discriminators: list[str] = field(default_factory=lambda: ["dense"])  # names in models.DISCRIMINATORS
+    discriminators: list[str] = field(default_factory=lambda: ["wave", "stft"])  # names in models.DISCRIMINATORS
     phase_shuffle: int = 2
     spectral_norm: bool = False
     stft_ffts: list[int] = field(default_factory=lambda: [512, 1024, 2048])
@@ -51,14 +53,14 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    loss: str = "bce"  # a name in losses.LOSSES (bce kl wgan wgan-gp hinge)
+    loss: str = "hinge"  # a name in losses.LOSSES (bce kl wgan wgan-gp hinge)
     optimizer: str = "adam"  # adam | rmsprop
-    lr_g: float = 1e-3
-    lr_d: float = 1e-3
-    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.9])
     rms_alpha: float = 0.7
-    eps: float = 1e-4
-    batch_size: int = 32
+    eps: float = 1e-8
+    batch_size: int = 16
     steps: int = 2000
     d_steps: int = 1  # discriminator (critic) updates per generator update
     gp_lambda: float = 10.0
@@ -66,7 +68,7 @@ class TrainConfig:
     label_smoothing: float = 1.0  # target for real labels; 0.9 = one-sided smoothing
     instance_noise: float = 0.0  # std of Gaussian noise added to D inputs (real and fake)
     instance_noise_anneal_steps: int = 0  # linearly anneal the std to 0 over this many steps; 0 = constant
-    feature_matching: float = 0.0  # weight of the L1 feature-matching loss for G
+    feature_matching: float = 2.0  # weight of the L1 feature-matching loss for G
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     ckpt_every: int = 500
@@ -106,7 +108,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    preset: str = "original"
+    preset: str = DEFAULT_PRESET  # the defaults above are this preset's (tested)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -224,7 +226,7 @@ def build_config(preset: str | None = None, files: list[str | Path] = (), overri
     """Preset first, then config files in order, then KEY=VALUE overrides (last wins)."""
     from .presets import PRESETS, resolve_preset
 
-    name = resolve_preset(preset or "recommended")
+    name = resolve_preset(preset or DEFAULT_PRESET)
     if name not in PRESETS:
         raise ConfigError(f"unknown preset '{name}' (choose from: auto, {', '.join(PRESETS)})")
     cfg = Config.from_dict(PRESETS[name]["config"])
