@@ -27,7 +27,7 @@ from .audio import write_wav
 from .checkpoint import (CheckpointWriteError, load_latest_good, pin_checkpoint, pinned_checkpoints, rng_state,
                          save_checkpoint, set_rng_state)
 from .config import Config, ConfigError
-from .data.dataset import ClipDataset
+from .data.dataset import ClipDataset, adopt_dataset_shape
 from .io import StepLog, atomic_write_text, folder_lock, remove_stale_tmp
 from .evaluate.memorisation import copy_alarm
 from .health import HealthMonitor, HealthWarning, TrainingDiverged, batch_diversity
@@ -114,9 +114,7 @@ def _train(cfg: Config, dataset: str | Path, run_dir: Path, resume: bool, progre
     t_start = time.perf_counter()
     t = cfg.train
     ds = ClipDataset(dataset)
-    if ds.clip_samples != cfg.data.clip_samples or ds.sample_rate != cfg.data.sample_rate:
-        cfg.data.clip_samples, cfg.data.sample_rate = ds.clip_samples, ds.sample_rate
-        log(f"using the dataset's clip length {ds.clip_samples} and sample rate {ds.sample_rate} Hz")
+    adopt_dataset_shape(cfg, ds, log)  # the dataset's rate and clip length win, said once
     if arch_of(cfg.model.arch).two_stage:  # two stages with their own loops: autoencoder, then latent GAN
         from .codec_train import train_twostage
 
