@@ -1,23 +1,10 @@
 """Training health monitor: notices the usual GAN failure modes and says which option to change.
 
-The training loop calls :meth:`HealthMonitor.update` at log steps with a few floats it has already
-synchronised for logging (losses, D accuracies, gradient norms, batch diversity); the monitor does no
-tensor work and no host syncs of its own. It returns :class:`Warning` objects, each kind at most once
-per ``window`` steps:
-
-- ``d_wins``: the discriminator separates real from fake almost perfectly over the window (accuracy on
-  real AND fake above ``d_win_acc``; for the Wasserstein losses, whose critic has no decision threshold,
-  the critic gap E[D(real)] - E[D(fake)] keeps widening instead).
-- ``vanishing_g_grad``: the generator's gradient norm stays below ``min_g_grad``.
-- ``diverging``: |loss| at the end of the window is ``diverge_factor`` times its level at the start of
-  the window, or at the start of training (after such a warning that reference moves up to the new level,
-  so a loss that settles high is reported once, not every window).
-- ``collapse``: generated clips are much less diverse than real ones (:func:`batch_diversity` below
-  ``collapse_ratio``).
-- ``copying`` (raised by the training loop, not here: it needs the audio): a fixed-latent sample is a
-  copy of a training clip (``evaluate.memorisation.copy_alarm``), checked at every sample step.
-
-:meth:`HealthMonitor.check_finite` raises :class:`TrainingDiverged` as soon as a statistic is NaN/inf.
+The training loop calls :meth:`HealthMonitor.update` at log steps with floats it has already synchronised
+for logging; the monitor does no tensor work of its own. It returns :class:`Warning` objects (``d_wins``,
+``vanishing_g_grad``, ``diverging``, ``collapse``; the loop itself raises ``copying``), each kind at most
+once per window, and :meth:`HealthMonitor.check_finite` raises :class:`TrainingDiverged` on NaN/inf. What
+each rule watches: docs/how-it-works.md.
 """
 from __future__ import annotations
 

@@ -1,21 +1,10 @@
-"""Discriminators: the convolutional ones for raw audio, and :data:`DISCRIMINATORS`, every one by name.
+"""Discriminators by name (:data:`DISCRIMINATORS`): the waveform (WaveGAN), multi-scale and multi-resolution
+STFT ones for raw audio live here, the dense and latent ones in dense.py and twostage.py.
 
-Every discriminator follows the interface in :mod:`djenerator.models`: ``D(x, cond=None) ->
-(logits, features)`` with x of shape (B, 1, T), logits of shape (B, K) and ``features`` the
-intermediate activations used by :func:`djenerator.losses.feature_matching`.
-
-- :class:`WaveDiscriminator`: the WaveGAN discriminator (Donahue et al. 2019) with phase shuffle.
-- :class:`MultiScaleDiscriminator`: MelGAN/HiFi-GAN style grouped-conv patch discriminators on the
-  signal at 1x, 2x and 4x average-pooled resolution (Kumar et al. 2019; Kong et al. 2020).
-- :class:`MultiResolutionSTFTDiscriminator`: 2-D conv patch discriminators on complex STFTs at several
-  FFT sizes (UnivNet, Jang et al. 2021; descript-audio-codec, Kumar et al. 2023).
-
-``cfg.model.dim`` (d) scales the width of all of them. With ``cfg.model.tempo_conditioning`` each one
-adds a projection term <embed(cond), h> (Miyato & Koyama 2018) to its logits, h being its last
-hidden features (pooled over time/frequency for the patch discriminators); when ``cond`` is None the
-term is left out (an unconditional judgement). With ``cfg.model.beat_grid`` the multi-scale and STFT
-discriminators also read the beat grid (:mod:`.grid`) as extra input channels at their own time
-resolution, so they can tell onsets on the labelled beat from onsets off it.
+Every one follows the interface in :mod:`djenerator.models`: ``D(x, cond=None) -> (logits, features)``.
+``model.dim`` scales their width; with tempo conditioning each adds a projection term to its logits, and
+with ``model.beat_grid`` the multi-scale and STFT ones also read the beat grid. Sources and details:
+docs/how-it-works.md.
 """
 from __future__ import annotations
 
