@@ -112,7 +112,7 @@ def _riff(seconds: float, sr: int) -> np.ndarray:
 
 def tempo(x: np.ndarray, sr: int, seconds_each: float = 5.0):
     try:
-        from djenerator.evaluate.rhythm import estimate_tempo
+        from djenerator.dsp.beat import estimate_tempo
     except ImportError:
         return None
     def stretches(sig):

@@ -5,7 +5,7 @@
 For each model, pieces of ``--seconds`` are generated (``generate_long``, as ``djenerator generate --seconds``
 does) at ``--tempos`` requested tempos spread over the model's ``bpm_range`` (tempo-conditioned models) or
 with no tempo (others), ``--seeds`` seeds each. Every 5-s stretch gets a tempo from
-``evaluate.rhythm.estimate_tempo`` (onset autocorrelation). Columns:
+``dsp.beat.estimate_tempo`` (onset autocorrelation). Columns:
 
 - held: share of stretches within 5 % of their piece's median tempo (the long-range measure of issue 8);
 - |median - asked|: median over pieces of the distance between the piece's median tempo and the request;
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from djenerator.audio import resample
-from djenerator.evaluate.rhythm import estimate_tempo
+from djenerator.dsp.beat import estimate_tempo
 from djenerator.generate import generate_long, load_generator
 from djenerator.synth.djent import render_riff
 

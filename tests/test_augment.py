@@ -4,7 +4,7 @@ import csv
 import pytest
 import torch
 
-from djenerator.augment import OP_FUNCS, OPS, AdaController, Augmenter, augment, overfit_signs
+from djenerator.augment import OPS, AdaController, Augmenter, augment, overfit_signs
 from djenerator.checkpoint import latest_checkpoint, load_checkpoint
 from djenerator.config import ConfigError, build_config
 from djenerator.train import train
@@ -36,7 +36,7 @@ def test_each_op_keeps_shape_and_range_and_passes_gradient_to_the_generator(op):
 def test_each_op_changes_the_signal_and_keeps_full_scale_range(op):
     torch.manual_seed(1)
     x = batch()
-    y = OP_FUNCS[op](x, SR)
+    y = OPS[op].fn(x, SR)
     assert y.shape == x.shape and y.abs().max() <= 1.0 + 1e-6
     assert not torch.allclose(y, x)
 

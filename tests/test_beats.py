@@ -1,4 +1,4 @@
-"""The beat grid: beat phase estimation, beat labels in prepare, the grid clock, and grid-conditioned models."""
+"""The beat grid: beat labels in prepare (estimation: test_dsp_beat.py), the grid clock, and grid-conditioned models."""
 import json
 
 import numpy as np
@@ -9,30 +9,11 @@ import torch
 from djenerator.config import ConfigError, build_config
 from djenerator.data.dataset import ClipDataset
 from djenerator.data.prepare import prepare
-from djenerator.evaluate.rhythm import estimate_beats
 from djenerator.generate import bpm_cond
 from djenerator.models import build_discriminator, build_generator, tempo_cond
 from djenerator.models.grid import GRID_DIM, beat_grid
 from djenerator.stream import PiecePlan, iter_piece, render_piece_one_pass
-from test_tempo import click_track
-
-
-def phase_error(est: float, true: float, period: float) -> float:
-    return abs((est - true + period / 2) % period - period / 2)
-
-
-@pytest.mark.parametrize("sr", [8000, 16000, 22050, 44100])
-@pytest.mark.parametrize("bpm,first", [(120.0, 0.1), (97.0, 0.33), (143.0, 0.05)])
-def test_first_beat_of_click_tracks(sr, bpm, first):
-    got_bpm, got_first = estimate_beats(click_track(bpm, 10.0, sr, start=first, noise=0.005), sr)
-    assert got_bpm == pytest.approx(bpm, rel=0.02)
-    # within half an envelope frame (256 samples) plus a few ms at every rate
-    assert phase_error(got_first, first, 60.0 / bpm) < 0.5 * 256 / sr + 0.006
-
-
-def test_no_beats_in_silence_or_too_short():
-    assert all(np.isnan(estimate_beats(np.zeros(8000 * 4), 8000)))
-    assert all(np.isnan(estimate_beats(click_track(120.0, 1.0, 8000), 8000)))
+from test_dsp_beat import click_track
 
 
 def test_prepare_stores_beat_phase_from_sidecar_and_estimate(tmp_path):

@@ -10,6 +10,21 @@ def test_presets_build_and_validate():
         assert cfg.preset == name
 
 
+def test_one_default_preset_everywhere():
+    """train without --preset, Config() (and so every config key a file leaves out), prepare without --preset
+    and the HTTP API's jobs all mean the same preset; auto is asked for by name."""
+    from djenerator.config import DataConfig
+    from djenerator.presets import DEFAULT_PRESET
+    from djenerator.server.models import request_models
+
+    default = build_config(None)
+    assert default.preset == DEFAULT_PRESET and Config() == default
+    assert DataConfig() == default.data
+    _, job = request_models(8, 8, 10.0, 100, list(PRESETS))
+    assert job.model_fields["preset"].default == DEFAULT_PRESET
+    assert build_config("auto").preset in ("laptop", "recommended")
+
+
 def test_original_preset_matches_the_seed():
     t = build_config("original").train
     assert (t.optimizer, t.lr_g, t.rms_alpha, t.eps, t.instance_noise, t.label_smoothing) == ("rmsprop", 1e-3, 0.7, 1e-4, 0.2, 0.9)

@@ -166,11 +166,23 @@ def test_hinge_real_target_scales_margin():
 def test_d_loss_and_g_loss_sum_over_discriminators():
     outs_r = [(LOGITS_R, []), (LOGITS_R * 2, [])]
     outs_f = [(LOGITS_F, []), (LOGITS_F * 2, [])]
-    for name in L.D_LOSSES:
-        want = L.D_LOSSES[name](LOGITS_R, LOGITS_F) + L.D_LOSSES[name](LOGITS_R * 2, LOGITS_F * 2)
+    pairs = {"bce": (L.d_bce, L.g_bce), "kl": (L.d_kl, L.g_kl), "wgan": (L.d_wgan, L.g_wgan),
+             "wgan-gp": (L.d_wgan, L.g_wgan), "hinge": (L.d_hinge, L.g_hinge)}
+    assert set(pairs) == set(L.LOSSES)
+    for name, (d, g) in pairs.items():
+        want = d(LOGITS_R, LOGITS_F) + d(LOGITS_R * 2, LOGITS_F * 2)
         assert L.d_loss(name, outs_r, outs_f).item() == pytest.approx(want.item(), rel=1e-6)
-        want = L.G_LOSSES[name](LOGITS_F) + L.G_LOSSES[name](LOGITS_F * 2)
+        want = g(LOGITS_F) + g(LOGITS_F * 2)
         assert L.g_loss(name, outs_f).item() == pytest.approx(want.item(), rel=1e-6)
+
+
+def test_the_table_says_what_training_does_with_each_objective():
+    gp = {n for n, o in L.LOSSES.items() if o.gradient_penalty}
+    clip = {n for n, o in L.LOSSES.items() if o.weight_clip}
+    critics = {n for n, o in L.LOSSES.items() if o.midpoint is None}
+    assert gp == {"wgan-gp"} and clip == {"wgan"} and critics == {"wgan", "wgan-gp"}
+    assert L.LOSSES["kl"].midpoint == 1.0 and L.LOSSES["bce"].midpoint == L.LOSSES["hinge"].midpoint == 0.0
+    assert all(o.if_diverged and o.alternative in L.LOSSES and o.alternative != n for n, o in L.LOSSES.items())
 
 
 def test_feature_matching():

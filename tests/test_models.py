@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from djenerator.config import Config, ConfigError
-from djenerator.models import build_discriminator, build_generator, count_parameters
+from djenerator.models import ARCHS, DISCRIMINATORS, build_discriminator, build_generator, count_parameters
 from djenerator.models.discriminators import (
     MultiResolutionSTFTDiscriminator,
     MultiScaleDiscriminator,
@@ -217,3 +217,21 @@ def test_gradient_penalty_through_all_discriminators(sn):
     gp.backward()
     grads = [p.grad for p in d.parameters() if p.requires_grad]
     assert sum(g is not None and g.abs().sum().item() > 0 for g in grads) > len(grads) // 2
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_the_arch_table_says_which_generators_make_long_pieces(arch):
+    from djenerator.stream import is_longform
+
+    cfg = make_cfg(dim=4)
+    cfg.model.arch, cfg.model.dense_hidden = arch, [8, 8]
+    assert is_longform(build_generator(cfg)) == ARCHS[arch].longform
+
+
+def test_every_discriminator_in_the_table_builds_by_name():
+    for name, disc in DISCRIMINATORS.items():
+        cfg = make_cfg(dim=4, discs=(name,))
+        cfg.model.arch, cfg.model.dense_hidden = ("twostage" if disc.latent else "wavegan"), [8, 8]
+        assert list(build_discriminator(cfg).discs) == [name]
+    with pytest.raises(ConfigError, match="unknown discriminator"):
+        build_discriminator(make_cfg(discs=("nope",)))

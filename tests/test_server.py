@@ -149,6 +149,7 @@ def test_health_runs_and_details(live):
     assert runs[0]["step"] == 10 and runs[0]["n_checkpoints"] == 2 and runs[0]["has_report"]
     d = httpx.get(live.url + "/api/runs/tiny", headers=AUTH).json()
     assert d["config"]["data"]["sample_rate"] == 8000 and d["step"] == 10
+    assert d["config"]["model"]["arch"] == "dense" and d["long_form"] is False  # one window: models.ARCHS says
     assert [c["id"] for c in d["checkpoints"]] == ["step_0000005.pt", "step_0000010.pt"]  # not the symlinked 99
     assert d["latest_metrics"]["step"] == 10 and "d_loss" in d["latest_metrics"]
     assert d["evaluation"]["n_flagged"] == 1
@@ -277,7 +278,7 @@ def test_concurrent_generation_is_bounded(live):
 
 
 def test_training_job_progress_limit_and_stop(live, world):
-    body = {"dataset": "tiny", "run": "job1", "steps": 100000,
+    body = {"dataset": "tiny", "run": "job1", "steps": 100000, "preset": "original",
             "overrides": ["model.dense_hidden=[16,32]", "train.batch_size=8", "train.log_every=5",
                           "train.ckpt_every=1000000", "train.sample_every=1000000", "train.device=cpu"]}
     assert httpx.post(live.url + "/api/jobs", json=body).status_code == 401

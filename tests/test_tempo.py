@@ -9,27 +9,11 @@ import torch
 from djenerator.config import build_config
 from djenerator.data.dataset import ClipDataset
 from djenerator.data.prepare import prepare
-from djenerator.evaluate.rhythm import estimate_tempo
 from djenerator.generate import generate_clips, generate_to_files, load_generator
 from djenerator.models import build_generator
 from djenerator.models import tempo_cond
 from djenerator.train import train
-
-
-def click_track(bpm: float, seconds: float, sr: int, start: float = 0.1, noise: float = 0.0, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    x = noise * rng.standard_normal(int(seconds * sr))
-    burst = np.hanning(32) * np.sin(2.0 * np.arange(32))
-    for t in np.arange(start, seconds - 0.01, 60.0 / bpm):
-        i = int(round(t * sr))
-        x[i:i + 32] += burst[: len(x) - i]
-    return x.astype(np.float32)
-
-
-@pytest.mark.parametrize("sr,bpm", [(8000, 72.0), (8000, 140.0), (22050, 96.5), (16000, 160.0)])
-def test_tempo_of_click_tracks_at_other_rates_and_with_noise(sr, bpm):
-    x = click_track(bpm, 10.0, sr, start=0.37, noise=0.01)
-    assert estimate_tempo(x, sr) == pytest.approx(bpm, rel=0.02)
+from test_dsp_beat import click_track
 
 
 def test_prepare_stores_estimated_tempo_and_prefers_sidecar_labels(tmp_path):

@@ -70,6 +70,19 @@ def test_existing_run_needs_resume(tiny_dataset, tmp_path):
         train(tiny_cfg("train.steps=5"), tiny_dataset, tmp_path / "r", progress=False, log=lambda m: None)
 
 
+def test_the_datasets_rate_and_clip_length_win_and_are_said_once(tiny_dataset, tmp_path):
+    said = []
+    cfg = tiny_cfg("train.steps=1", "data.sample_rate=16000", "data.clip_samples=2048")
+    train(cfg, tiny_dataset, tmp_path / "r", progress=False, log=said.append)
+    about = [m for m in said if "16000 Hz" in m]
+    assert len(about) == 1 and "8000 Hz" in about[0] and "1024" in about[0] and "dataset wins" in about[0]
+    saved = load_checkpoint(next((tmp_path / "r" / "checkpoints").glob("step_*.pt")))["config"]["data"]
+    assert (saved["sample_rate"], saved["clip_samples"]) == (8000, 1024)
+    said.clear()
+    train(tiny_cfg("train.steps=1"), tiny_dataset, tmp_path / "same", progress=False, log=said.append)
+    assert not [m for m in said if "dataset wins" in m]
+
+
 @pytest.mark.parametrize("loss", ["bce", "kl", "wgan", "wgan-gp", "hinge"])
 def test_every_objective_trains_finite(tiny_dataset, tmp_path, loss):
     extra = ["train.optimizer=adam", "train.lr_g=1e-4", "train.lr_d=1e-4"] if loss != "wgan" else ["train.lr_d=5e-5"]

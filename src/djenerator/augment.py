@@ -1,75 +1,27 @@
-"""Differentiable audio augmentation for discriminator inputs, with adaptive probability (ADA).
+"""Differentiable audio augmentation of every discriminator input, with its probability tuned by ADA.
 
-With a handful of recordings the discriminator memorises the training clips and the generator follows
-it into copying them. Augmenting *every* discriminator input, real and generated alike (DiffAugment,
-Zhao et al. 2020), with a probability ``p`` tuned from an overfitting signal (adaptive discriminator
-augmentation, Karras et al. 2020) keeps the discriminator from overfitting without teaching the
-generator to produce augmented audio.
-
-Every op maps (B, C, T) float audio in [-1, 1] to the same shape and range, is differentiable with
-respect to its input (so the generator's gradient flows through it), and is applied to each example
-independently with probability ``p``. All randomness comes from the global torch RNG (on the input's
-device), which the checkpoints save, so training with augmentation resumes exactly.
-
-Ops (``augment.ops``), in the order they are applied:
-
-========== ========================================================================== ==============
-name       what                                                                         if it leaked
-========== ========================================================================== ==============
-polarity   multiply by -1                                                               inaudible
-gain       x * g, g log-normal (sigma 4 dB), capped so the peak stays <= 1             harmless
-shift      circular time shift by up to 1/4 of the clip                                harmless
-pitch      resample by 2^(c/12), c ~ U(-1, 1) semitones (tape-speed: pitch and          audible
-           tempo change together, +-6 %), then crop / zero-pad back to T
-eq         FFT-domain spectral tilt, U(-3, 3) dB/octave around 1 kHz (+-12 dB max)     audible
-bandpass   FFT-domain band-pass: smooth high-pass at 20-300 Hz, low-pass at 2.5 kHz-    audible
-           Nyquist
-noise      additive white noise at -60..-40 dBFS                                        audible
-cutout     zero one span of 1/32..1/8 of the clip                                       audible
-========== ========================================================================== ==============
-
-Why they do not leak (Karras et al. 2020, sec. 2.2): an augmentation T applied with probability p < 1
-is *non-leaking* when it is invertible in distribution: the augmented data distribution
-(1 - p) P + p T(P) determines P, so the only generator distribution whose augmented version matches
-the augmented data is the data distribution itself; the generator gains nothing by producing
-augmented-looking audio. That holds for every op above at p < 1, but the argument is asymptotic: the
-paper finds leaks in practice as p approaches 1 and recommends keeping p below about 0.8. Here the ops
-whose leak would be *audible* (pitch, eq, bandpass, noise, cutout) are capped at ``augment.leaky_p_max``
-(default 0.8) whatever ADA asks for; polarity, gain and shift may go higher (up to 0.99), since a
-generator that learnt them would only produce clips with flipped polarity, a different level or a
-different start time, which are all equally valid music (clips are arbitrary windows anyway).
-
-With tempo conditioning, ``pitch`` changes the tempo of a clip by up to +-6 % without changing its
-tempo label; it is off by default (leave it off if tempo accuracy matters more than variety).
-
-ADA (:class:`AdaController`): the overfitting signal r_t = E[sign(D(real))] over the last
-``augment.ada_interval`` steps, on augmented reals, one sign per clip and discriminator (a patch
-discriminator's logits are averaged per clip first). For ``kl`` (f-GAN) the decision midpoint is 1, so
-the sign is of D(real) - 1. For ``wgan``/``wgan-gp`` the critic's offset is arbitrary, so the sign is of
-D(real) minus the mean D(fake) of the same batch (the share of reals scored above the average fake,
-mapped to [-1, 1]). Every ``ada_interval`` steps, p += sign(r_t - ada_target) * batch * interval /
-(ada_kimg * 1000), clamped to [0, 0.99]: r_t above target (D too sure of the reals: overfitting)
-raises p; below lowers it.
-
-r_t can miss the overfitting that matters most with a few files: in a 16-clip run the generator began
-replaying training clips while r_t stayed under target and p fell (README, "Few recordings"). So training
-also feeds ADA the direct evidence: each sample step whose copy check finds a sample replaying a training
-clip raises a floor under p by ``augment.ada_copy_step`` (:meth:`AdaController.raise_floor`); r_t moves p
-above the floor as before, but no longer below it.
+With a handful of recordings the discriminator memorises the training clips and the generator follows it
+into copying them. Augmenting every discriminator input, real and generated alike (DiffAugment, Zhao et al.
+2020), with a probability ``p`` moved by an overfitting signal (ADA, Karras et al. 2020) keeps the
+discriminator from overfitting without teaching the generator to make augmented audio. Every op maps
+(B, C, T) audio in [-1, 1] to the same shape and range, is differentiable, and fires per example with
+probability ``p`` (capped at ``augment.leaky_p_max`` for ops whose leak would be audible); :data:`OPS`
+names them in their order of application. The randomness is the global torch RNG's, which checkpoints save.
+What each op does, why none leaks below p ~0.8, and how ADA moves p: docs/few-recordings.md.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
-from .config import AUG_OPS as OPS
+from .losses import LOSSES
 
-AUDIBLE_IF_LEAKED = frozenset({"pitch", "eq", "bandpass", "noise", "cutout"})
 P_MAX = 0.99
 
-# strengths (documented in the module docstring)
+# strengths (docs/few-recordings.md has the table)
 GAIN_SIGMA_DB = 4.0
 SHIFT_MAX = 0.25
 PITCH_SEMITONES = 1.0
@@ -187,13 +139,29 @@ def cutout(x: torch.Tensor, sr: int) -> torch.Tensor:
     return x * keep[:, None, :].to(x.dtype)
 
 
-OP_FUNCS = {"polarity": polarity, "gain": gain, "shift": shift, "pitch": pitch, "eq": eq, "bandpass": bandpass,
-            "noise": noise, "cutout": cutout}
+@dataclass(frozen=True)
+class Op:
+    """An augmentation (a name in ``augment.ops``)."""
+
+    fn: Callable[[torch.Tensor, int], torch.Tensor]  # (x (B, C, T), sample rate) -> every example augmented
+    audible: bool  # a leak would be audible, so its probability is capped at augment.leaky_p_max
+
+
+OPS: dict[str, Op] = {  # in the order they are applied
+    "polarity": Op(polarity, audible=False),
+    "gain": Op(gain, audible=False),
+    "shift": Op(shift, audible=False),
+    "pitch": Op(pitch, audible=True),
+    "eq": Op(eq, audible=True),
+    "bandpass": Op(bandpass, audible=True),
+    "noise": Op(noise, audible=True),
+    "cutout": Op(cutout, audible=True),
+}
 
 
 def check_ops(ops) -> list[str]:
     """The ops in canonical order; ValueError naming unknown ones."""
-    bad = [o for o in ops if o not in OP_FUNCS]
+    bad = [o for o in ops if o not in OPS]
     if bad:
         raise ValueError(f"unknown augmentation(s) {', '.join(bad)} (known: {', '.join(OPS)})")
     return [o for o in OPS if o in set(ops)]
@@ -206,11 +174,11 @@ def augment(x: torch.Tensor, p: float, ops, sample_rate: int, leaky_p_max: float
         return x
     b = x.shape[0]
     for name in check_ops(ops):
-        q = min(p, leaky_p_max) if name in AUDIBLE_IF_LEAKED else p
+        q = min(p, leaky_p_max) if OPS[name].audible else p
         if q <= 0:
             continue
         mask = _rand(b, x) < q
-        y = OP_FUNCS[name](x, sample_rate)
+        y = OPS[name].fn(x, sample_rate)
         x = torch.where(_bshape(mask, x).bool(), y, x)
     return x
 
@@ -232,7 +200,8 @@ class Augmenter:
 
 
 def overfit_signs(loss: str, real_out, fake_out=None) -> tuple[torch.Tensor, int]:
-    """(sum of signs, count) of the overfitting signal for one batch; see the module docstring.
+    """(sum of signs, count) of the overfitting signal r_t for one batch: the sign of each real clip's mean
+    logit against the objective's midpoint (a critic's: the batch's mean fake score).
 
     ``real_out``/``fake_out`` are a MultiDiscriminator's outputs: lists of (logits, features).
     Stays on the device (no host sync).
@@ -240,13 +209,10 @@ def overfit_signs(loss: str, real_out, fake_out=None) -> tuple[torch.Tensor, int
     total, count = None, 0
     for j, (r, _) in enumerate(real_out):
         r = r.detach().float().reshape(r.shape[0], -1).mean(1)
-        if loss in ("wgan", "wgan-gp"):
+        mid = LOSSES[loss].midpoint
+        if mid is None:  # a critic's offset is arbitrary: the mean fake score of the batch
             f = fake_out[j][0].detach().float()
             mid = f.reshape(f.shape[0], -1).mean()
-        elif loss == "kl":
-            mid = 1.0
-        else:
-            mid = 0.0
         s = torch.sign(r - mid).sum()
         total = s if total is None else total + s
         count += r.shape[0]
@@ -255,7 +221,8 @@ def overfit_signs(loss: str, real_out, fake_out=None) -> tuple[torch.Tensor, int
 
 @dataclass
 class AdaController:
-    """Accumulates the overfitting signal and moves p every ``interval`` steps (Karras et al. 2020)."""
+    """Accumulates the overfitting signal r_t and every ``interval`` steps moves p by
+    sign(r_t - target) * batch * interval / (kimg * 1000), within [p_min, 0.99] (Karras et al. 2020)."""
 
     target: float = 0.6
     interval: int = 4

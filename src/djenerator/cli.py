@@ -11,13 +11,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .presets import DEFAULT_PRESET
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Train GANs on raw audio and generate new music in the style of the training set.")
 console = Console(stderr=True)
 out = Console()
 
 RunOpt = typer.Option(None, "--run", "--run-dir", "-r", help="Run folder (default: runs/<preset>); --run-dir under torchrun, whose parser takes --run for its own --run-path.")
-PresetOpt = typer.Option(None, "--preset", "-p", help="Named configuration (auto: laptop on a CPU, recommended on a GPU); see `djenerator presets`.")
+PresetOpt = typer.Option(None, "--preset", "-p", help=f"Named configuration: {DEFAULT_PRESET} unless given (auto: laptop on a CPU, recommended on a GPU); see `djenerator presets`.")
 ConfigOpt = typer.Option(None, "--config", "-c", help="TOML/YAML config file(s), applied after the preset.")
 SetOpt = typer.Option(None, "--set", "-s", help="Override: section.key=value, e.g. train.lr_g=2e-4 (repeatable).")
 TrustOpt = typer.Option(False, "--trust-checkpoint", help="Also load checkpoints of older djenerator versions, which hold pickled Python objects that can run code: only for files from a source you trust.")

@@ -148,20 +148,6 @@ def train_codec(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, budge
 
 
 @torch.no_grad()
-def reconstruction_report(codec: Codec, clips: np.ndarray) -> dict:
-    """Stage 1's quality on real clips (N, T): multi-resolution STFT distance (spectral convergence + log-magnitude
-    L1) and mean |log-mel difference| of the reconstructions, each beside the same distance between two
-    halves of the real clips swapped (what an unrelated real clip scores)."""
-    fs = codec.frame_samples
-    x = torch.from_numpy(np.asarray(clips, dtype=np.float32)[:, : clips.shape[1] // fs * fs])[:, None]
-    y = torch.cat([codec.eval()(x[i:i + 8]) for i in range(0, len(x), 8)])
-    other = torch.roll(x, 1, dims=0)
-    return {"n_clips": len(x), "stft_distance": float(stft_distance(y, x)), "mel_distance": float(mel_distance(codec, y, x)),
-            "stft_distance_other_clip": float(stft_distance(other, x)),
-            "mel_distance_other_clip": float(mel_distance(codec, other, x))}
-
-
-@torch.no_grad()
 def encode_dataset(codec: Codec, ds: ClipDataset, batch: int = 16) -> torch.Tensor:
     """Every clip through the frozen encoder: (N, LATENT_CH, clip_samples // frame_samples)."""
     n = ds.clip_samples // codec.frame_samples * codec.frame_samples

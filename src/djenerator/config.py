@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from .presets import DEFAULT_PRESET
+
 
 class ConfigError(ValueError):
     """A user-facing configuration problem (bad key, bad value, bad file)."""
@@ -34,13 +36,13 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    arch: str = "dense"  # generator family: dense | wavegan | spectral | twostage
+    arch: str = "wavegan"  # generator family: a name in models.ARCHS (dense wavegan spectral twostage)
     latent_dim: int = 100
     dim: int = 32  # size knob: width of the conv nets (WaveGAN paper: 64)
     dense_hidden: list[int] = field(default_factory=lambda: [256, 512])
     dropout: float = 0.3
     batchnorm: bool = True
-    discriminators: list[str] = field(default_factory=lambda: ["dense"])  # dense | wave | msd | stft
+    discriminators: list[str] = field(default_factory=lambda: ["wave", "stft"])  # names in models.DISCRIMINATORS
     phase_shuffle: int = 2
     spectral_norm: bool = False
     stft_ffts: list[int] = field(default_factory=lambda: [512, 1024, 2048])
@@ -51,14 +53,14 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    loss: str = "bce"  # bce | kl | wgan | wgan-gp | hinge
+    loss: str = "hinge"  # a name in losses.LOSSES (bce kl wgan wgan-gp hinge)
     optimizer: str = "adam"  # adam | rmsprop
-    lr_g: float = 1e-3
-    lr_d: float = 1e-3
-    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.9])
     rms_alpha: float = 0.7
-    eps: float = 1e-4
-    batch_size: int = 32
+    eps: float = 1e-8
+    batch_size: int = 16
     steps: int = 2000
     d_steps: int = 1  # discriminator (critic) updates per generator update
     gp_lambda: float = 10.0
@@ -66,7 +68,7 @@ class TrainConfig:
     label_smoothing: float = 1.0  # target for real labels; 0.9 = one-sided smoothing
     instance_noise: float = 0.0  # std of Gaussian noise added to D inputs (real and fake)
     instance_noise_anneal_steps: int = 0  # linearly anneal the std to 0 over this many steps; 0 = constant
-    feature_matching: float = 0.0  # weight of the L1 feature-matching loss for G
+    feature_matching: float = 2.0  # weight of the L1 feature-matching loss for G
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     ckpt_every: int = 500
@@ -95,7 +97,7 @@ class AugmentConfig:
     ada_interval: int = 4
     ada_kimg: float = 100.0  # how fast p can move (thousands of real clips to go 0 -> 1)
     ops: list[str] = field(default_factory=lambda: ["shift", "gain", "polarity", "eq", "cutout"])
-    # polarity gain shift pitch eq bandpass noise cutout; see djenerator/augment.py
+    # names in augment.OPS (polarity gain shift pitch eq bandpass noise cutout), applied in its order
     leaky_p_max: float = 0.8  # cap on p for ops whose leak would be audible (pitch eq bandpass noise cutout)
     ada_copy_step: float = 0.1  # with ADA: each sample step whose copy check finds copies raises a floor under p by this
 
@@ -106,7 +108,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    preset: str = "original"
+    preset: str = DEFAULT_PRESET  # the defaults above are this preset's (tested)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -224,7 +226,7 @@ def build_config(preset: str | None = None, files: list[str | Path] = (), overri
     """Preset first, then config files in order, then KEY=VALUE overrides (last wins)."""
     from .presets import PRESETS, resolve_preset
 
-    name = resolve_preset(preset or "recommended")
+    name = resolve_preset(preset or DEFAULT_PRESET)
     if name not in PRESETS:
         raise ConfigError(f"unknown preset '{name}' (choose from: auto, {', '.join(PRESETS)})")
     cfg = Config.from_dict(PRESETS[name]["config"])
@@ -237,23 +239,18 @@ def build_config(preset: str | None = None, files: list[str | Path] = (), overri
     return cfg
 
 
-LOSSES = ("bce", "kl", "wgan", "wgan-gp", "hinge")
-ARCHS = ("dense", "wavegan", "spectral", "twostage")
-DISCS = ("dense", "wave", "msd", "stft", "latent")
-AUG_OPS = ("polarity", "gain", "shift", "pitch", "eq", "bandpass", "noise", "cutout")  # order of application
-
-
 def validate(cfg: Config) -> None:
-    t, m, d = cfg.train, cfg.model, cfg.data
+    """Every value in range and every name in its family's table (losses.LOSSES, models.ARCHS,
+    models.discriminators.DISCRIMINATORS, augment.OPS); imports them, and so torch, on first use."""
+    from .augment import OPS
+    from .losses import LOSSES
+
+    t, d = cfg.train, cfg.data
     if t.loss not in LOSSES:
         raise ConfigError(f"train.loss must be one of {', '.join(LOSSES)}, got '{t.loss}'")
     if t.optimizer not in ("adam", "rmsprop"):
         raise ConfigError(f"train.optimizer must be adam or rmsprop, got '{t.optimizer}'")
-    if m.arch not in ARCHS:
-        raise ConfigError(f"model.arch must be one of {', '.join(ARCHS)}, got '{m.arch}'")
-    bad = [x for x in m.discriminators if x not in DISCS]
-    if bad or not m.discriminators:
-        raise ConfigError(f"model.discriminators must be a non-empty list of {', '.join(DISCS)}, got {m.discriminators}")
+    _validate_model(cfg)
     if d.sample_rate < 4000 or d.sample_rate > 192000:
         raise ConfigError(f"data.sample_rate must be between 4000 and 192000, got {d.sample_rate}")
     if d.clip_samples < 256:
@@ -264,16 +261,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.label_smoothing must be in (0, 1], got {t.label_smoothing}")
     if t.lr_g <= 0 or t.lr_d <= 0:
         raise ConfigError("train.lr_g and train.lr_d must be positive")
-    if m.beat_grid and (m.arch != "spectral" or not m.tempo_conditioning):
-        raise ConfigError("model.beat_grid needs model.arch=spectral and model.tempo_conditioning=true")
-    if (m.arch == "twostage") != (m.discriminators == ["latent"]):
-        raise ConfigError("model.arch=twostage goes with model.discriminators=[latent] (its GAN is judged in latent space)")
-    if m.arch == "twostage" and (t.codec_steps < 1 or t.codec_batch < 1 or t.codec_seconds <= 0 or t.lr_codec <= 0):
-        raise ConfigError("train.codec_steps, codec_batch, codec_seconds and lr_codec must be positive")
     a = cfg.augment
-    bad_ops = [o for o in a.ops if o not in AUG_OPS]
+    bad_ops = [o for o in a.ops if o not in OPS]
     if bad_ops:
-        raise ConfigError(f"augment.ops: unknown {', '.join(bad_ops)} (choose from: {', '.join(AUG_OPS)})")
+        raise ConfigError(f"augment.ops: unknown {', '.join(bad_ops)} (choose from: {', '.join(OPS)})")
     if not 0.0 <= a.p < 1.0 or not 0.0 <= a.leaky_p_max < 1.0:
         raise ConfigError(f"augment.p and augment.leaky_p_max must be in [0, 1), got {a.p} and {a.leaky_p_max}")
     if a.ada_interval < 1 or a.ada_kimg <= 0:
@@ -282,3 +273,27 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"augment.ada_copy_step must be in [0, 1), got {a.ada_copy_step}")
     if t.copy_check_n < 0 or t.copy_check_clips < 0:
         raise ConfigError("train.copy_check_n and train.copy_check_clips must be >= 0")
+
+
+def _validate_model(cfg: Config) -> None:
+    """The generator family and discriminators exist and fit together."""
+    from .models import ARCHS, DISCRIMINATORS
+
+    m, t = cfg.model, cfg.train
+    if m.arch not in ARCHS:
+        raise ConfigError(f"model.arch must be one of {', '.join(ARCHS)}, got '{m.arch}'")
+    bad = [x for x in m.discriminators if x not in DISCRIMINATORS]
+    if bad or not m.discriminators:
+        raise ConfigError(f"model.discriminators must be a non-empty list of {', '.join(DISCRIMINATORS)}, "
+                          f"got {m.discriminators}")
+    arch = ARCHS[m.arch]
+    if m.beat_grid and (not arch.beat_grid or not m.tempo_conditioning):
+        grid = ", ".join(f"model.arch={n}" for n, a in ARCHS.items() if a.beat_grid)
+        raise ConfigError(f"model.beat_grid needs {grid} and model.tempo_conditioning=true")
+    if any(DISCRIMINATORS[x].latent != arch.two_stage for x in m.discriminators):
+        latent = ", ".join(n for n, x in DISCRIMINATORS.items() if x.latent)
+        why = "must all be" if arch.two_stage else "cannot include"
+        raise ConfigError(f"model.discriminators {why} the latent-space ones ({latent}) with model.arch={m.arch}: "
+                          "a two-stage model's GAN is judged in latent space, every other model's in audio")
+    if arch.two_stage and (t.codec_steps < 1 or t.codec_batch < 1 or t.codec_seconds <= 0 or t.lr_codec <= 0):
+        raise ConfigError("train.codec_steps, codec_batch, codec_seconds and lr_codec must be positive")

@@ -1,32 +1,9 @@
 """Data-parallel training with PyTorch's own engine (torch.distributed + DistributedDataParallel).
 
-``torchrun --nproc_per_node=N -m djenerator train DATASET ...`` starts N processes; torchrun sets
-RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT and :func:`setup` joins the process group
-(gloo on CPU, NCCL on GPU, one GPU per process). Without those variables everything here is a no-op
-and training runs in one process exactly as before.
-
-How one step is split (see :mod:`djenerator.train`):
-
-- The *global* batch of ``train.batch_size`` clips is a pure function of (seed, step, k)
-  (:func:`djenerator.train.batch_indices`); rank r takes the r-th contiguous slice of it. This plays the
-  role of a DistributedSampler, and it makes resume exact and independent of the number of processes.
-- Latents are drawn for the whole global batch from a generator keyed by (seed, step, k) and sliced
-  the same way (:func:`global_latents`), so N processes see exactly the latents one process would.
-- Everything else random (dropout, instance noise, phase shuffle) uses the process's global RNG,
-  seeded per rank (``seed`` for rank 0, so one process is unchanged; see :func:`rank_seed`).
-- Gradients are averaged by DDP. Every loss is a mean over the batch and every rank holds the same
-  number of clips, so the averaged gradient is the gradient of the loss on the global batch.
-- Batch normalisation (the dense generator) uses statistics of the global batch: ``nn.SyncBatchNorm`` on
-  GPU, :class:`DistBatchNorm1d` (an all-reduce of sums, differentiable) on CPU, where SyncBatchNorm
-  does not run.
-
-GAN specifics: D is called once per critic step on real and fake clips concatenated (one forward
-through the DDP wrapper, one backward, one all-reduce). The gradient penalty needs a double backward,
-which DDP's reducer does not support through its own forward, so the penalty's forward runs through
-the unwrapped module ``D.module``; its parameter gradients land in the same ``.grad`` as the main
-loss's during the same ``backward()``, and DDP's reducer all-reduces the sum (its hooks fire once per
-parameter, after accumulation). The generator step runs D through ``D.module`` with D's parameters
-frozen, so no gradient (and no all-reduce) happens for D there.
+``torchrun --nproc_per_node=N -m djenerator train ...`` starts N processes and :func:`setup` joins the
+process group (gloo on CPU, NCCL on GPU); without torchrun's variables everything here is a no-op. Batches
+and latents are pure functions of (seed, step, k) sliced per rank, so N processes train the model one
+process would, and resume works with any number of them. How a step is split: docs/scaling.md.
 """
 from __future__ import annotations
 

@@ -1,23 +1,10 @@
 """Training health monitor: notices the usual GAN failure modes and says which option to change.
 
-The training loop calls :meth:`HealthMonitor.update` at log steps with a few floats it has already
-synchronised for logging (losses, D accuracies, gradient norms, batch diversity); the monitor does no
-tensor work and no host syncs of its own. It returns :class:`Warning` objects, each kind at most once
-per ``window`` steps:
-
-- ``d_wins``: the discriminator separates real from fake almost perfectly over the window (accuracy on
-  real AND fake above ``d_win_acc``; for the Wasserstein losses, whose critic has no decision threshold,
-  the critic gap E[D(real)] - E[D(fake)] keeps widening instead).
-- ``vanishing_g_grad``: the generator's gradient norm stays below ``min_g_grad``.
-- ``diverging``: |loss| at the end of the window is ``diverge_factor`` times its level at the start of
-  the window, or at the start of training (after such a warning that reference moves up to the new level,
-  so a loss that settles high is reported once, not every window).
-- ``collapse``: generated clips are much less diverse than real ones (:func:`batch_diversity` below
-  ``collapse_ratio``).
-- ``copying`` (raised by the training loop, not here: it needs the audio): a fixed-latent sample is a
-  copy of a training clip (``evaluate.memorisation.copy_alarm``), checked at every sample step.
-
-:meth:`HealthMonitor.check_finite` raises :class:`TrainingDiverged` as soon as a statistic is NaN/inf.
+The training loop calls :meth:`HealthMonitor.update` at log steps with floats it has already synchronised
+for logging; the monitor does no tensor work of its own. It returns :class:`Warning` objects (``d_wins``,
+``vanishing_g_grad``, ``diverging``, ``collapse``; the loop itself raises ``copying``), each kind at most
+once per window, and :meth:`HealthMonitor.check_finite` raises :class:`TrainingDiverged` on NaN/inf. What
+each rule watches: docs/how-it-works.md.
 """
 from __future__ import annotations
 
@@ -28,8 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-WGAN_LOSSES = ("wgan", "wgan-gp")
-
+from .losses import LOSSES
 
 @dataclass
 class HealthConfig:
@@ -99,6 +85,7 @@ class HealthMonitor:
 
     def __init__(self, loss: str, cfg: HealthConfig | None = None):
         self.loss = loss
+        self.objective = LOSSES[loss]
         self.cfg = cfg or HealthConfig()
         self.history: deque[tuple[int, dict[str, float]]] = deque()
         self.baseline: dict[str, float] = {}  # median |loss| over the first window of training
@@ -109,22 +96,10 @@ class HealthMonitor:
 
     # -- advice ----------------------------------------------------------------------------------
     def _advice_diverged(self) -> str:
-        common = "lower train.lr_d and train.lr_g (e.g. halve them)"
-        if self.loss == "kl":
-            return (f"{common}; the KL objective is unbounded (exp of the critic output), "
-                    "so train.loss=hinge or train.loss=wgan-gp is more stable; or set model.spectral_norm=true")
-        if self.loss == "wgan":
-            return f"{common}, lower train.clip_value, or use train.loss=wgan-gp"
-        if self.loss == "wgan-gp":
-            return f"{common}, or raise train.gp_lambda; train.amp=false if mixed precision is on"
-        if self.loss == "hinge":
-            return f"{common}, or set model.spectral_norm=true"
-        return (f"{common}, enable train.instance_noise=0.1 and train.label_smoothing=0.9, "
-                "or use train.loss=wgan-gp or train.loss=hinge")
+        return f"lower train.lr_d and train.lr_g (e.g. halve them), or {self.objective.if_diverged}"
 
     def _advice_collapse(self) -> str:
-        other = "train.loss=hinge" if self.loss == "wgan-gp" else "train.loss=wgan-gp"
-        return f"{other}, train.feature_matching=1.0, a lower train.lr_g, or train.instance_noise=0.1"
+        return f"train.loss={self.objective.alternative}, train.feature_matching=1.0, a lower train.lr_g, or train.instance_noise=0.1"
 
     # -- checks ----------------------------------------------------------------------------------
     def check_finite(self, step: int, stats: dict[str, float]) -> None:
@@ -189,7 +164,7 @@ class HealthMonitor:
 
     def _check_d_wins(self, step: int, series, out: list) -> None:
         c = self.cfg
-        if self.loss in WGAN_LOSSES:
+        if self.objective.midpoint is None:  # a critic: no decision threshold, watch its gap
             gaps = series("critic_gap") or [-v for v in series("d_loss")]
             if len(gaps) >= 3:
                 g0, g1 = _thirds(gaps)

@@ -2,11 +2,12 @@
 
 ``real`` and ``fake`` are logits (any shape; patch discriminators give several per clip).
 Every ``d_*`` function returns the loss the discriminator minimises, every ``g_*`` the loss the
-generator minimises. :func:`d_loss` and :func:`g_loss` sum a named objective over the outputs of
-several discriminators.
+generator minimises. :data:`LOSSES` names the objectives (``train.loss``) with their properties;
+:func:`d_loss` and :func:`g_loss` sum a named objective over the outputs of several discriminators.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -90,17 +91,39 @@ def g_hinge(fake: Tensor) -> Tensor:
     return -fake.mean()
 
 
-D_LOSSES = {"bce": d_bce, "kl": d_kl, "wgan": d_wgan, "wgan-gp": d_wgan, "hinge": d_hinge}
-G_LOSSES = {"bce": g_bce, "kl": g_kl, "wgan": g_wgan, "wgan-gp": g_wgan, "hinge": g_hinge}
+@dataclass(frozen=True)
+class Loss:
+    """An objective (``train.loss``) and what training, ADA and the health monitor need to know of it."""
+
+    d: Callable[..., Tensor]  # (real, fake, real_target) -> the discriminator's loss
+    g: Callable[[Tensor], Tensor]  # fake -> the generator's loss
+    midpoint: float | None = 0.0  # the logit between "real" and "fake"; None: a critic without one (Wasserstein)
+    gradient_penalty: bool = False  # D's loss gains train.gp_lambda * gradient_penalty
+    weight_clip: bool = False  # D's weights are clamped to +-train.clip_value after each step
+    if_diverged: str = ""  # besides lower learning rates, what to change when training diverges
+    alternative: str = "wgan-gp"  # the objective to suggest when the generator collapses
+
+
+LOSSES: dict[str, Loss] = {
+    "bce": Loss(d_bce, g_bce, if_diverged="enable train.instance_noise=0.1 and train.label_smoothing=0.9, or use "
+                "train.loss=wgan-gp or train.loss=hinge"),
+    "kl": Loss(d_kl, g_kl, midpoint=1.0, if_diverged="use train.loss=hinge or train.loss=wgan-gp (the KL objective is "
+               "unbounded: exp of the critic output), or set model.spectral_norm=true"),
+    "wgan": Loss(d_wgan, g_wgan, midpoint=None, weight_clip=True,
+                 if_diverged="lower train.clip_value, or use train.loss=wgan-gp"),
+    "wgan-gp": Loss(d_wgan, g_wgan, midpoint=None, gradient_penalty=True, alternative="hinge",
+                    if_diverged="raise train.gp_lambda (and set train.amp=false if mixed precision is on)"),
+    "hinge": Loss(d_hinge, g_hinge, if_diverged="set model.spectral_norm=true"),
+}
 
 
 def d_loss(name: str, real_out: DOut, fake_out: DOut, real_target: float = 1.0) -> Tensor:
-    fn = D_LOSSES[name]
+    fn = LOSSES[name].d
     return sum(fn(r, f, real_target) for (r, _), (f, _) in zip(real_out, fake_out))
 
 
 def g_loss(name: str, fake_out: DOut) -> Tensor:
-    fn = G_LOSSES[name]
+    fn = LOSSES[name].g
     return sum(fn(f) for f, _ in fake_out)
 
 
@@ -115,7 +138,7 @@ def d_accuracy(name: str, real_out: DOut, fake_out: DOut) -> tuple[float, float]
 
     Returns tensors' means as Python floats (one host sync; call at log steps only).
     """
-    mid = 1.0 if name == "kl" else 0.0
+    mid = LOSSES[name].midpoint or 0.0  # a Wasserstein critic has no midpoint: 0 is reported
     real_acc = torch.stack([(r.reshape(r.shape[0], -1).mean(1) > mid).float().mean() for r, _ in real_out]).mean()
     fake_acc = torch.stack([(f.reshape(f.shape[0], -1).mean(1) < mid).float().mean() for f, _ in fake_out]).mean()
     return float(real_acc), float(fake_acc)

@@ -1,6 +1,10 @@
 """Named, complete configurations. Each entry is a nested dict applied on top of the defaults."""
 from __future__ import annotations
 
+# the preset of `train` without --preset, of the HTTP API's jobs and of config.Config(): its dataclass defaults are
+# this preset (tests/test_config.py holds them together); `auto` picks per machine and must be asked for
+DEFAULT_PRESET = "recommended"
+
 # hinge + feature matching with Adam (2e-4, betas 0.5/0.9): the GAN-vocoder recipe the conv presets share
 HINGE_ADAM = {"loss": "hinge", "optimizer": "adam", "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.9], "eps": 1e-8,
               "d_steps": 1, "feature_matching": 2.0}
@@ -13,7 +17,8 @@ PRESETS: dict[str, dict] = {
             "model": {"arch": "dense", "discriminators": ["dense"], "dense_hidden": [256, 512], "dropout": 0.3},
             "train": {
                 "loss": "bce", "optimizer": "rmsprop", "lr_g": 1e-3, "lr_d": 1e-3, "rms_alpha": 0.7, "eps": 1e-4,
-                "instance_noise": 0.2, "label_smoothing": 0.9, "batch_size": 32,
+                "betas": [0.5, 0.999],
+                "instance_noise": 0.2, "label_smoothing": 0.9, "batch_size": 32, "feature_matching": 0.0,
             },
         },
     },
@@ -24,7 +29,7 @@ PRESETS: dict[str, dict] = {
             "model": {"arch": "wavegan", "discriminators": ["wave"], "dim": 64, "phase_shuffle": 2},
             "train": {
                 "loss": "wgan-gp", "optimizer": "adam", "lr_g": 1e-4, "lr_d": 1e-4, "betas": [0.5, 0.9],
-                "eps": 1e-8, "d_steps": 5, "gp_lambda": 10.0, "batch_size": 64,
+                "eps": 1e-8, "d_steps": 5, "gp_lambda": 10.0, "batch_size": 64, "feature_matching": 0.0,
             },
         },
     },

@@ -27,11 +27,11 @@ from .audio import write_wav
 from .checkpoint import (CheckpointWriteError, load_latest_good, pin_checkpoint, pinned_checkpoints, rng_state,
                          save_checkpoint, set_rng_state)
 from .config import Config, ConfigError
-from .data.dataset import ClipDataset
+from .data.dataset import ClipDataset, adopt_dataset_shape
 from .io import StepLog, atomic_write_text, folder_lock, remove_stale_tmp
 from .evaluate.memorisation import copy_alarm
 from .health import HealthMonitor, HealthWarning, TrainingDiverged, batch_diversity
-from .models import build_discriminator, build_generator, tempo_cond
+from .models import arch_of, build_discriminator, build_generator, tempo_cond
 
 LOG_FIELDS = ["step", "d_loss", "g_loss", "d_real_acc", "d_fake_acc", "g_grad_norm", "d_grad_norm",
               "diversity", "noise_std", "steps_per_s", "augment_p", "ada_rt"]
@@ -114,10 +114,8 @@ def _train(cfg: Config, dataset: str | Path, run_dir: Path, resume: bool, progre
     t_start = time.perf_counter()
     t = cfg.train
     ds = ClipDataset(dataset)
-    if ds.clip_samples != cfg.data.clip_samples or ds.sample_rate != cfg.data.sample_rate:
-        cfg.data.clip_samples, cfg.data.sample_rate = ds.clip_samples, ds.sample_rate
-        log(f"using the dataset's clip length {ds.clip_samples} and sample rate {ds.sample_rate} Hz")
-    if cfg.model.arch == "twostage":  # two stages with their own loops: autoencoder, then latent GAN
+    adopt_dataset_shape(cfg, ds, log)  # the dataset's rate and clip length win, said once
+    if arch_of(cfg.model.arch).two_stage:  # two stages with their own loops: autoencoder, then latent GAN
         from .codec_train import train_twostage
 
         return train_twostage(cfg, ds, run_dir, resume, progress, log, max_seconds)
@@ -354,12 +352,12 @@ def d_step(G_step, D_step, D: torch.nn.Module, opt_d, real: torch.Tensor, cond: 
     if ada is not None:
         ada.accumulate(*overfit_signs(t.loss, r_out, f_out))
     loss_d = losses.d_loss(t.loss, r_out, f_out, t.label_smoothing)
-    if t.loss == "wgan-gp":
+    if losses.LOSSES[t.loss].gradient_penalty:
         loss_d = loss_d + t.gp_lambda * losses.gradient_penalty(D, real_in, fake_in, cond)
     opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     opt_d.step()
-    if t.loss == "wgan":
+    if losses.LOSSES[t.loss].weight_clip:
         for p in D.parameters():
             p.data.clamp_(-t.clip_value, t.clip_value)
     return loss_d, r_out, f_out, real_in

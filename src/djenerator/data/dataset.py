@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 
 class DatasetError(ValueError):
@@ -50,3 +54,14 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def source(self, i: int) -> dict:
         return self.manifest["clips"][i]
+
+
+def adopt_dataset_shape(cfg: Config, ds: ClipDataset, say: Callable[[str], None]) -> None:
+    """The prepared dataset's manifest owns the sample rate and clip length: ``cfg.data`` takes them, and where the
+    config asked for others, ``say`` hears it once, in one line naming both and which wins."""
+    d = cfg.data
+    if (d.sample_rate, d.clip_samples) != (ds.sample_rate, ds.clip_samples):
+        say(f"{ds.path} holds {ds.sample_rate} Hz clips of {ds.clip_samples} samples and the config ({cfg.preset}) "
+            f"asks for {d.sample_rate} Hz and {d.clip_samples}: the dataset wins, so training runs at "
+            f"{ds.sample_rate} Hz (prepare with --sr {d.sample_rate} --clip {d.clip_samples} to train at the config's)")
+    d.sample_rate, d.clip_samples = ds.sample_rate, ds.clip_samples

@@ -6,7 +6,7 @@ Layout of a dataset folder:
   (``bpm``) and beat phase (``beat``: where in the beat the clip starts, in [0, 1); 0 = on a beat)
 
 Tempo and beats come from a sidecar ``.json`` next to the audio (``bpm``, optional ``first_beat`` in s; the
-built-in synth writes both) or are estimated per 30-s block (:func:`djenerator.evaluate.rhythm.estimate_beats`).
+built-in synth writes both) or are estimated per 30-s block (:func:`djenerator.dsp.beat.estimate_beats`).
 
 Everything is written under a temporary folder name (``.NAME.partial``, locked while in use) and renamed at
 the end, so an interrupted or failed run never leaves a half-written dataset behind; the next prepare into
@@ -297,7 +297,7 @@ def _cut_file(path: Path, rel: str, cfg: DataConfig, fh, entries: list[dict], re
         if bi != beats_block:
             beats_block, bpm, first = bi, label, label_first
             if cfg.estimate_tempo and first is None:
-                from ..evaluate.rhythm import estimate_beats
+                from ..dsp.beat import estimate_beats  # scipy.signal: only when estimating
 
                 bpm, first = estimate_beats(block, sr, bpm=label)
                 first = b0 / sr + first

@@ -1,25 +1,9 @@
 """Memorisation: did the generator copy its training data?
 
-The waveform check (``max_normalized_xcorr``) finds, for every generated clip, the training clip and
-time shift with the highest normalised cross-correlation. The normalisation makes a copy score ~1
-whatever its gain, polarity or position, and unrelated clips score low:
-
-    corr(g, x, lag) = sum_t g[t] x[t+lag] / sqrt(E_g(lag) * E_x(lag))
-
-where the sum and both energies E run over the samples that overlap at that lag only (computed
-with cumulative sums), after removing each clip's mean (DC). By Cauchy-Schwarz |corr| <= 1, with
-equality exactly when the overlapping parts are proportional. Only lags where the clips overlap
-by at least ``min_overlap`` of their length count: with tiny overlaps any two signals match well
-by chance. A shifted copy of a clip overlaps its source only partly; the local normalisation
-still scores that overlap ~1. The absolute value is used: a polarity-flipped copy is still a copy.
-
-All lags are evaluated at once with FFTs (torch.fft.rfft / irfft); the training set is read in
-chunks (a np.memmap works), so memory is bounded by the chunk size, not the dataset size.
-
-The feature check (``nearest_feature_neighbour``) finds the nearest training clip in the
-``clip_features`` embedding and compares that distance with how close real clips are to each
-other: a generated clip much closer to a training clip than training clips are to their own
-nearest neighbours is suspicious even if it is not a sample-exact copy.
+Two checks: the highest normalised cross-correlation of each generated clip with every training clip over
+all time shifts (a copy scores ~1 whatever its gain, polarity or position; FFTs, the training set read in
+chunks so memory stays bounded), and the nearest training clip in feature space against how close
+training clips are to one another. The formulas: docs/how-it-works.md.
 """
 from __future__ import annotations
 

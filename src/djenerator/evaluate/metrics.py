@@ -240,7 +240,7 @@ def fidelity_coverage(real_feats, fake_feats, k: int = 5) -> dict[str, float]:
 
 
 def rhythm_stats(clips, sr: int, ioi_bins=None) -> dict:
-    """Rhythm summary of a set of clips, using ``evaluate.rhythm``.
+    """Rhythm summary of a set of clips, using ``evaluate.rhythm`` and ``dsp.beat``.
 
     Returns {"onset_rate": (N,) onsets per second, "onset_rate_mean": float,
     "onset_contrast": (N,) ``rhythm.onset_contrast`` (~1 for stationary noise), "onset_contrast_median",
@@ -249,6 +249,7 @@ def rhythm_stats(clips, sr: int, ioi_bins=None) -> dict:
     The IOI histogram pools the intervals of all clips, so clips with more onsets weigh more, as in
     the listening experience of the whole set.
     """
+    from ..dsp.beat import estimate_tempo_batch
     from . import rhythm
 
     c = _to_tensor(clips).numpy().astype(np.float32)
@@ -261,7 +262,7 @@ def rhythm_stats(clips, sr: int, ioi_bins=None) -> dict:
             iois.append(np.diff(on))
     counts = np.histogram(np.concatenate(iois) if iois else np.zeros(0), bins=bins)[0].astype(np.float64)
     hist = counts / counts.sum() if counts.sum() > 0 else counts
-    tempo = np.asarray(rhythm.estimate_tempo_batch(c, sr), dtype=np.float64)
+    tempo = np.asarray(estimate_tempo_batch(c, sr), dtype=np.float64)
     finite = tempo[np.isfinite(tempo)]
     rates = np.asarray(rates, dtype=np.float64)
     contrast = np.array([rhythm.onset_contrast(row, sr) for row in c], dtype=np.float64)

@@ -1,27 +1,10 @@
 """``djenerator evaluate``: the metrics of :mod:`djenerator.evaluate` run on a checkpoint, as one report.
 
-:func:`evaluate` loads a generator, renders ``n`` clips with a fixed seed (clip i of seed s is the
-same clip ``djenerator generate --seed s`` and the web page make), draws a bounded random subset of
-real clips, and measures
-
-- distribution distance: Frechet distance and KID on ``features.clip_features`` (log-mel frame
-  statistics), z-scored with the real clips' statistics, against a real-vs-real baseline: a held-out
-  set of real clips ("probe", as many as generated ones where the data allows) compared with the
-  same reference set the generated clips are compared with, so both numbers share their sample size
-  and their bias; the ratio generated/baseline reads ~1 for a perfect generator;
-- noise: spectral flatness (Welch, i.e. of the clip's average spectrum: white noise ~1, a tone ~0),
-  the share of energy above min(4 kHz, sr/4), onset contrast (stationary noise ~1) and the shape of the
-  average spectrum; the verdicts (:mod:`.verdicts`) read them together, so noise is called "noise";
-- rhythm: onset rate, inter-onset-interval histogram distance (Wasserstein, seconds) with a
-  real-vs-real baseline (halves split by source file), median tempo (the manifest's labels for real
-  clips where it has them); the real clips' tempo estimated on 8-s stretches of their files against
-  those labels (generated clips shorter than two beats give no tempo, and the column says so);
-- memorisation: every generated clip against ALL training clips (streamed from the memmap),
-  normalised cross-correlation over all lags plus a feature-space nearest neighbour;
-- diversity: mean pairwise feature distance of generated vs real clips (mode collapse).
-
-The report is written as ``report.json`` (NaN written as null) with PNGs beside it.
-:func:`cheap_metrics` is the fast subset the training loop logs at checkpoints.
+:func:`evaluate` renders ``n`` clips with a fixed seed (the same clips ``generate`` and the web page make),
+draws a bounded subset of real clips and measures distribution distance (Frechet, KID) against a
+real-vs-real baseline, noise, rhythm, memorisation and diversity; it writes ``report.json`` and PNGs.
+:func:`cheap_metrics` is the fast subset training logs at checkpoints. What each number means and how it
+is computed: docs/how-it-works.md.
 """
 from __future__ import annotations
 
@@ -39,6 +22,7 @@ import torch
 from ..checkpoint import CheckpointError, list_checkpoints, resolve_checkpoint
 from ..config import ConfigError
 from ..data.dataset import ClipDataset, DatasetError
+from ..dsp.beat import estimate_tempo
 from ..generate import generate_clips, load_generator
 from ..io import atomic_write_text, read_csv_columns, rows_up_to
 from ..models import tempo_cond
@@ -296,7 +280,7 @@ def _context_tempo(ds: ClipDataset, indices: np.ndarray, sr: int, seconds: float
             members = np.asarray(by_seg[key])
             x = rhythm.stitch(np.asarray(ds.clips[members], dtype=np.float32),
                               [float(entries[j]["start"]) for j in members], sr)
-            cache[key] = rhythm.estimate_tempo(x, sr)
+            cache[key] = estimate_tempo(x, sr)
         out[k] = cache[key]
     return out
 
@@ -434,7 +418,7 @@ def evaluate(target: str | Path, dataset: str | Path | None = None, n: int = 64,
     log("structure: bar repetition of 30-s pieces")
     report["structure"] = _structure(G, cfg, ds, seed)
     if hasattr(G, "codec"):  # the two-stage model: does stage 1 (the autoencoder) or stage 2 limit the sound?
-        from ..codec_train import reconstruction_report
+        from ..models.codec import reconstruction_report
 
         report["autoencoder"] = reconstruction_report(G.codec, real[r_idx[:32]])
     log(f"memorisation: {n} generated clips against all {len(ds)} training clips")

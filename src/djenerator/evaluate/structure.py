@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .rhythm import _frames, estimate_beats
+from ..dsp.beat import estimate_beats, frames as stft_frames
 
 
 def band_energies(x: np.ndarray, sr: int, hop: int, n_bands: int = 8, fmin: float = 40.0) -> np.ndarray:
     """Log energy per frame in ``n_bands`` log-spaced bands from ``fmin`` to ``sr / 2``: (frames, bands).
     Frame ``t`` is centred on sample ``t * hop``."""
     n_fft = 1 << int(np.ceil(np.log2(0.04 * sr)))  # ~40 ms windows at any rate
-    frames = _frames(x, hop, n_fft) * np.hanning(n_fft)
-    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    windowed = stft_frames(x, hop, n_fft) * np.hanning(n_fft)
+    power = np.abs(np.fft.rfft(windowed, axis=1)) ** 2
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
     edges = np.geomspace(fmin, sr / 2, n_bands + 1)
     bands = [power[:, (freqs >= lo) & (freqs < hi)].sum(axis=1) for lo, hi in zip(edges[:-1], edges[1:])]

@@ -1,100 +1,80 @@
-"""Generators and discriminators, built by name from the config.
+"""Generators and discriminators, built by name from the config: :data:`ARCHS` here, ``DISCRIMINATORS`` in
+discriminators.py.
 
 Interfaces every model follows:
 - generator: ``G(z, cond=None) -> audio`` with z of shape (B, latent_dim) and audio (B, 1, T) in [-1, 1];
   ``cond`` is an optional (B, 2) tensor: normalised tempo in [0, 1] and beat phase in [0, 1) (NaN when
-  unknown; only the beat-grid models read it, see grid.py).
+  unknown; only the beat-grid models read the phase), made by :func:`.grid.tempo_cond`.
 - discriminator: ``D(x, cond=None) -> (logits, features)``; logits any shape starting with B,
   features a list of intermediate activations (for feature matching).
 """
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass
+from typing import Callable
+
 from torch import nn
 
 from ..config import Config, ConfigError
-from .dense import DenseDiscriminator, DenseGenerator
+from .dense import DenseGenerator
+from .discriminators import DISCRIMINATORS, MultiDiscriminator, build_discriminator
+from .grid import tempo_cond
 
 
-class MultiDiscriminator(nn.Module):
-    """Several discriminators judging the same input; the losses sum over them."""
+@dataclass(frozen=True)
+class Arch:
+    """A generator family (``model.arch``): how to build it and what the rest of the program may assume of it."""
 
-    def __init__(self, discs: dict[str, nn.Module]):
-        super().__init__()
-        self.discs = nn.ModuleDict(discs)
+    build: Callable[[Config], nn.Module]
+    longform: bool = False  # renders pieces of any length (stream.py); otherwise one window of data.clip_samples
+    beat_grid: bool = False  # reads the beat grid (model.beat_grid)
+    two_stage: bool = False  # an autoencoder first, then a GAN judged in its latent space (codec_train.py)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
-        return [d(x, cond) for d in self.discs.values()]
+
+def _dense(cfg: Config) -> nn.Module:
+    m = cfg.model
+    return DenseGenerator(m.latent_dim, cfg.data.clip_samples, m.dense_hidden, m.dropout, m.batchnorm)
+
+
+def _wavegan(cfg: Config) -> nn.Module:
+    from .wavegan import WaveGANGenerator
+
+    return WaveGANGenerator(cfg)
+
+
+def _spectral(cfg: Config) -> nn.Module:
+    from .spectral import SpectralGenerator
+
+    return SpectralGenerator(cfg)
+
+
+def _twostage(cfg: Config) -> nn.Module:
+    from .twostage import TwoStageGenerator
+
+    return TwoStageGenerator(cfg)
+
+
+ARCHS: dict[str, Arch] = {
+    "dense": Arch(_dense),
+    "wavegan": Arch(_wavegan),
+    "spectral": Arch(_spectral, longform=True, beat_grid=True),
+    "twostage": Arch(_twostage, longform=True, two_stage=True),
+}
+
+
+def arch_of(name: str) -> Arch:
+    if name not in ARCHS:
+        raise ConfigError(f"unknown generator architecture '{name}' (choose from: {', '.join(ARCHS)})")
+    return ARCHS[name]
 
 
 def build_generator(cfg: Config) -> nn.Module:
-    m, T = cfg.model, cfg.data.clip_samples
-    if m.arch == "dense":
-        return DenseGenerator(m.latent_dim, T, m.dense_hidden, m.dropout, m.batchnorm)
-    if m.arch == "wavegan":
-        from .wavegan import WaveGANGenerator
-
-        return WaveGANGenerator(cfg)
-    if m.arch == "spectral":
-        from .spectral import SpectralGenerator
-
-        return SpectralGenerator(cfg)
-    if m.arch == "twostage":
-        from .twostage import TwoStageGenerator
-
-        return TwoStageGenerator(cfg)
-    raise ConfigError(f"unknown generator architecture '{m.arch}'")
-
-
-def _build_one(name: str, cfg: Config) -> nn.Module:
-    m, T = cfg.model, cfg.data.clip_samples
-    if name == "dense":
-        return DenseDiscriminator(T, m.dense_hidden, m.dropout)
-    from . import discriminators as D
-
-    if name == "latent":  # the two-stage model's discriminator judges codec latents, not audio
-        from .twostage import LatentDiscriminator
-
-        return LatentDiscriminator(cfg)
-
-    builders = {"wave": D.WaveDiscriminator, "msd": D.MultiScaleDiscriminator, "stft": D.MultiResolutionSTFTDiscriminator}
-    if name not in builders:
-        raise ConfigError(f"unknown discriminator '{name}'")
-    return builders[name](cfg)
-
-
-def build_discriminator(cfg: Config) -> MultiDiscriminator:
-    disc = MultiDiscriminator({name: _build_one(name, cfg) for name in cfg.model.discriminators})
-    if cfg.model.spectral_norm:
-        for mod in disc.modules():
-            if isinstance(mod, (nn.Conv1d, nn.Conv2d, nn.Linear)):
-                nn.utils.parametrizations.spectral_norm(mod)
-    return disc
-
-
-def tempo_cond(bpm: torch.Tensor, cfg: Config, beat: torch.Tensor | None = None) -> torch.Tensor | None:
-    """BPM (B,) and beat phase (B,) -> the models' condition (B, 2), see the module docstring.
-
-    A tempo outside ``model.bpm_range`` is moved by octaves into it where it fits (a 70 BPM track is a
-    140 BPM one counted in eighths: the phase doubles with it), then clamped; unknown tempo (NaN) ->
-    the middle of the range with an unknown phase."""
-    if not cfg.model.tempo_conditioning:
-        return None
-    lo, hi = cfg.model.bpm_range
-    bpm = bpm.double().clone()
-    phase = torch.full_like(bpm, float("nan")) if beat is None else beat.double().clone()
-    for _ in range(4):
-        up = bpm * 2 <= hi
-        low = bpm < lo
-        bpm = torch.where(low & up, bpm * 2, bpm)
-        phase = torch.where(low & up, torch.remainder(phase * 2, 1.0), phase)
-        high = (bpm > hi) & (bpm / 2 >= lo)
-        bpm = torch.where(high, bpm / 2, bpm)
-        phase = torch.where(high, phase / 2, phase)
-    c = ((bpm - lo) / (hi - lo)).clamp(0.0, 1.0)
-    phase = torch.where(torch.isfinite(c), phase, torch.full_like(phase, float("nan")))
-    return torch.stack([torch.nan_to_num(c, nan=0.5), phase], dim=1).float()
+    return arch_of(cfg.model.arch).build(cfg)
 
 
 def count_parameters(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
+
+
+__all__ = ["ARCHS", "Arch", "DISCRIMINATORS", "MultiDiscriminator", "arch_of", "build_generator", "build_discriminator",
+           "tempo_cond", "count_parameters"]

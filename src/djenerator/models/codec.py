@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..evaluate.features import mel_filterbank
+from ..dsp.mel import mel_filterbank
 
 LATENT_CH = 16  # channels of the latent sequence stage 2 learns
 N_MELS = 80
@@ -131,3 +132,17 @@ def mel_distance(codec: Codec, fake: torch.Tensor, real: torch.Tensor) -> torch.
 
 def reconstruction_loss(codec: Codec, fake: torch.Tensor, real: torch.Tensor, mel_weight: float = 1.0) -> torch.Tensor:
     return stft_distance(fake, real) + mel_weight * mel_distance(codec, fake, real)
+
+
+@torch.no_grad()
+def reconstruction_report(codec: Codec, clips: np.ndarray) -> dict:
+    """Stage 1's quality on real clips (N, T): multi-resolution STFT distance (spectral convergence + log-magnitude
+    L1) and mean |log-mel difference| of the reconstructions, each beside the same distance between two
+    halves of the real clips swapped (what an unrelated real clip scores)."""
+    fs = codec.frame_samples
+    x = torch.from_numpy(np.asarray(clips, dtype=np.float32)[:, : clips.shape[1] // fs * fs])[:, None]
+    y = torch.cat([codec.eval()(x[i:i + 8]) for i in range(0, len(x), 8)])
+    other = torch.roll(x, 1, dims=0)
+    return {"n_clips": len(x), "stft_distance": float(stft_distance(y, x)), "mel_distance": float(mel_distance(codec, y, x)),
+            "stft_distance_other_clip": float(stft_distance(other, x)),
+            "mel_distance_other_clip": float(mel_distance(codec, other, x))}

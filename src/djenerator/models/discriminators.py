@@ -1,31 +1,23 @@
-"""Convolutional discriminators for raw audio.
+"""Discriminators by name (:data:`DISCRIMINATORS`): the waveform (WaveGAN), multi-scale and multi-resolution
+STFT ones for raw audio live here, the dense and latent ones in dense.py and twostage.py.
 
-Every discriminator follows the interface in :mod:`djenerator.models`: ``D(x, cond=None) ->
-(logits, features)`` with x of shape (B, 1, T), logits of shape (B, K) and ``features`` the
-intermediate activations used by :func:`djenerator.losses.feature_matching`.
-
-- :class:`WaveDiscriminator`: the WaveGAN discriminator (Donahue et al. 2019) with phase shuffle.
-- :class:`MultiScaleDiscriminator`: MelGAN/HiFi-GAN style grouped-conv patch discriminators on the
-  signal at 1x, 2x and 4x average-pooled resolution (Kumar et al. 2019; Kong et al. 2020).
-- :class:`MultiResolutionSTFTDiscriminator`: 2-D conv patch discriminators on complex STFTs at several
-  FFT sizes (UnivNet, Jang et al. 2021; descript-audio-codec, Kumar et al. 2023).
-
-``cfg.model.dim`` (d) scales the width of all of them. With ``cfg.model.tempo_conditioning`` each one
-adds a projection term <embed(cond), h> (Miyato & Koyama 2018) to its logits, h being its last
-hidden features (pooled over time/frequency for the patch discriminators); when ``cond`` is None the
-term is left out (an unconditional judgement). With ``cfg.model.beat_grid`` the multi-scale and STFT
-discriminators also read the beat grid (:mod:`.grid`) as extra input channels at their own time
-resolution, so they can tell onsets on the labelled beat from onsets off it.
+Every one follows the interface in :mod:`djenerator.models`: ``D(x, cond=None) -> (logits, features)``.
+``model.dim`` scales their width; with tempo conditioning each adds a projection term to its logits, and
+with ``model.beat_grid`` the multi-scale and STFT ones also read the beat grid. Sources and details:
+docs/how-it-works.md.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import Config
+from ..config import Config, ConfigError
+from .dense import DenseDiscriminator
 from .grid import GRID_DIM, beat_grid, tempo_column
 from .wavegan import BASE_FRAMES, KERNEL, PADDING, STRIDE, wavegan_layers
 
@@ -275,3 +267,54 @@ class MultiResolutionSTFTDiscriminator(nn.Module):
             logits.append(lg.flatten(1))
             feats.extend(f)
         return torch.cat(logits, dim=1), feats
+
+
+class MultiDiscriminator(nn.Module):
+    """Several discriminators judging the same input; the losses sum over them."""
+
+    def __init__(self, discs: dict[str, nn.Module]):
+        super().__init__()
+        self.discs = nn.ModuleDict(discs)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
+        return [d(x, cond) for d in self.discs.values()]
+
+
+@dataclass(frozen=True)
+class Disc:
+    """A discriminator (a name in ``model.discriminators``) and what its input is."""
+
+    build: Callable[[Config], nn.Module]
+    latent: bool = False  # judges the two-stage model's latent sequences, not audio
+
+
+def _dense(cfg: Config) -> nn.Module:
+    return DenseDiscriminator(cfg.data.clip_samples, cfg.model.dense_hidden, cfg.model.dropout)
+
+
+def _latent(cfg: Config) -> nn.Module:
+    from .twostage import LatentDiscriminator
+
+    return LatentDiscriminator(cfg)
+
+
+DISCRIMINATORS: dict[str, Disc] = {
+    "dense": Disc(_dense),
+    "wave": Disc(WaveDiscriminator),
+    "msd": Disc(MultiScaleDiscriminator),
+    "stft": Disc(MultiResolutionSTFTDiscriminator),
+    "latent": Disc(_latent, latent=True),
+}
+
+
+def build_discriminator(cfg: Config) -> MultiDiscriminator:
+    """The discriminators named in ``model.discriminators``, with spectral norm on every layer if asked."""
+    unknown = [n for n in cfg.model.discriminators if n not in DISCRIMINATORS]
+    if unknown:
+        raise ConfigError(f"unknown discriminator '{unknown[0]}' (choose from: {', '.join(DISCRIMINATORS)})")
+    disc = MultiDiscriminator({name: DISCRIMINATORS[name].build(cfg) for name in cfg.model.discriminators})
+    if cfg.model.spectral_norm:
+        for mod in disc.modules():
+            if isinstance(mod, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+                nn.utils.parametrizations.spectral_norm(mod)
+    return disc

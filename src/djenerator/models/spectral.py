@@ -1,37 +1,11 @@
 """A length-agnostic, frame-rate generator with an ISTFT output (``model.arch = "spectral"``).
 
-Pieces of any length come from a *sequence* of latent frames (B, frame_dim, N), one frame per
-``frame_samples`` samples (about a quarter of a second), plus a global style vector (B, latent_dim)
-held for the whole piece. The network is fully convolutional along time and runs at the STFT frame
-rate (``hop`` samples, about 60 frames/s); its head outputs log-magnitude and phase for every
-frame and the audio comes out of ``torch.istft`` (the Vocos recipe, Siuzdak 2023; iSTFTNet, Kaneko
-et al. 2022). Nothing runs at the sample rate but the inverse FFT, which is why it costs far less per
-second of audio than transposed convolutions (numbers in ``benchmarks/longform.py``).
-
-Layout, for N latent frames and U = frame_samples / hop STFT frames per latent frame::
-
-    z_seq (B, Z, N) --linear x U--> (B, Z, N*U) --Conv1d k7--> (B, C, N*U)
-      -> 4 x [depthwise Conv1d k7 (dilation 1, 2, 4, 1) -> LayerNorm(C) -> FiLM(style)
-              -> Linear C->2C -> GELU -> Linear 2C->C -> residual]                (ConvNeXt blocks)
-      -> Conv1d k1 -> (log|S|, phase) per bin -> S = exp(log|S|) e^{i phase}
-      -> torch.istft(n_fft = 4 hop, hop, hann, centred) -> tanh -> (B, 1, N*U*hop)
-
-No normalisation mixes time steps (LayerNorm is per frame), so output sample t depends only on the
-latent frames within ``context_frames`` of t's frame: rendering a long latent sequence in chunks
-that overlap by that much gives the one-pass result (see :mod:`djenerator.stream`).
-
-Training (``forward``): the training loop's z (B, latent_dim) is the style vector; the local latent
-sequence is drawn inside (from the global RNG in training mode; from a generator seeded by z's
-bytes in eval mode, so the same z always gives the same clip). The network renders
-ceil(T/F) + 2 * context_frames + 1 latent frames and returns the T = ``clip_samples`` samples starting at a
-random offset inside the first frame after the left context (offset 0 in eval mode). So every
-training clip (a) spans several latent frames, and the discriminators judge the joins between them
-at every phase, and (b) is computed with full context on both sides, exactly like the interior of a
-long piece: what is trained is what is rendered at any length. With a single latent frame and no
-neighbours it reduces to a one-window generator.
-
-With ``model.beat_grid`` every STFT frame is also told its position in the beat (see :mod:`.grid`; an
-extra input of the first conv), so the tempo asked for is held over any length.
+Pieces of any length come from a sequence of latent frames (one per ``frame_samples``, ~0.25 s) plus a
+style vector held for the whole piece. The network is fully convolutional along time, runs at the STFT
+frame rate and ends in ``torch.istft`` (the Vocos recipe), so it costs far less per second of audio than
+transposed convolutions, and output sample t depends only on latents within ``context_frames``: chunked
+rendering equals one pass (:mod:`djenerator.stream`). Training renders clips with full context on both
+sides, as in the interior of a long piece. Layout and training details: docs/how-it-works.md.
 """
 from __future__ import annotations
 

@@ -1,22 +1,10 @@
 """Stage 2 of the two-stage model: a GAN over codec latent sequences several bars long (``model.arch = "twostage"``).
 
-The generator makes the codec's latents (B, 16, F) at ~43 frames/s, and the frozen codec decoder
-(:mod:`.codec`) turns them into 22.05 kHz audio; together they are one ``G(z, cond) -> (B, 1, T)``, so
-every caller (generate, evaluate, serve, training samples) gets audio.
-
-    slow latents (B, 32, N), one per ``SLOW`` codec frames (~0.74 s) --linear--> codec frame rate
-    + style z (B, latent_dim) [+ tempo]  + bar clock (sin/cos of 2 pi m b(t), m = 1/4 .. 4: bar, half,
-    beat, eighth, sixteenth)  --Conv1d k7--> ConvNeXt x 8 (dilations 1 2 4 8 16 32 1 1, FiLM from the
-    style) --Conv1d k1--> tanh = latents (B, 16, N * SLOW)  --codec.decode--> audio
-
-The dilations reach ~4.5 s either way, more than two bars at 110 BPM: a riff fixed by the style and
-placed by the bar clock can come round again at the bar, while the slow latents vary it. The
-latent discriminator reads latents + the same clock (from the real clip's tempo and first beat),
-so it is cheap (no audio, no STFT) and tells the generator where the bars are.
-
-Streaming: the output at a frame depends only on slow latents within ``context_frames`` (latent
-generator reach + decoder reach), so :mod:`djenerator.stream` renders pieces of any length in
-chunks exactly as for the spectral generator.
+The generator makes the codec's latents (~43 frames/s) from slow latents, a style vector and a bar clock,
+and the frozen codec decoder (:mod:`.codec`) turns them into audio, so callers get one ``G(z, cond) ->
+audio``. Its dilations reach more than two bars, so a riff can come round again at the bar; the latent
+discriminator reads latents plus the same clock. Output depends only on latents within ``context_frames``,
+so :mod:`djenerator.stream` renders any length in chunks. Design: docs/two-stage.md.
 """
 from __future__ import annotations
 

@@ -11,9 +11,6 @@ from .errors import NOT_FOUND, UNAUTHORIZED
 from .services import Services
 from .store import BrokenRun, NotFound
 
-FIXED_WINDOW_ARCHS = ("dense", "wavegan")  # generators that make one window; long pieces need another family
-
-
 def health_router(sv: Services) -> APIRouter:
     r = APIRouter(tags=["service"])
     s = sv.settings
@@ -87,9 +84,16 @@ def describe_run(store, run: str) -> dict[str, Any]:
         if data.get("clip_samples") and data.get("sample_rate") else None,
         "health": store.health_lines(run_dir),
         "evaluation": store.memorisation(run_dir),
-        "long_form": (cfg.get("model") or {}).get("arch") not in FIXED_WINDOW_ARCHS,
+        "long_form": _long_form((cfg.get("model") or {}).get("arch")),
         "problems": problems,
     }
 
 
-__all__ = ["health_router", "runs_router", "describe_run", "FIXED_WINDOW_ARCHS"]
+def _long_form(arch: Any) -> bool:
+    """Whether a run's generator makes pieces of any length (the model family says; torch loads on first use)."""
+    from ..models import ARCHS
+
+    return isinstance(arch, str) and arch in ARCHS and ARCHS[arch].longform
+
+
+__all__ = ["health_router", "runs_router", "describe_run"]

@@ -33,7 +33,7 @@ from . import errors
 from .analysis import analyse
 from .api_generate import clips_router, generate_router
 from .api_jobs import jobs_router
-from .api_runs import FIXED_WINDOW_ARCHS, health_router, runs_router
+from .api_runs import health_router, runs_router
 from .guards import Auth, Guard
 from .jobs import JobManager
 from .models import request_models
@@ -137,5 +137,4 @@ def serve(runs_dir: Path, host: str = "127.0.0.1", port: int = 8000, token: str 
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
-__all__ = ["Settings", "ServerConfigError", "create_app", "serve", "analyse", "asdict", "Busy",
-           "FIXED_WINDOW_ARCHS"]
+__all__ = ["Settings", "ServerConfigError", "create_app", "serve", "analyse", "asdict", "Busy"]

@@ -8,6 +8,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 from pydantic_core import PydanticCustomError
 
 from ..config import BPM_LIMITS
+from ..presets import DEFAULT_PRESET
 
 STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -64,7 +65,7 @@ def request_models(max_count: int, max_steps: int, max_seconds: float, max_train
         model_config = STRICT
         dataset: str = Field(..., max_length=128, description="A prepared dataset folder under the datasets folder.")
         run: str = Field(..., max_length=128, description="Name of the new run folder.")
-        preset: str = Field("original", max_length=64, json_schema_extra={"enum": presets},
+        preset: str = Field(DEFAULT_PRESET, max_length=64, json_schema_extra={"enum": presets},
                             description="A preset name.")
         steps: Int = Field(1000, ge=1, json_schema_extra={"maximum": max_train_steps},
                            description=f"Training steps, 1 to {max_train_steps}.")

@@ -1,23 +1,9 @@
 """A procedural Djent riff renderer: the built-in dataset, pure numpy/scipy and deterministic per seed.
 
-One riff is a short odd-grouped pattern (5, 7, 9, 11 or 13 sixteenths) of palm-muted low power-chord
-chugs, ghost notes, rests and the odd open chord, repeated across 4/4 bars. The kick doubles every
-full chug, the snare stays on beats 2 and 4, hi-hats and cymbals keep the 4/4 pulse, so the riff
-"rolls over" the bar line the way Meshuggah/Periphery riffs do. Occasional high "ping" notes ring
-above the chugs.
-
-Signal chain per element:
-
-* guitar: Karplus-Strong plucked strings (root + fifth, drop A..drop B range, 55-62 Hz), palm mute =
-  short loop decay + dark excitation + low-pass + fast amplitude envelope; two slightly different
-  takes (double tracking) are summed, then a tight high-pass boost, pre-gain, asymmetric soft clip
-  ``tanh(g*x + bias) - tanh(bias)`` and a cabinet (high-pass ~80 Hz, low-pass ~4.5 kHz, presence bump).
-* kick: sine with an exponential pitch drop 150 -> 50 Hz plus a short filtered click.
-* snare: body tone (~190 Hz) plus a band-passed noise burst.
-* hats / crash: high-passed noise with short / long decays.
-* ping: a clean-ish plucked harmonic (1-2 kHz) with a long decay and light saturation.
-
-Everything random comes from ``np.random.default_rng(seed)`` so a seed renders bit-identical audio.
+One riff is an odd-grouped pattern of palm-muted low chugs, ghost notes and rests repeated across 4/4 bars
+against a straight 4/4 kit, so it rolls over the bar line; guitars are Karplus-Strong strings through
+distortion and a cabinet, drums are synthesised. Everything random comes from
+``np.random.default_rng(seed)``, so a seed renders bit-identical audio. The signal chain: docs/how-it-works.md.
 """
 from __future__ import annotations
 
