@@ -198,40 +198,16 @@ def generate(checkpoint: Path = typer.Argument(..., help="Checkpoint file or run
              quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
              trust_checkpoint: bool = TrustOpt):
     """Write generated clips (or, with --seconds, pieces of any length) as wav files."""
-    from .generate import check_request
+    from .generate import generate_to_files
 
-    check_request(n=n, batch_size=batch_size, bpm=bpm)
+    count = n if n is not None else (8 if seconds is None else 1)
+    paths = generate_to_files(checkpoint, output, n=count, seed=seed, batch_size=batch_size, bpm=bpm,
+                              interpolate_to=interpolate_to, device=device, log=console.print, seconds=seconds,
+                              progress=not quiet)
     if seconds is None:
-        from .generate import generate_to_files
-
-        paths = generate_to_files(checkpoint, output, n=8 if n is None else n, seed=seed, batch_size=batch_size, bpm=bpm,
-                                  interpolate_to=interpolate_to, device=device, log=console.print)
         out.print(f"wrote {len(paths)} clip(s) to {output}")
-        return
-    from .config import ConfigError
-    from .generate import generate_long_to_file, load_generator
-
-    count = 1 if n is None else n
-    if count < 1:
-        raise ConfigError(f"-n must be at least 1, got {count}")
-    if output.suffix.lower() == ".wav" and count > 1:
-        raise ConfigError(f"-o {output} names one file but -n asks for {count} pieces; give a folder")
-    G, cfg, _ = load_generator(checkpoint, device)
-    if bpm is not None and not cfg.model.tempo_conditioning:
-        from .generate import BPM_IGNORED
-
-        console.print(BPM_IGNORED)
-    paths = []
-    for i in range(count):
-        s = seed + i
-        if output.suffix.lower() == ".wav":
-            path = output
-        else:
-            tag = f"seed{s}" if interpolate_to is None else f"seed{s}-to-{interpolate_to}"
-            path = output / f"piece_{tag}_{seconds:g}s.wav"
-        paths.append(generate_long_to_file(G, path, seconds, seed=s, bpm=bpm, interpolate_to=interpolate_to, cfg=cfg,
-                                           progress=not quiet))
-    out.print(f"wrote {len(paths)} piece(s) of {seconds:g} s: {', '.join(str(p) for p in paths)}")
+    else:
+        out.print(f"wrote {len(paths)} piece(s) of {seconds:g} s: {', '.join(str(p) for p in paths)}")
 
 
 @app.command()

@@ -157,15 +157,14 @@ def _step_of(ckpt: Path | None) -> int:
 
 
 def _generate(ckpt: Path, gen_dir: Path, cfg: Config, piece_seconds: float) -> tuple[list[Path], Path | None]:
-    from .generate import generate_long_to_file, generate_to_files, load_generator
+    from .generate import Request, load_generator, write_files
     from .stream import is_longform
 
-    paths = generate_to_files(ckpt, gen_dir, n=8, seed=0)
-    piece = None
     G, g_cfg, _ = load_generator(ckpt)
+    paths = write_files(G, g_cfg, Request(n=8, seed=0), gen_dir)
+    piece = None
     if is_longform(G):  # a length-agnostic generator: also one piece of music, not only clips
-        piece = generate_long_to_file(G, gen_dir / f"piece_seed0_{piece_seconds:g}s.wav", piece_seconds, seed=0,
-                                      cfg=g_cfg)
+        piece = write_files(G, g_cfg, Request(n=1, seed=0, seconds=piece_seconds), gen_dir)[0]
         paths.append(piece)
     return paths, piece
 
