@@ -71,16 +71,6 @@ def _error(message: str) -> None:
     raise typer.Exit(2) from None
 
 
-def _config(preset, config, sets, extra: dict | None = None):
-    from .config import build_config, parse_override, apply_dict
-
-    cfg = build_config(preset, config or [], sets or [])
-    for k, v in (extra or {}).items():
-        if v is not None:
-            apply_dict(cfg, parse_override(f"{k}={v}"))
-    return cfg
-
-
 @app.command()
 @user_errors
 def synth(out_dir: Path = typer.Argument(..., help="Folder for the built-in Djent riffs (wav + json metadata)."),
@@ -150,12 +140,9 @@ def train(dataset: Path = typer.Argument(..., help="Prepared dataset folder (fro
     """  # noqa: E501 (one paragraph: the help text re-wraps it)
     from .train import train as run_train
 
-    cfg = _resume_or_new_config(run, resume, preset, config, set_)
-    for k, v in {"train.steps": steps, "train.device": device}.items():
-        if v is not None:
-            from .config import apply_dict, parse_override
-
-            apply_dict(cfg, parse_override(f"{k}={v}"))
+    flags = {"train.steps": steps, "train.device": device}  # after --set: the flags win
+    sets = [*(set_ or []), *(f"{k}={v}" for k, v in flags.items() if v is not None)]
+    cfg = _resume_or_new_config(run, resume, preset, config or [], sets)
     run_dir = run or Path("runs") / cfg.preset
     import os
 
@@ -169,19 +156,14 @@ def train(dataset: Path = typer.Argument(..., help="Prepared dataset folder (fro
         raise typer.Exit(1)
 
 
-def _resume_or_new_config(run, resume, preset, config, sets):
+def _resume_or_new_config(run, resume, preset, files, sets):
+    """A resumed run's config (from its latest good checkpoint), else the preset's; then files and overrides."""
     from .checkpoint import config_of, load_latest_good
-    from .config import apply_dict, load_file, parse_override, validate
+    from .config import apply_overrides, build_config
 
     if resume and run is not None and (found := load_latest_good(run, log=lambda m: None, set_aside=False)) is not None:
-        cfg = config_of(found[1])
-        for f in config or []:
-            apply_dict(cfg, load_file(f))
-        for o in sets or []:
-            apply_dict(cfg, parse_override(o))
-        validate(cfg)
-        return cfg
-    return _config(preset, config, sets)
+        return apply_overrides(config_of(found[1]), files, sets)
+    return build_config(preset, files, sets)
 
 
 @app.command()
