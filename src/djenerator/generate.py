@@ -106,7 +106,7 @@ def generate_clips(G: torch.nn.Module, cfg: Config, n: int = 8, seed: int = 0, b
     each clip its own condition (tempo-conditioned models; see models.tempo_cond) instead of ``bpm``."""
     z = latents(n, cfg.model.latent_dim, seed) if z is None else z
     out = []
-    for i in range(0, len(z), batch_size):
+    for i in range(0, max(len(z), 1), batch_size):  # no latents: one empty batch, (0, T) out
         zb = z[i:i + batch_size]
         out.append(forward(G, zb, bpm_cond(cfg, bpm, len(zb)) if cond is None else cond[i:i + batch_size]))
     return torch.cat(out).clamp(-1, 1).numpy()
