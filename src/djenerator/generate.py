@@ -239,6 +239,7 @@ def render(G: torch.nn.Module, cfg: Config, req: Request) -> list[np.ndarray]:
     """Every clip or piece of ``req``, in memory and in the order of ``req.seeds()`` (the server's call)."""
     if req.seconds is None:
         return list(request_clips(G, cfg, req))
+    # interpolate_to only when set: a stand-in for generate_long (the server's tests use one) need not take it
     extra = {"interpolate_to": req.interpolate_to} if req.interpolate_to is not None else {}
     return [generate_long(G, cfg, float(req.seconds), s, bpm=req.bpm, **extra) for s in req.seeds()]
 
@@ -252,11 +253,11 @@ def write_files(G: torch.nn.Module, cfg: Config, req: Request, out: str | Path, 
         tag = file_tag(req.seed, req.interpolate_to)
         clips = request_clips(G, cfg, req)
         return [write_wav(out / f"{prefix}_{tag}_{i:03d}.wav", a, cfg.data.sample_rate) for i, a in enumerate(clips)]
-    def path(s: int) -> Path:
-        return out if out.suffix.lower() == ".wav" else out / f"piece_{file_tag(s, req.interpolate_to)}_{req.seconds:g}s.wav"
-
-    return [generate_long_to_file(G, path(s), req.seconds, seed=s, bpm=req.bpm, interpolate_to=req.interpolate_to,
-                                  cfg=cfg, progress=progress) for s in req.seeds()]
+    one_file = out.suffix.lower() == ".wav"
+    paths = [out if one_file else out / f"piece_{file_tag(s, req.interpolate_to)}_{req.seconds:g}s.wav"
+             for s in req.seeds()]
+    return [generate_long_to_file(G, p, req.seconds, seed=s, bpm=req.bpm, interpolate_to=req.interpolate_to, cfg=cfg,
+                                  progress=progress) for p, s in zip(paths, req.seeds())]
 
 
 def generate_to_files(checkpoint: str | Path, out_dir: str | Path, n: int = 8, seed: int = 0, batch_size: int = 16,
