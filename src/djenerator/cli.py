@@ -73,16 +73,6 @@ def _error(message: str) -> None:
     raise typer.Exit(2) from None
 
 
-def _config(preset, config, sets, extra: dict | None = None):
-    from .config import build_config, parse_override, apply_dict
-
-    cfg = build_config(preset, config or [], sets or [])
-    for k, v in (extra or {}).items():
-        if v is not None:
-            apply_dict(cfg, parse_override(f"{k}={v}"))
-    return cfg
-
-
 @app.command()
 @user_errors
 def synth(out_dir: Path = typer.Argument(..., help="Folder for the built-in Djent riffs (wav + json metadata)."),
@@ -152,12 +142,9 @@ def train(dataset: Path = typer.Argument(..., help="Prepared dataset folder (fro
     """  # noqa: E501 (one paragraph: the help text re-wraps it)
     from .train import train as run_train
 
-    cfg = _resume_or_new_config(run, resume, preset, config, set_)
-    for k, v in {"train.steps": steps, "train.device": device}.items():
-        if v is not None:
-            from .config import apply_dict, parse_override
-
-            apply_dict(cfg, parse_override(f"{k}={v}"))
+    flags = {"train.steps": steps, "train.device": device}  # after --set: the flags win
+    sets = [*(set_ or []), *(f"{k}={v}" for k, v in flags.items() if v is not None)]
+    cfg = _resume_or_new_config(run, resume, preset, config or [], sets)
     run_dir = run or Path("runs") / cfg.preset
     import os
 
@@ -171,19 +158,14 @@ def train(dataset: Path = typer.Argument(..., help="Prepared dataset folder (fro
         raise typer.Exit(1)
 
 
-def _resume_or_new_config(run, resume, preset, config, sets):
+def _resume_or_new_config(run, resume, preset, files, sets):
+    """A resumed run's config (from its latest good checkpoint), else the preset's; then files and overrides."""
     from .checkpoint import config_of, load_latest_good
-    from .config import apply_dict, load_file, parse_override, validate
+    from .config import apply_overrides, build_config
 
     if resume and run is not None and (found := load_latest_good(run, log=lambda m: None, set_aside=False)) is not None:
-        cfg = config_of(found[1])
-        for f in config or []:
-            apply_dict(cfg, load_file(f))
-        for o in sets or []:
-            apply_dict(cfg, parse_override(o))
-        validate(cfg)
-        return cfg
-    return _config(preset, config, sets)
+        return apply_overrides(config_of(found[1]), files, sets)
+    return build_config(preset, files, sets)
 
 
 @app.command()
@@ -200,40 +182,16 @@ def generate(checkpoint: Path = typer.Argument(..., help="Checkpoint file or run
              quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
              trust_checkpoint: bool = TrustOpt):
     """Write generated clips (or, with --seconds, pieces of any length) as wav files."""
-    from .generate import check_request
+    from .generate import generate_to_files
 
-    check_request(n=n, batch_size=batch_size, bpm=bpm)
+    count = n if n is not None else (8 if seconds is None else 1)
+    paths = generate_to_files(checkpoint, output, n=count, seed=seed, batch_size=batch_size, bpm=bpm,
+                              interpolate_to=interpolate_to, device=device, log=console.print, seconds=seconds,
+                              progress=not quiet)
     if seconds is None:
-        from .generate import generate_to_files
-
-        paths = generate_to_files(checkpoint, output, n=8 if n is None else n, seed=seed, batch_size=batch_size, bpm=bpm,
-                                  interpolate_to=interpolate_to, device=device, log=console.print)
         out.print(f"wrote {len(paths)} clip(s) to {output}")
-        return
-    from .config import ConfigError
-    from .generate import generate_long_to_file, load_generator
-
-    count = 1 if n is None else n
-    if count < 1:
-        raise ConfigError(f"-n must be at least 1, got {count}")
-    if output.suffix.lower() == ".wav" and count > 1:
-        raise ConfigError(f"-o {output} names one file but -n asks for {count} pieces; give a folder")
-    G, cfg, _ = load_generator(checkpoint, device)
-    if bpm is not None and not cfg.model.tempo_conditioning:
-        from .generate import BPM_IGNORED
-
-        console.print(BPM_IGNORED)
-    paths = []
-    for i in range(count):
-        s = seed + i
-        if output.suffix.lower() == ".wav":
-            path = output
-        else:
-            tag = f"seed{s}" if interpolate_to is None else f"seed{s}-to-{interpolate_to}"
-            path = output / f"piece_{tag}_{seconds:g}s.wav"
-        paths.append(generate_long_to_file(G, path, seconds, seed=s, bpm=bpm, interpolate_to=interpolate_to, cfg=cfg,
-                                           progress=not quiet))
-    out.print(f"wrote {len(paths)} piece(s) of {seconds:g} s: {', '.join(str(p) for p in paths)}")
+    else:
+        out.print(f"wrote {len(paths)} piece(s) of {seconds:g} s: {', '.join(str(p) for p in paths)}")
 
 
 @app.command()

@@ -212,7 +212,7 @@ def _stage2_models(cfg: Config, codec: Codec):
 def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, codec: Codec, codec_step: int,
                      budget: Budget, progress: bool = True, log=print):
     """Stage 2 -> (steps done, last checkpoint, "done" | why it stopped)."""
-    from .train import _bpm_sweep, write_samples
+    from .train import sample_latents, write_samples
 
     t = cfg.train
     G, D, opt_g, opt_d = _stage2_models(cfg, codec)
@@ -227,8 +227,7 @@ def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, 
         start = int(ck["step"])
         log(f"stage 2: resumed the latent GAN at step {start}")
     lat = cached_latents(G.codec, ds, run_dir, codec_step)
-    z_fixed = torch.randn(t.n_samples, cfg.model.latent_dim, generator=torch.Generator().manual_seed(t.seed + 7919))
-    bpm_fixed = _bpm_sweep(cfg, t.n_samples)
+    z_fixed, bpm_fixed = sample_latents(cfg)
     log_csv = StepLog(run_dir / "logs" / "losses.csv", ["step", "d_loss", "g_loss", "cpu_s"], start)
     bar, step, stopped = _bar(t.steps, start, "stage 2: latent GAN", progress), start, "done"
     last = Path(ck["path"]) if ck is not None else None

@@ -231,6 +231,12 @@ def build_config(preset: str | None = None, files: list[str | Path] = (), overri
         raise ConfigError(f"unknown preset '{name}' (choose from: auto, {', '.join(PRESETS)})")
     cfg = Config.from_dict(PRESETS[name]["config"])
     cfg.preset = name
+    return apply_overrides(cfg, files, overrides)
+
+
+def apply_overrides(cfg: Config, files: list[str | Path] = (), overrides: list[str] = ()) -> Config:
+    """Config files in order, then KEY=VALUE overrides (last wins), then validate: how every config the user
+    shapes is finished, a preset's (``build_config``) or a resumed checkpoint's alike. Changes ``cfg``."""
     for f in files:
         apply_dict(cfg, load_file(f))
     for o in overrides:

@@ -1,11 +1,18 @@
-"""Checkpoint -> audio. Needs nothing but the checkpoint: it carries its config.
+"""The one generation path: (checkpoint or generator, seed, tempo, length, interpolation) -> audio.
 
-Same (checkpoint, seed, options) -> same audio: latents come from a private ``torch.Generator``
-seeded per clip, never from the global RNG.
+The CLI, the server, training samples, evaluation and streaming all come through here: :func:`forward` is
+the one generator call, :func:`generate_clips` makes clips, :func:`piece_blocks` makes pieces of any length,
+and a :class:`Request` says which of them a user asked for (:func:`render` in memory, :func:`write_files`
+to wav files). A checkpoint carries its config, so nothing else is needed.
+
+Same (checkpoint, seed, options) -> same audio: latents come from :mod:`djenerator.latents`, seeded per
+clip (and per latent frame), never from the global RNG.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -13,9 +20,16 @@ import torch
 from .audio import write_wav
 from .checkpoint import config_of, load_checkpoint
 from .config import BPM_LIMITS, Config, ConfigError
+from .latents import interpolate, latents
 from .models import build_generator, tempo_cond
 
+BPM_IGNORED = ("note: this model was trained without tempo conditioning, so --bpm is ignored "
+               "(train with --set model.tempo_conditioning=true to ask for a tempo)")
+LONGFORM_HINT = ("train with --preset spectral (model.arch=spectral), whose generator is fully convolutional "
+                 "along time and renders any length")
 
+
+# --- the generator ---------------------------------------------------------------------------------
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Config, int]:
     """(generator in eval mode, its config, the step it was saved at)."""
     device = check_device(device)
@@ -53,21 +67,24 @@ def generator_of(ck: dict, device: str | torch.device = "cpu") -> tuple[torch.nn
     return G, cfg, int(ck["step"])
 
 
-def latents(n: int, dim: int, seed: int) -> torch.Tensor:
-    """Clip i of seed s always gets the same latent, whatever n and the batch size."""
-    return torch.stack([torch.randn(dim, generator=torch.Generator().manual_seed(seed * 1_000_003 + i)) for i in range(n)])
+@torch.no_grad()
+def forward(G: torch.nn.Module, z: torch.Tensor, cond: torch.Tensor | None = None, style: torch.Tensor | None = None,
+            t0: float = 0.0) -> torch.Tensor:
+    """The one generator call: ``G(z, cond)``, or with ``style`` ``G.render(z, style, cond, t0)`` (a latent frame
+    sequence, see stream.py), on G's device and in eval mode (G's mode is restored after); -> (B, T) float32
+    on the CPU, not clamped (every generator ends in tanh or a clamp)."""
+    device = next(G.parameters()).device
+    was_training = G.training
+    G.eval()
+    try:
+        c = cond.to(device) if cond is not None else None
+        x = G(z.to(device), c) if style is None else G.render(z.to(device), style.to(device), c, t0=t0)
+    finally:
+        G.train(was_training)
+    return x.float().cpu()[:, 0]
 
 
-def interpolate(z0: torch.Tensor, z1: torch.Tensor, steps: int) -> torch.Tensor:
-    """Spherical interpolation (slerp): Gaussian latents keep their norm along the path (White 2016)."""
-    a, b = z0 / z0.norm(), z1 / z1.norm()
-    omega = torch.arccos((a * b).sum().clamp(-1 + 1e-7, 1 - 1e-7))
-    ts = torch.linspace(0, 1, steps)
-    if omega.abs() < 1e-4:
-        return torch.stack([(1 - t) * z0 + t * z1 for t in ts])
-    return torch.stack([(torch.sin((1 - t) * omega) * z0 + torch.sin(t * omega) * z1) / torch.sin(omega) for t in ts])
-
-
+# --- clips -----------------------------------------------------------------------------------------
 def interpolation_latents(cfg: Config, seed: int, to_seed: int, steps: int) -> torch.Tensor:
     """The latents of a ``steps``-clip slerp from clip 0 of ``seed`` to clip 0 of ``to_seed``."""
     z0, z1 = latents(1, cfg.model.latent_dim, seed)[0], latents(1, cfg.model.latent_dim, to_seed)[0]
@@ -82,46 +99,20 @@ def bpm_cond(cfg: Config, bpm: float | None, n: int) -> torch.Tensor | None:
     return tempo_cond(torch.full((n,), float(bpm)), cfg, torch.zeros(n))
 
 
-@torch.no_grad()
 def generate_clips(G: torch.nn.Module, cfg: Config, n: int = 8, seed: int = 0, batch_size: int = 16,
                    bpm: float | None = None, z: torch.Tensor | None = None,
                    cond: torch.Tensor | None = None) -> np.ndarray:
     """(n, T) float32 in [-1, 1]; pass ``z`` to render given latents (interpolation), ``cond`` (n, 2) to give
     each clip its own condition (tempo-conditioned models; see models.tempo_cond) instead of ``bpm``."""
-    device = next(G.parameters()).device
     z = latents(n, cfg.model.latent_dim, seed) if z is None else z
     out = []
-    for i in range(0, len(z), batch_size):
-        zb = z[i:i + batch_size].to(device)
-        cond_b = bpm_cond(cfg, bpm, len(zb)) if cond is None else cond[i:i + batch_size]
-        out.append(G(zb, cond_b.to(device) if cond_b is not None else None).float().cpu()[:, 0])
+    for i in range(0, max(len(z), 1), batch_size):  # no latents: one empty batch, (0, T) out
+        zb = z[i:i + batch_size]
+        out.append(forward(G, zb, bpm_cond(cfg, bpm, len(zb)) if cond is None else cond[i:i + batch_size]))
     return torch.cat(out).clamp(-1, 1).numpy()
 
 
-def generate_to_files(checkpoint: str | Path, out_dir: str | Path, n: int = 8, seed: int = 0, batch_size: int = 16,
-                      bpm: float | None = None, interpolate_to: int | None = None, device: str = "cpu",
-                      prefix: str = "clip", log=lambda m: None) -> list[Path]:
-    """Write n clips (or an n-step interpolation from seed to ``interpolate_to``) as wav files."""
-    check_request(n=n, batch_size=batch_size, bpm=bpm)
-    G, cfg, step = load_generator(checkpoint, device)
-    if bpm is not None and not cfg.model.tempo_conditioning:
-        log(BPM_IGNORED)
-    z = None if interpolate_to is None else interpolation_latents(cfg, seed, interpolate_to, max(n, 2))
-    audio = generate_clips(G, cfg, n, seed, batch_size, bpm, z)
-    out_dir = Path(out_dir)
-    tag = f"seed{seed}" if interpolate_to is None else f"seed{seed}-to-{interpolate_to}"
-    return [write_wav(out_dir / f"{prefix}_{tag}_{i:03d}.wav", a, cfg.data.sample_rate) for i, a in enumerate(audio)]
-
-
-BPM_IGNORED = ("note: this model was trained without tempo conditioning, so --bpm is ignored "
-               "(train with --set model.tempo_conditioning=true to ask for a tempo)")
-
-
 # --- pieces of any length --------------------------------------------------------------------------
-LONGFORM_HINT = ("train with --preset spectral (model.arch=spectral), whose generator is fully convolutional "
-                 "along time and renders any length")
-
-
 def _check_seconds(seconds: float) -> None:
     if not (seconds > 0 and np.isfinite(seconds)):
         raise ConfigError(f"--seconds must be a positive number, got {seconds}")
@@ -135,37 +126,39 @@ def _fixed_window_piece(G: torch.nn.Module, cfg: Config, n_samples: int, seed: i
         raise ConfigError(
             f"a '{cfg.model.arch}' generator makes fixed windows of {T / cfg.data.sample_rate:.2f} s and cannot make "
             f"a {n_samples / cfg.data.sample_rate:.2f}-s piece without audible joins; {LONGFORM_HINT}")
-    z = None
-    if interpolate_to is not None:  # a single window: the midpoint of the path
-        z = interpolate(latents(1, cfg.model.latent_dim, seed)[0], latents(1, cfg.model.latent_dim, interpolate_to)[0], 3)[1:2]
+    z = None if interpolate_to is None else interpolation_latents(cfg, seed, interpolate_to, 3)[1:2]  # the midpoint
     return generate_clips(G, cfg, 1, seed, 1, bpm, z)[0, :n_samples]
 
 
-def generate_long(G: torch.nn.Module, cfg: Config, seconds: float, seed: int = 0, bpm: float | None = None,
-                  interpolate_to: int | None = None, chunk_seconds: float = 8.0) -> np.ndarray:
-    """One piece of ``seconds`` as float32 (samples,), in memory (the HTTP API's call).
+def piece_blocks(G: torch.nn.Module, cfg: Config, seconds: float, seed: int = 0, bpm: float | None = None,
+                 interpolate_to: int | None = None, chunk_seconds: float = 8.0) -> tuple[int, Iterator[np.ndarray]]:
+    """(samples, the piece as consecutive float32 blocks) of one piece of ``seconds``.
 
-    Same (model, seconds, seed) -> same audio. With ``interpolate_to`` the piece morphs along time from
-    seed's latents to that seed's. Rendered chunk by chunk (see :mod:`djenerator.stream`), so the peak
-    memory is that of one chunk plus the output array.
+    A length-agnostic generator renders it chunk by chunk (see :mod:`djenerator.stream`), so memory stays that
+    of one chunk; a fixed-window one makes one block, and refuses more than one window. With
+    ``interpolate_to`` the piece morphs along time from seed's latents to that seed's.
     """
     from .stream import PiecePlan, is_longform, iter_piece
 
     _check_seconds(seconds)
     n = max(1, int(round(seconds * cfg.data.sample_rate)))
     if not is_longform(G):
-        return _fixed_window_piece(G, cfg, n, seed, bpm, interpolate_to)
-    plan = PiecePlan.for_generator(G, n, seed, interpolate_to)
+        return n, iter([_fixed_window_piece(G, cfg, n, seed, bpm, interpolate_to)])
+    chunk_frames = max(1, int(round(chunk_seconds * cfg.data.sample_rate / G.frame_samples)))
+    return n, iter_piece(G, PiecePlan.for_generator(G, n, seed, interpolate_to), bpm_cond(cfg, bpm, 1), chunk_frames)
+
+
+def generate_long(G: torch.nn.Module, cfg: Config, seconds: float, seed: int = 0, bpm: float | None = None,
+                  interpolate_to: int | None = None, chunk_seconds: float = 8.0) -> np.ndarray:
+    """One piece of ``seconds`` as float32 (samples,), in memory (the HTTP API's call); see :func:`piece_blocks`.
+    Same (model, seconds, seed) -> same audio."""
+    n, blocks = piece_blocks(G, cfg, seconds, seed, bpm, interpolate_to, chunk_seconds)
     out = np.empty(n, dtype=np.float32)
     pos = 0
-    for block in iter_piece(G, plan, bpm_cond(cfg, bpm, 1), _chunk_frames(G, chunk_seconds, cfg)):
+    for block in blocks:
         out[pos:pos + len(block)] = block
         pos += len(block)
     return out
-
-
-def _chunk_frames(G: torch.nn.Module, chunk_seconds: float, cfg: Config) -> int:
-    return max(1, int(round(chunk_seconds * cfg.data.sample_rate / G.frame_samples)))
 
 
 def generate_long_to_file(checkpoint_or_G, path: str | Path, seconds: float, seed: int = 0, bpm: float | None = None,
@@ -180,7 +173,6 @@ def generate_long_to_file(checkpoint_or_G, path: str | Path, seconds: float, see
     import soundfile as sf
 
     from .io import atomic_path
-    from .stream import PiecePlan, is_longform, iter_piece
 
     _check_seconds(seconds)
     if isinstance(checkpoint_or_G, torch.nn.Module):
@@ -189,14 +181,8 @@ def generate_long_to_file(checkpoint_or_G, path: str | Path, seconds: float, see
         G = checkpoint_or_G
     else:
         G, cfg, _ = load_generator(checkpoint_or_G, device)
-    sr = cfg.data.sample_rate
-    n = max(1, int(round(seconds * sr)))
-    path = Path(path)
-    if is_longform(G):
-        plan = PiecePlan.for_generator(G, n, seed, interpolate_to)
-        blocks = iter_piece(G, plan, bpm_cond(cfg, bpm, 1), _chunk_frames(G, chunk_seconds, cfg))
-    else:
-        blocks = iter([_fixed_window_piece(G, cfg, n, seed, bpm, interpolate_to)])
+    sr, path = cfg.data.sample_rate, Path(path)
+    n, blocks = piece_blocks(G, cfg, seconds, seed, bpm, interpolate_to, chunk_seconds)
     bar = None
     if progress and seconds >= 20:
         from tqdm import tqdm
@@ -214,3 +200,76 @@ def generate_long_to_file(checkpoint_or_G, path: str | Path, seconds: float, see
         if bar is not None:
             bar.close()
     return path
+
+
+# --- what a user asks for ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Request:
+    """``n`` clips of ``seed`` (clip i has latent i), or with ``seconds`` ``n`` pieces of seeds seed, seed+1, ...
+    With ``interpolate_to``: clips are an n-step slerp (at least 2) from seed's clip 0 to that seed's, and
+    each piece morphs along time from its seed to that seed."""
+
+    n: int = 8
+    seed: int = 0
+    bpm: float | None = None
+    seconds: float | None = None
+    interpolate_to: int | None = None
+    batch_size: int = 16
+
+    def seeds(self) -> list[int]:
+        """The seed of each output, in order."""
+        if self.seconds is not None:
+            return [self.seed + i for i in range(self.n)]
+        return [self.seed] * (self.n if self.interpolate_to is None else max(self.n, 2))
+
+
+def file_tag(seed: int, interpolate_to: int | None = None) -> str:
+    """The part of a file name that says what made it: ``seed3``, or ``seed3-to-9`` for an interpolation."""
+    return f"seed{seed}" + (f"-to-{interpolate_to}" if interpolate_to is not None else "")
+
+
+def request_clips(G: torch.nn.Module, cfg: Config, req: Request) -> np.ndarray:
+    """The clips of a request without ``seconds``: n clips of its seed, or its interpolation."""
+    steps = len(req.seeds())
+    z = None if req.interpolate_to is None else interpolation_latents(cfg, req.seed, req.interpolate_to, steps)
+    return generate_clips(G, cfg, steps, req.seed, req.batch_size, req.bpm, z)
+
+
+def render(G: torch.nn.Module, cfg: Config, req: Request) -> list[np.ndarray]:
+    """Every clip or piece of ``req``, in memory and in the order of ``req.seeds()`` (the server's call)."""
+    if req.seconds is None:
+        return list(request_clips(G, cfg, req))
+    # interpolate_to only when set: a stand-in for generate_long (the server's tests use one) need not take it
+    extra = {"interpolate_to": req.interpolate_to} if req.interpolate_to is not None else {}
+    return [generate_long(G, cfg, float(req.seconds), s, bpm=req.bpm, **extra) for s in req.seeds()]
+
+
+def write_files(G: torch.nn.Module, cfg: Config, req: Request, out: str | Path, prefix: str = "clip",
+                progress: bool = True) -> list[Path]:
+    """Every clip or piece of ``req`` as a wav file in the folder ``out`` (the CLI's call); pieces are
+    streamed to disk, and a single piece may be named by ``out`` itself (``*.wav``)."""
+    out = Path(out)
+    if req.seconds is None:
+        tag = file_tag(req.seed, req.interpolate_to)
+        clips = request_clips(G, cfg, req)
+        return [write_wav(out / f"{prefix}_{tag}_{i:03d}.wav", a, cfg.data.sample_rate) for i, a in enumerate(clips)]
+    one_file = out.suffix.lower() == ".wav"
+    paths = [out if one_file else out / f"piece_{file_tag(s, req.interpolate_to)}_{req.seconds:g}s.wav"
+             for s in req.seeds()]
+    return [generate_long_to_file(G, p, req.seconds, seed=s, bpm=req.bpm, interpolate_to=req.interpolate_to, cfg=cfg,
+                                  progress=progress) for p, s in zip(paths, req.seeds())]
+
+
+def generate_to_files(checkpoint: str | Path, out_dir: str | Path, n: int = 8, seed: int = 0, batch_size: int = 16,
+                      bpm: float | None = None, interpolate_to: int | None = None, device: str = "cpu",
+                      prefix: str = "clip", log=lambda m: None, seconds: float | None = None,
+                      progress: bool = True) -> list[Path]:
+    """Load a checkpoint and write n clips (an n-step interpolation from seed to ``interpolate_to``), or with
+    ``seconds`` n pieces, as wav files; see :class:`Request`."""
+    check_request(n=n, batch_size=batch_size, bpm=bpm)
+    if seconds is not None and Path(out_dir).suffix.lower() == ".wav" and n > 1:
+        raise ConfigError(f"-o {out_dir} names one file but -n asks for {n} pieces; give a folder")
+    G, cfg, _ = load_generator(checkpoint, device)
+    if bpm is not None and not cfg.model.tempo_conditioning:
+        log(BPM_IGNORED)
+    return write_files(G, cfg, Request(n, seed, bpm, seconds, interpolate_to, batch_size), out_dir, prefix, progress)

@@ -160,15 +160,14 @@ def _step_of(ckpt: Path | None) -> int:
 def _generate(ckpt: Path, gen_dir: Path, cfg: Config, piece_seconds: float,
               n_pieces: int = DEMO_PIECES) -> tuple[list[Path], list[Path]]:
     """8 clips, and ``n_pieces`` pieces (seeds 0, 1, ...) when the generator makes any length."""
-    from .generate import generate_long_to_file, generate_to_files, load_generator
+    from .generate import Request, load_generator, write_files
     from .stream import is_longform
 
-    paths = generate_to_files(ckpt, gen_dir, n=8, seed=0)
     G, g_cfg, _ = load_generator(ckpt)
+    paths = write_files(G, g_cfg, Request(n=8, seed=0), gen_dir)
     if not is_longform(G):  # a fixed-window generator makes clips only
         return paths, []
-    pieces = [generate_long_to_file(G, gen_dir / f"piece_seed{s}_{piece_seconds:g}s.wav", piece_seconds, seed=s,
-                                    cfg=g_cfg, progress=False) for s in range(n_pieces)]
+    pieces = [write_files(G, g_cfg, Request(n=1, seed=s, seconds=piece_seconds), gen_dir)[0] for s in range(n_pieces)]
     return paths + pieces, pieces
 
 

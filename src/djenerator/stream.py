@@ -5,7 +5,7 @@ output frames plus ``context_frames`` frames on each side, so the first and last
 with real neighbours just like the middle (and like training, see :mod:`djenerator.models.spectral`).
 
 - Latents are lazy: frame k of seed s depends only on (s, k) (:func:`frame_latents`), the style only
-  on s (it is the same vector :func:`djenerator.generate.latents` gives clip 0 of seed s).
+  on s (it is clip 0's latent; see :mod:`djenerator.latents`).
 - :func:`iter_piece` renders chunks of ``chunk_frames`` latent frames, each with ``context_frames``
   frames of overlap on both sides, and yields only its centre; because the generator's output at a
   sample depends on nothing further away than that, the concatenated chunks equal
@@ -25,36 +25,17 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from .generate import forward
+from .latents import clip_latent, frame_latents, slerp
+
 
 def is_longform(G: torch.nn.Module) -> bool:
     return bool(getattr(G, "longform", False)) and hasattr(G, "render")
 
 
-def _seed_words(seed: int) -> int:
-    return int(seed) % (2**63)
-
-
-def frame_latents(seed: int, start: int, stop: int, dim: int) -> torch.Tensor:
-    """(dim, stop - start) standard normal latents of frames start..stop-1; frame k depends only on (seed, k)."""
-    s = _seed_words(seed)
-    cols = [np.random.default_rng([s, k, 7321]).standard_normal(dim, dtype=np.float32) for k in range(start, stop)]
-    return torch.from_numpy(np.stack(cols, axis=1)) if cols else torch.zeros(dim, 0)
-
-
 def style_latent(seed: int, dim: int) -> torch.Tensor:
-    """The piece's global style vector: the same as ``generate.latents(1, dim, seed)[0]``."""
-    return torch.randn(dim, generator=torch.Generator().manual_seed(seed * 1_000_003))
-
-
-def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Spherical interpolation along dim 0 of (D, K) tensors at weights t (K,); lerp where nearly parallel."""
-    an, bn = a / a.norm(dim=0, keepdim=True).clamp_min(1e-12), b / b.norm(dim=0, keepdim=True).clamp_min(1e-12)
-    omega = torch.arccos((an * bn).sum(0).clamp(-1 + 1e-7, 1 - 1e-7))
-    so = torch.sin(omega)
-    near = omega.abs() < 1e-4
-    wa = torch.where(near, 1 - t, torch.sin((1 - t) * omega) / torch.where(near, torch.ones_like(so), so))
-    wb = torch.where(near, t, torch.sin(t * omega) / torch.where(near, torch.ones_like(so), so))
-    return wa * a + wb * b
+    """The piece's global style vector: the latent of clip 0 of seed ``seed``."""
+    return clip_latent(seed, 0, dim)
 
 
 @dataclass
@@ -101,13 +82,11 @@ class PiecePlan:
         return slerp(z, zb, t)[None], styles[None]
 
 
-@torch.no_grad()
 def _render(G: torch.nn.Module, plan: PiecePlan, start: int, stop: int, cond: torch.Tensor | None) -> torch.Tensor:
-    device = next(G.parameters()).device
+    """Latent frames start..stop-1 of the piece through the generator -> (samples,)."""
     z, style = plan.latents(start, stop)
     t0 = (start - plan.context) * plan.frame_samples / G.sample_rate  # the piece's clock (beat grid)
-    return G.render(z.to(device), style.to(device), cond.to(device) if cond is not None else None,
-                    t0=t0)[0, 0].float().cpu()
+    return forward(G, z, cond, style=style, t0=t0)[0]
 
 
 def iter_piece(G: torch.nn.Module, plan: PiecePlan, cond: torch.Tensor | None = None,

@@ -1,4 +1,5 @@
-"""The training loop: one screen for the step, plus checkpoints, logs, samples and the health monitor.
+"""The training loop: one screen for the step, plus checkpoints, samples and their copy check. What the
+run reports as it goes (loss log, progress bar, health warnings) is train_report.py's.
 
 Exact resume: batches and latents are drawn from RNGs keyed by (seed, step, k), and every other random
 state (dropout, instance noise, phase shuffle) lives in the global RNGs saved in each checkpoint,
@@ -10,7 +11,6 @@ trains on its slice of the global batch under DistributedDataParallel; rank 0 al
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import time
@@ -22,19 +22,19 @@ import numpy as np
 import torch
 
 from . import distributed, losses
-from .augment import AdaController, Augmenter, overfit_signs
 from .audio import write_wav
+from .augment import AdaController, Augmenter, overfit_signs
 from .checkpoint import (CheckpointWriteError, load_latest_good, pin_checkpoint, pinned_checkpoints, rng_state,
                          save_checkpoint, set_rng_state)
 from .config import Config, ConfigError
 from .data.dataset import ClipDataset, adopt_dataset_shape
-from .io import StepLog, atomic_write_text, folder_lock, remove_stale_tmp
 from .evaluate.memorisation import copy_alarm
-from .health import HealthMonitor, HealthWarning, TrainingDiverged, batch_diversity
+from .generate import generate_clips
+from .health import HealthWarning, TrainingDiverged
+from .io import atomic_write_text, folder_lock, remove_stale_tmp
 from .models import arch_of, build_discriminator, build_generator, tempo_cond
-
-LOG_FIELDS = ["step", "d_loss", "g_loss", "d_real_acc", "d_fake_acc", "g_grad_norm", "d_grad_norm",
-              "diversity", "noise_std", "steps_per_s", "augment_p", "ada_rt"]
+from .train_report import Report, log_health, step_stats
+from .train_report import bar_postfix, progress_bar as _bar  # noqa: F401 (the progress tests read them from here)
 
 
 @dataclass
@@ -85,11 +85,6 @@ def discriminator_input(x: torch.Tensor, std: float, aug: Augmenter | None = Non
     return x + std * torch.randn_like(x) if std > 0 else x
 
 
-def grad_norm(module: torch.nn.Module) -> torch.Tensor:
-    grads = [p.grad.detach().norm() for p in module.parameters() if p.grad is not None]
-    return torch.stack(grads).norm() if grads else torch.zeros(())
-
-
 def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = False, progress: bool = True,
           log: Callable[[str], None] = print, max_seconds: float | None = None) -> TrainResult:
     """Train (or with ``resume``, continue) a run; stops at ``cfg.train.steps``, on Ctrl-C or after ``max_seconds``.
@@ -119,161 +114,55 @@ def _train(cfg: Config, dataset: str | Path, run_dir: Path, resume: bool, progre
         from .codec_train import train_twostage
 
         return train_twostage(cfg, ds, run_dir, resume, progress, log, max_seconds)
-    dd = distributed.setup(t.device)  # under torchrun: join the process group (gloo on CPU, NCCL on GPU)
-    device = dd.device if dd.enabled else pick_device(t.device)
+    # ---- set-up: processes and device, models, resume, the run folder ----------------------------------
+    dd, device = _join(t)
     local = distributed.local_slice(t.batch_size, dd)  # this rank's part of the global batch
     if not dd.is_main:
         log = lambda m: None  # noqa: E731 - rank 0 alone talks and writes
-    torch.manual_seed(distributed.rank_seed(t.seed, dd.rank))
-    np.random.seed(distributed.rank_seed(t.seed, dd.rank) % 2**32)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest convolution
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-
-    G, D = distributed.sync_batchnorm(build_generator(cfg), dd).to(device), build_discriminator(cfg).to(device)
-    opt_g, opt_d = make_optimizer(G.parameters(), cfg, t.lr_g), make_optimizer(D.parameters(), cfg, t.lr_d)
-    aug = Augmenter(cfg.augment, cfg.data.sample_rate)
-    a_cfg = cfg.augment
-    ada = AdaController(a_cfg.ada_target, a_cfg.ada_interval, a_cfg.ada_kimg, t.batch_size, p=aug.p) \
-        if aug.enabled and a_cfg.ada else None
-    start = 0
-    found = load_latest_good(run_dir, "cpu", log) if resume and dd.is_main else None  # damaged ones: the one before
-    ckpt_path = distributed.broadcast_object(found[0] if found else None, dd)
-    if resume and ckpt_path is None:
-        log(f"no checkpoint in {run_dir} yet; starting from step 0")
-    if ckpt_path is not None:
-        ck = distributed.broadcast_object(found[1] if dd.is_main else None, dd)
-        start = _restore(ck, cfg, run_dir, (G, D, opt_g, opt_d), aug, ada, dd)
-        log(f"resumed from {ckpt_path} at step {start}")
-    elif distributed.broadcast_object(run_dir.exists() and any((run_dir / "checkpoints").glob("step_*.pt")), dd):
-        raise ConfigError(f"run folder {run_dir} already holds checkpoints: pass --resume to continue it, "
-                          "or choose another --run")
+    G, D, opt_g, opt_d = nets = _models(cfg, dd, device)
+    aug, ada = _augmentation(cfg)
+    start, last_ckpt = _resume(cfg, run_dir, resume, nets, aug, ada, dd, log)
     if dd.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        cfg.save(run_dir / "config.yaml")
-        atomic_write_text(run_dir / "run.json", json.dumps({"dataset": str(Path(dataset).resolve())}, indent=1))
-    # what the step calls: compiled (train.compile), DDP (several processes), bf16 autocast (train.amp, CUDA)
-    G_step = distributed.fast_paths(G, dd, t.amp, t.compile)
-    D_step = distributed.fast_paths(D, dd, t.amp, t.compile)
-    D_frozen = distributed.fast_paths(D, dd, t.amp, t.compile, ddp=False)  # G step: D frozen, no all-reduce
-
-    z_fixed = torch.randn(t.n_samples, cfg.model.latent_dim, generator=torch.Generator().manual_seed(t.seed + 7919)).to(device)
-    bpm_fixed = _bpm_sweep(cfg, t.n_samples)
-    n_check = min(t.copy_check_n, 4 * t.copy_check_clips // max(len(ds), 1))  # a check's cost stays bounded
-    z_check, bpm_check = _check_latents(z_fixed, bpm_fixed, n_check, cfg, t.seed)  # written samples first
-    csv_path = run_dir / "logs" / "losses.csv"
-    csv_file = StepLog(csv_path, LOG_FIELDS, start) if dd.is_main else _NoLog()
-    writer = _tensorboard(run_dir / "logs" / "tb", start) if dd.is_main else None
-    monitor = HealthMonitor(t.loss)
-    warnings: list[str] = []
-    most_copies = 0
-    stop_requested = []
-    old_handler = signal.signal(signal.SIGINT, lambda *_: stop_requested.append(True)) if _main_thread() else None
-
-    def make_batch(step: int, k: int):
-        """(real, cond, z) of this rank for critic step k < d_steps (k = d_steps: the G step's z only)."""
-        z = distributed.global_latents(t.seed, step, k, t.batch_size, cfg.model.latent_dim)[local]
-        if k == t.d_steps:
-            return None, None, z
-        real, bpm, beat = ds.batch(batch_indices(len(ds), t.batch_size, t.seed, step, k)[local])
-        return real, tempo_cond(bpm, cfg, beat), z
-
-    # batches are pure functions of (step, k): a background thread may make them ahead (always on GPU,
-    # where reading and pinning would otherwise stall the step; on CPU with train.num_workers > 0)
-    keys = ((s, k) for s in range(start, max(t.steps, start)) for k in range(t.d_steps + 1))
-    loader = distributed.Prefetcher(make_batch, keys, depth=2 * (t.d_steps + 1), pin=device.type == "cuda") \
-        if device.type == "cuda" or t.num_workers > 0 else None
-
-    def fetch(step: int, k: int):
-        got = loader.get((step, k)) if loader is not None else make_batch(step, k)
-        return tuple(x.to(device, non_blocking=True) if x is not None else None for x in got)
-
-    def snapshot(step: int) -> Path:
-        rng_ranks = distributed.gather_objects(rng_state(), dd)  # collective: every rank takes part
-        if not dd.is_main:
-            return run_dir / "checkpoints" / f"step_{step:07d}.pt"
-        state = {"G": G.state_dict(), "D": D.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()}
-        if dd.enabled:
-            state["rng_ranks"], state["world_size"] = rng_ranks, dd.world
-        if aug.enabled:
-            state["augment"] = ada.state_dict() if ada is not None else {"p": aug.p}
-        return save_checkpoint(run_dir, step, cfg, state, keep=t.keep_checkpoints)
-
-    bar = _bar(start, t.steps, progress and dd.is_main, max_seconds, t_start)  # a time budget: a bar over it
-
-    def warn(w: HealthWarning) -> None:
-        warnings.append(w.message)
-        if dd.is_main:
-            _log_health(run_dir, w.message)
-        (bar.write if bar is not None else log)(f"warning: {w.message}")
-
-    step, stopped, last_ckpt, t0, t0_step = start, "done", ckpt_path, time.perf_counter(), start
+        _write_run_files(cfg, run_dir, dataset)
+    G_step, D_step, D_frozen = _step_paths(G, D, dd, t)
+    samples = Samples(cfg, ds, run_dir, device, dd)
+    report = Report(run_dir, start, t.steps, t.loss, dd.is_main, progress, log, max_seconds, t_start)
+    batches, ctrl_c = Batches(ds, cfg, local, device, start), CtrlC()
+    step, stopped = start, "done"
     G.train(), D.train()
     try:
         while step < t.steps:
-            halt = "interrupted" if stop_requested else \
-                "time budget" if max_seconds is not None and time.perf_counter() - t_start > max_seconds else ""
-            halt = distributed.agree_stop(halt, dd, step, t.log_every)  # ranks stop at the same step
+            halt = _halt(ctrl_c, t_start, max_seconds, dd, step, t.log_every)  # ranks stop at the same step
             if halt:
                 stopped = halt
                 break
             std = noise_std(cfg, step)
             for k in range(t.d_steps):  # discriminator / critic
-                real, cond, z = fetch(step, k)
+                real, cond, z = batches.get(step, k)
                 loss_d, r_out, f_out, real_in = d_step(G_step, D_step, D, opt_d, real, cond, z, std, aug, ada, t)
             # the generator is judged against the last critic step's real clips and condition (feature matching)
-            loss_g, fake, f_out = g_step(G_step, D_frozen, D, opt_g, fetch(step, t.d_steps)[2], cond, real_in, std,
-                                         aug, t)
+            loss_g, fake, f_out = g_step(G_step, D_frozen, D, opt_g, batches.get(step, t.d_steps)[2], cond, real_in,
+                                         std, aug, t)
             step += 1
-            if ada is not None and step % ada.interval == 0:
-                if dd.enabled:  # every rank adapts p from the same, global overfitting signal
-                    ada.sign_sum, ada.count = distributed.mean_floats(ada.flushed_counts(), dd)
-                aug.p = ada.update()
+            _adapt(step, aug, ada, dd)
             # ---- logging, health, samples, checkpoints ----------------------------------------------
             if step % t.log_every == 0 or step == t.steps:
-                now = time.perf_counter()
-                stats = _step_stats(step, t.loss, (loss_d, loss_g, r_out, f_out), G, D, fake, real, std, aug, ada, dd)
-                stats["steps_per_s"] = (step - t0_step) / max(now - t0, 1e-9)
-                t0, t0_step = now, step
-                monitor.check_finite(step, stats)
-                for w in monitor.update(step, stats):
-                    warn(w)
-                if dd.is_main:
-                    _write_log(csv_file, writer, stats)
-                if bar is not None:
-                    bar.set_postfix_str(bar_postfix(stats, t.steps if max_seconds else None))
-            if bar is not None:
-                bar.update(1)
+                report.log_step(step_stats(step, t.loss, (loss_d, loss_g, r_out, f_out), G, D, fake, real, std, aug,
+                                           ada, dd))
+            report.tick()
             if step % t.sample_every == 0 or step == t.steps:
-                n_copies, msg = 0, None
-                if dd.is_main:
-                    audio = write_samples(G, z_check, bpm_check, cfg, run_dir / "samples" / f"step_{step:07d}",
-                                          t.n_samples)
-                    if 0 < len(ds) <= t.copy_check_clips:
-                        n_copies, msg = copy_alarm(audio, ds.clips, ds.manifest["clips"], ds.sample_rate, device=device)
-                if ada is not None and a_cfg.ada_copy_step > 0:  # copies: augment more from now on (augment.py)
-                    if distributed.broadcast_object(n_copies, dd):
-                        aug.p = ada.raise_floor(a_cfg.ada_copy_step)
-                if n_copies > most_copies:  # said again only when more samples copy
-                    kept = None
-                    if most_copies == 0 and dd.is_main and last_ckpt and not pinned_checkpoints(run_dir):
-                        kept = Path(last_ckpt)  # saved before this check: the last one before copies were seen
-                        pin_checkpoint(kept)
-                    most_copies = n_copies
-                    warn(HealthWarning(step, "copying", f"{msg} at step {step}: the discriminator has memorised "
-                                       f"the training clips. {_copy_advice(cfg, ada, kept)}"))
+                samples.check(step, G, aug, ada, last_ckpt, report.warn)
             if step % t.ckpt_every == 0 or step == t.steps:
-                dl, gl = distributed.mean_floats([float(loss_d.detach()), float(loss_g.detach())], dd)
-                monitor.check_finite(step, {"d_loss": dl, "g_loss": gl})
-                last_ckpt = snapshot(step)
+                report.check_finite(step, *distributed.mean_floats([float(loss_d.detach()), float(loss_g.detach())], dd))
+                last_ckpt = snapshot(run_dir, step, cfg, nets, aug, ada, dd)
             if t.eval_every and step % t.eval_every == 0 and dd.is_main:  # cheap metrics -> logs/metrics.csv + TensorBoard eval/*
                 from .evaluate.report import training_metrics
 
-                training_metrics(G, cfg, ds, step, run_dir, writer)
+                training_metrics(G, cfg, ds, step, run_dir, report.writer)
         if stopped != "done":
-            last_ckpt = snapshot(step)
+            last_ckpt = snapshot(run_dir, step, cfg, nets, aug, ada, dd)
             if stopped == "time budget" and dd.is_main:
-                write_samples(G, z_fixed, bpm_fixed, cfg, run_dir / "samples" / f"step_{step:07d}")
+                samples.write(step, G)
             log(f"{stopped}: saved {last_ckpt} at step {step}; continue with --resume")
     except CheckpointWriteError as e:
         kept = f"the last good checkpoint is {last_ckpt}" if last_ckpt else "no checkpoint was saved"
@@ -285,20 +174,70 @@ def _train(cfg: Config, dataset: str | Path, run_dir: Path, resume: bool, progre
     except TrainingDiverged as e:
         stopped = "diverged"
         if dd.is_main:
-            _log_health(run_dir, str(e))
+            log_health(run_dir, str(e))
         log(f"stopped: {e}. The last good checkpoint is {last_ckpt}.")
     finally:
-        if loader is not None:
-            loader.close()
-        if bar is not None:
-            bar.close()
-        _close_quietly(csv_file)  # on a full disk: keep the error that stopped training, not the close's
+        batches.close()
+        report.close()
         distributed.cleanup(dd)
-        if writer is not None:
-            _close_quietly(writer)
-        if old_handler is not None:
-            signal.signal(signal.SIGINT, old_handler)
-    return TrainResult(run_dir, step, Path(last_ckpt) if last_ckpt else None, stopped, warnings)
+        ctrl_c.restore()
+    return TrainResult(run_dir, step, Path(last_ckpt) if last_ckpt else None, stopped, report.warnings)
+
+
+# ---- set-up ------------------------------------------------------------------------------------------
+def _join(t) -> tuple:
+    """(distributed state, device): under torchrun join the process group (gloo on CPU, NCCL on GPU); then
+    seed the global RNGs (per rank) and let cuDNN pick the fastest kernels for the fixed shapes."""
+    dd = distributed.setup(t.device)
+    device = dd.device if dd.enabled else pick_device(t.device)
+    torch.manual_seed(distributed.rank_seed(t.seed, dd.rank))
+    np.random.seed(distributed.rank_seed(t.seed, dd.rank) % 2**32)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    return dd, device
+
+
+def _models(cfg: Config, dd, device: torch.device) -> tuple:
+    """(G, D, G's optimiser, D's optimiser), fresh, on ``device``."""
+    t = cfg.train
+    G, D = distributed.sync_batchnorm(build_generator(cfg), dd).to(device), build_discriminator(cfg).to(device)
+    return G, D, make_optimizer(G.parameters(), cfg, t.lr_g), make_optimizer(D.parameters(), cfg, t.lr_d)
+
+
+def _step_paths(G: torch.nn.Module, D: torch.nn.Module, dd, t) -> tuple:
+    """(G, D, frozen D) as the step calls them: compiled (train.compile), DDP (several processes), under bf16
+    autocast (train.amp, CUDA). The G step's D is frozen and needs no all-reduce. Parameters stay shared."""
+    return (distributed.fast_paths(G, dd, t.amp, t.compile), distributed.fast_paths(D, dd, t.amp, t.compile),
+            distributed.fast_paths(D, dd, t.amp, t.compile, ddp=False))
+
+
+def _augmentation(cfg: Config) -> tuple[Augmenter, AdaController | None]:
+    """The discriminator's input augmentation and, with ``augment.ada``, the controller that adapts its p."""
+    aug, a_cfg = Augmenter(cfg.augment, cfg.data.sample_rate), cfg.augment
+    ada = AdaController(a_cfg.ada_target, a_cfg.ada_interval, a_cfg.ada_kimg, cfg.train.batch_size, p=aug.p) \
+        if aug.enabled and a_cfg.ada else None
+    return aug, ada
+
+
+def _resume(cfg: Config, run_dir: Path, resume: bool, nets: tuple, aug: Augmenter, ada: AdaController | None,
+            dd, log) -> tuple[int, Path | None]:
+    """(step to start at, the checkpoint it continues): with ``resume`` the newest checkpoint that loads (a
+    damaged one is set aside for the one before) is restored into ``nets``; without, the run folder must
+    hold no checkpoints yet."""
+    found = load_latest_good(run_dir, "cpu", log) if resume and dd.is_main else None
+    ckpt_path = distributed.broadcast_object(found[0] if found else None, dd)
+    if resume and ckpt_path is None:
+        log(f"no checkpoint in {run_dir} yet; starting from step 0")
+    if ckpt_path is not None:
+        ck = distributed.broadcast_object(found[1] if dd.is_main else None, dd)
+        start = _restore(ck, cfg, run_dir, nets, aug, ada, dd)
+        log(f"resumed from {ckpt_path} at step {start}")
+        return start, ckpt_path
+    if distributed.broadcast_object(run_dir.exists() and any((run_dir / "checkpoints").glob("step_*.pt")), dd):
+        raise ConfigError(f"run folder {run_dir} already holds checkpoints: pass --resume to continue it, "
+                          "or choose another --run")
+    return 0, None
 
 
 def _restore(ck: dict, cfg: Config, run_dir: Path, nets: tuple, aug: Augmenter, ada: AdaController | None, dd) -> int:
@@ -321,25 +260,66 @@ def _restore(ck: dict, cfg: Config, run_dir: Path, nets: tuple, aug: Augmenter, 
     return int(ck["step"])
 
 
-def _step_stats(step: int, loss: str, outs: tuple, G, D, fake, real, std: float, aug: Augmenter,
-                ada: AdaController | None, dd) -> dict:
-    """What a log step records: losses and D's accuracies (means over ranks), gradient norms, diversity,
-    instance noise, augmentation p and ADA's overfitting signal."""
-    loss_d, loss_g, r_out, f_out = outs
-    stats = {"step": step, "d_loss": float(loss_d.detach()), "g_loss": float(loss_g.detach())}
-    stats["d_real_acc"], stats["d_fake_acc"] = losses.d_accuracy(loss, r_out, f_out)
-    if dd.enabled:  # every rank logs (and health-checks) the means over ranks
-        names = ["d_loss", "g_loss", "d_real_acc", "d_fake_acc"]
-        stats.update(zip(names, distributed.mean_floats([stats[n] for n in names], dd)))
-    stats["g_grad_norm"], stats["d_grad_norm"] = float(grad_norm(G)), float(grad_norm(D))
-    stats["diversity"] = batch_diversity(fake.detach(), real)
-    stats["noise_std"] = std
-    stats["augment_p"] = aug.p
-    if ada is not None and math.isfinite(ada.last_rt):
-        stats["ada_rt"] = ada.last_rt
-    return stats
+def _write_run_files(cfg: Config, run_dir: Path, dataset: str | Path) -> None:
+    """The run folder's config.yaml and run.json (which dataset it trains on)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save(run_dir / "config.yaml")
+    atomic_write_text(run_dir / "run.json", json.dumps({"dataset": str(Path(dataset).resolve())}, indent=1))
 
 
+class Batches:
+    """(real, cond, z) of this rank for critic step k < d_steps of a step (k = d_steps: the G step's z only),
+    on the device. Batches are pure functions of (step, k), so a background thread may make them ahead
+    (always on GPU, where reading and pinning would otherwise stall the step; on CPU with train.num_workers > 0)."""
+
+    def __init__(self, ds: ClipDataset, cfg: Config, local: slice, device: torch.device, start: int):
+        t = cfg.train
+        self.ds, self.cfg, self.local, self.device = ds, cfg, local, device
+        keys = ((s, k) for s in range(start, max(t.steps, start)) for k in range(t.d_steps + 1))
+        self.loader = distributed.Prefetcher(self.make, keys, depth=2 * (t.d_steps + 1), pin=device.type == "cuda") \
+            if device.type == "cuda" or t.num_workers > 0 else None
+
+    def make(self, step: int, k: int):
+        t = self.cfg.train
+        z = distributed.global_latents(t.seed, step, k, t.batch_size, self.cfg.model.latent_dim)[self.local]
+        if k == t.d_steps:
+            return None, None, z
+        real, bpm, beat = self.ds.batch(batch_indices(len(self.ds), t.batch_size, t.seed, step, k)[self.local])
+        return real, tempo_cond(bpm, self.cfg, beat), z
+
+    def get(self, step: int, k: int):
+        got = self.loader.get((step, k)) if self.loader is not None else self.make(step, k)
+        return tuple(x.to(self.device, non_blocking=True) if x is not None else None for x in got)
+
+    def close(self) -> None:
+        if self.loader is not None:
+            self.loader.close()
+
+
+class CtrlC:
+    """While training, Ctrl-C (SIGINT in the main thread) asks the loop to stop at the next step, with a
+    checkpoint, instead of raising; ``restore`` puts the previous handler back."""
+
+    def __init__(self):
+        self.requested = False
+        self.old = signal.signal(signal.SIGINT, self._on_signal) if _main_thread() else None
+
+    def _on_signal(self, *_) -> None:
+        self.requested = True
+
+    def restore(self) -> None:
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)
+
+
+def _halt(ctrl_c: CtrlC, t_start: float, max_seconds: float | None, dd, step: int, log_every: int) -> str:
+    """Why to stop before this step ("interrupted", "time budget"), or "": the same on every rank."""
+    halt = "interrupted" if ctrl_c.requested else \
+        "time budget" if max_seconds is not None and time.perf_counter() - t_start > max_seconds else ""
+    return distributed.agree_stop(halt, dd, step, log_every)
+
+
+# ---- the step ----------------------------------------------------------------------------------------
 def d_step(G_step, D_step, D: torch.nn.Module, opt_d, real: torch.Tensor, cond: torch.Tensor | None,
            z: torch.Tensor, std: float, aug: Augmenter, ada: AdaController | None, t) -> tuple:
     """One discriminator (critic) update on real clips and G(z); returns (loss, real outputs, fake outputs,
@@ -392,27 +372,86 @@ def judge(D: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor, cond: torc
     return ([(lg[:b], [f[:b] for f in fs]) for lg, fs in outs], [(lg[b:], [f[b:] for f in fs]) for lg, fs in outs])
 
 
-class _NoLog:
-    def write(self, row: dict) -> None:
-        pass
+def _adapt(step: int, aug: Augmenter, ada: AdaController | None, dd) -> None:
+    """ADA: every ``ada.interval`` steps p follows the overfitting signal (under several processes every rank
+    adapts p from the same, global signal)."""
+    if ada is not None and step % ada.interval == 0:
+        if dd.enabled:
+            ada.sign_sum, ada.count = distributed.mean_floats(ada.flushed_counts(), dd)
+        aug.p = ada.update()
 
-    def close(self) -> None:
-        pass
+
+# ---- what the loop writes: checkpoints and samples ---------------------------------------------------
+def snapshot(run_dir: Path, step: int, cfg: Config, nets: tuple, aug: Augmenter, ada: AdaController | None,
+             dd) -> Path:
+    """Save a checkpoint of this step (rank 0; a collective: every rank sends its RNG state); its path."""
+    rng_ranks = distributed.gather_objects(rng_state(), dd)  # collective: every rank takes part
+    if not dd.is_main:
+        return run_dir / "checkpoints" / f"step_{step:07d}.pt"
+    state = dict(zip(("G", "D", "opt_g", "opt_d"), (m.state_dict() for m in nets)))
+    if dd.enabled:
+        state["rng_ranks"], state["world_size"] = rng_ranks, dd.world
+    if aug.enabled:
+        state["augment"] = ada.state_dict() if ada is not None else {"p": aug.p}
+    return save_checkpoint(run_dir, step, cfg, state, keep=cfg.train.keep_checkpoints)
 
 
-@torch.no_grad()
+class Samples:
+    """Samples every ``train.sample_every`` steps, and the copy check on them: the written samples' latents
+    plus fixed extra ones, each compared with every training clip (``copy_alarm``). Copies found are said
+    once for each new highest count; the first time, the checkpoint saved before is pinned (kept)."""
+
+    def __init__(self, cfg: Config, ds: ClipDataset, run_dir: Path, device: torch.device, dd):
+        t = cfg.train
+        self.cfg, self.ds, self.run_dir, self.device, self.dd = cfg, ds, run_dir, device, dd
+        self.z, self.bpm = sample_latents(cfg, device)
+        n_check = min(t.copy_check_n, 4 * t.copy_check_clips // max(len(ds), 1))  # a check's cost stays bounded
+        self.z_check, self.bpm_check = _check_latents(self.z, self.bpm, n_check, cfg, t.seed)  # written samples first
+        self.most_copies = 0
+
+    def write(self, step: int, G: torch.nn.Module) -> None:
+        """The written samples alone, without the check (when a time budget ends the run)."""
+        write_samples(G, self.z, self.bpm, self.cfg, self.run_dir / "samples" / f"step_{step:07d}")
+
+    def check(self, step: int, G: torch.nn.Module, aug: Augmenter, ada: AdaController | None,
+              last_ckpt: Path | None, warn: Callable[[HealthWarning], None]) -> None:
+        """Write this step's samples and check them for copies (rank 0); with ADA, copies raise p's floor."""
+        t, a_cfg, ds, dd = self.cfg.train, self.cfg.augment, self.ds, self.dd
+        n_copies, msg = 0, None
+        if dd.is_main:
+            audio = write_samples(G, self.z_check, self.bpm_check, self.cfg,
+                                  self.run_dir / "samples" / f"step_{step:07d}", t.n_samples)
+            if 0 < len(ds) <= t.copy_check_clips:
+                n_copies, msg = copy_alarm(audio, ds.clips, ds.manifest["clips"], ds.sample_rate, device=self.device)
+        if ada is not None and a_cfg.ada_copy_step > 0:  # copies: augment more from now on (augment.py)
+            if distributed.broadcast_object(n_copies, dd):
+                aug.p = ada.raise_floor(a_cfg.ada_copy_step)
+        if n_copies > self.most_copies:  # said again only when more samples copy
+            kept = None
+            if self.most_copies == 0 and dd.is_main and last_ckpt and not pinned_checkpoints(self.run_dir):
+                kept = Path(last_ckpt)  # saved before this check: the last one before copies were seen
+                pin_checkpoint(kept)
+            self.most_copies = n_copies
+            warn(HealthWarning(step, "copying", f"{msg} at step {step}: the discriminator has memorised "
+                               f"the training clips. {_copy_advice(self.cfg, ada, kept)}"))
+
+
 def write_samples(G: torch.nn.Module, z: torch.Tensor, bpm: torch.Tensor, cfg: Config, out: Path,
                   n_write: int | None = None) -> np.ndarray:
-    """Render one clip per latent and write the first ``n_write`` (all by default) into ``out``; returns the
-    audio of all, (n, T)."""
-    was_training = G.training
-    G.eval()
-    cond = tempo_cond(bpm, cfg)
-    audio = G(z, cond.to(z.device) if cond is not None else None).float().cpu().numpy()[:, 0]
-    G.train(was_training)
+    """Render one clip per latent (at tempo ``bpm``) and write the first ``n_write`` (all by default) into
+    ``out``; returns the audio of all, (n, T)."""
+    audio = generate_clips(G, cfg, z=z, cond=tempo_cond(bpm, cfg), batch_size=max(len(z), 1))
     for i, a in enumerate(audio[:n_write]):
         write_wav(out / f"sample_{i:02d}.wav", a, cfg.data.sample_rate)
     return audio
+
+
+def sample_latents(cfg: Config, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed latents and tempos of the ``train.n_samples`` samples written during training: the same
+    every sample step and across resumes."""
+    t = cfg.train
+    z = torch.randn(t.n_samples, cfg.model.latent_dim, generator=torch.Generator().manual_seed(t.seed + 7919))
+    return z.to(device), _bpm_sweep(cfg, t.n_samples)
 
 
 def _check_latents(z_fixed: torch.Tensor, bpm_fixed: torch.Tensor, n: int, cfg: Config, seed: int):
@@ -438,62 +477,6 @@ def _copy_advice(cfg: Config, ada=None, kept: Path | None = None) -> str:
         return (f"{floor}If copies persist, lower augment.ada_target (now {cfg.augment.ada_target}) so that ADA "
                 f"augments more, or {earlier}.")
     return f"Train with augmentation (--preset few, or --set augment.enabled=true --set augment.ada=true), or {earlier}."
-
-
-def _close_quietly(log) -> None:
-    try:
-        log.close()
-    except OSError:
-        pass
-
-
-def _tensorboard(path: Path, start: int):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    return SummaryWriter(str(path), purge_step=start if start > 0 else None)
-
-
-def _write_log(csv_file: StepLog, writer, stats: dict) -> None:
-    csv_file.write(stats)
-    if writer is not None:
-        for k, v in stats.items():
-            if k != "step" and isinstance(v, float) and math.isfinite(v):
-                writer.add_scalar(f"train/{k}", v, stats["step"])
-
-
-def _log_health(run_dir: Path, message: str) -> None:
-    with open(run_dir / "health.log", "a") as f:
-        f.write(time.strftime("%Y-%m-%d %H:%M:%S ") + message + "\n")
-
-
-def bar_postfix(stats: dict, steps: int | None = None) -> str:
-    """The progress bar's fields in words: the step (with a time budget, where the bar counts seconds), the
-    discriminator's and the generator's loss at the last logged step, and training speed."""
-    where = f"step {stats['step']}/{steps}, " if steps else ""
-    return (f"{where}D loss {stats['d_loss']:.3f}, G loss {stats['g_loss']:.3f}, "
-            f"{stats['steps_per_s']:.2f} steps/s")
-
-
-def _bar(start: int, total: int, enabled: bool, max_seconds: float | None = None, t_start: float | None = None):
-    """A tqdm bar over the steps, or with ``max_seconds`` over the time budget (seconds since ``t_start``),
-    so that its total and ETA are the budget's; ``update()`` then moves it to the time spent."""
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    if max_seconds is None:
-        return tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True)
-    t0 = time.perf_counter() if t_start is None else t_start
-
-    class BudgetBar(tqdm):
-        def update(self, n=1):
-            return super().update(min(time.perf_counter() - t0, self.total) - self.n)
-
-    fmt = "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of the time budget, ETA {remaining}{postfix}"
-    return BudgetBar(total=float(max_seconds), initial=min(time.perf_counter() - t0, max_seconds), desc="train",
-                     unit="s", dynamic_ncols=True, bar_format=fmt)
 
 
 def _main_thread() -> bool:

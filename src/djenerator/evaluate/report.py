@@ -674,18 +674,8 @@ def training_metrics(G: torch.nn.Module, cfg, ds: ClipDataset, step: int, run_di
     from fixed latents against the same ``n`` real clips each time, appended to ``logs/metrics.csv``
     (rows after ``step`` from an earlier, resumed attempt are dropped) and to TensorBoard as ``eval/*``.
     Leaves every global RNG and G's train/eval mode as they were, so exact resume still holds."""
-    from ..generate import bpm_cond, latents
-
-    with torch.random.fork_rng(devices=[]):
-        was_training = G.training
-        G.eval()
-        try:
-            device = next(G.parameters()).device
-            z = latents(n, cfg.model.latent_dim, cfg.train.seed + 104729).to(device)
-            cond = bpm_cond(cfg, None, n)
-            fake = G(z, cond.to(device) if cond is not None else None).float().cpu()
-        finally:
-            G.train(was_training)
+    with torch.random.fork_rng(devices=[]):  # the clips of a fixed seed, in eval mode: see generate.forward
+        fake = torch.from_numpy(generate_clips(G, cfg, n, cfg.train.seed + 104729, batch_size=n))
     idx = np.sort(np.random.default_rng([cfg.train.seed, 104729]).choice(len(ds), min(n, len(ds)), replace=False))
     real = ds.batch(idx)[0]
     vals = cheap_metrics(fake, real, cfg.data.sample_rate)

@@ -43,24 +43,20 @@ def make_audio(G, cfg, req, n: int) -> tuple[list[np.ndarray], list[int]]:
     """The clips (or long pieces) of one request, and the seed of each."""
     from .. import generate as gen
 
-    seeds = [req.seed] * n  # clip i of seed s: latent i of seed s (see generate.latents)
-    if req.interpolate_to is not None and req.seconds is None:
-        z = gen.interpolation_latents(cfg, req.seed, req.interpolate_to, n)
-        return list(gen.generate_clips(G, cfg, n, req.seed, 16, req.bpm, z)), seeds
-    if req.seconds is not None:
-        seeds = [req.seed + i for i in range(n)]  # one long piece per seed
-        extra = {"interpolate_to": req.interpolate_to} if req.interpolate_to is not None else {}
-        try:
-            return [np.asarray(gen.generate_long(G, cfg, float(req.seconds), sd, bpm=req.bpm, **extra),
-                               dtype=np.float32).reshape(-1) for sd in seeds], seeds
-        except ValueError as e:  # e.g. a fixed-window model asked for more than one window
-            raise HTTPException(422, str(e)) from None
-    return list(gen.generate_clips(G, cfg, n, req.seed, 16, req.bpm)), seeds
+    r = gen.Request(n=n, seed=req.seed, bpm=req.bpm, seconds=req.seconds, interpolate_to=req.interpolate_to)
+    try:
+        audio = gen.render(G, cfg, r)
+    except ValueError as e:  # e.g. a fixed-window model asked for more than one window
+        if req.seconds is None:
+            raise
+        raise HTTPException(422, str(e)) from None
+    return [np.asarray(a, dtype=np.float32).reshape(-1) for a in audio], r.seeds()
 
 
 def make(sv: Services, req, ckpt: Path, n: int, key: str) -> tuple[dict[str, Any], float]:
     """Generate, write into the cache; (meta, promised until)."""
     from ..audio import write_wav
+    from ..generate import file_tag
 
     G, cfg, step = sv.models.get(ckpt)
     sr = cfg.data.sample_rate
@@ -68,7 +64,7 @@ def make(sv: Services, req, ckpt: Path, n: int, key: str) -> tuple[dict[str, Any
 
     def write(tmp: Path) -> dict[str, Any]:
         clips = []
-        tag = f"seed{req.seed}" + (f"-to-{req.interpolate_to}" if req.interpolate_to is not None else "")
+        tag = file_tag(req.seed, req.interpolate_to)
         for i, a in enumerate(audio):
             write_wav(tmp / f"clip_{i:03d}.wav", a, sr)
             clips.append({"index": i, "seconds": len(a) / sr, "seed": seeds[i],
