@@ -84,6 +84,8 @@ class TrainConfig:
     codec_batch: int = 8  # twostage: stage-1 batch of codec_seconds crops
     codec_seconds: float = 1.0
     lr_codec: float = 1e-3
+    codec_base: str = "none"  # twostage: start stage 1 from a base autoencoder: "auto" (the shipped one for the rate), a file, "none"
+    ema: float = 0.0  # twostage: decay of the moving average of stage 2's generator weights used for output (0 = off)
 
 
 @dataclass
@@ -270,6 +272,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError("model.arch=twostage goes with model.discriminators=[latent] (its GAN is judged in latent space)")
     if m.arch == "twostage" and (t.codec_steps < 1 or t.codec_batch < 1 or t.codec_seconds <= 0 or t.lr_codec <= 0):
         raise ConfigError("train.codec_steps, codec_batch, codec_seconds and lr_codec must be positive")
+    if not t.codec_base.strip():
+        raise ConfigError('train.codec_base must be "auto", "none" or the path of a base autoencoder file')
+    if not 0.0 <= t.ema < 1.0:
+        raise ConfigError(f"train.ema must be in [0, 1) (0 = off; e.g. 0.999), got {t.ema}")
     a = cfg.augment
     bad_ops = [o for o in a.ops if o not in AUG_OPS]
     if bad_ops:
