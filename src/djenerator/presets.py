@@ -69,7 +69,7 @@ PRESETS: dict[str, dict] = {
             "data": {"sample_rate": 22050, "clip_samples": 131072, "hop_samples": 65536},
             "model": {"arch": "twostage", "discriminators": ["latent"], "dim": 24, "latent_dim": 64,
                       "tempo_conditioning": True},
-            "train": {**HINGE_ADAM, "batch_size": 8, "codec_steps": 2000, "codec_base": "auto", "steps": 4000,
+            "train": {**HINGE_ADAM, "batch_size": 8, "codec_steps": 300, "codec_base": "auto", "steps": 4000,
                       "sample_every": 500, "ema": 0.999},
         },
     },
