@@ -3,6 +3,8 @@
     python benchmarks/twostage.py bars   DATA22 RUN --cpu-minutes 10 [--codec-share 0.4]
     python benchmarks/twostage.py laptop DATA8  RUN --cpu-minutes 10
     python benchmarks/twostage.py judge  SRC_AUDIO RUN [RUN ...] [--pieces 8]
+    python benchmarks/twostage.py recon  DATA22 RUN --base FILE|none --steps 2000 --probe-every 250
+    python benchmarks/twostage.py recon-png DATA22 OUT.png LABEL=CODEC_FILE [...] [--crop 0]
 
 ``bars`` trains stage 1 for codec-share of the budget (and logs its reconstruction on fixed dataset
 crops against CPU seconds to RUN/codec_curve.csv), then stage 2 for the rest. ``laptop`` runs the
@@ -79,6 +81,88 @@ def cmd_bars(a) -> None:
     left = budget - (time.process_time() - cpu0)
     step, last, _ = ct.train_latent_gan(cfg, ds, run, False, codec, steps, ct.Budget(max_cpu_seconds=left), False)
     print(f"bars: stage 1 {steps} steps, stage 2 {step} steps, {time.process_time() - cpu0:.0f} CPU-s -> {last}")
+
+
+def cmd_recon(a) -> None:
+    """Stage 1 alone on DATA from ``--base`` (a base autoencoder file, or none), measuring the reconstruction of
+    16 fixed 2-s crops of dataset clips (seed 99, as ``bars``' probes) at step 0 and every ``--probe-every`` steps."""
+    from djenerator import codec_train as ct
+    from djenerator.config import build_config
+    from djenerator.data.dataset import ClipDataset
+    from djenerator.models.codec import mel_distance, stft_distance
+
+    ds, run = ClipDataset(a.data), Path(a.run)
+    cfg = build_config("bars", overrides=[f"train.seed={a.seed}", f"train.codec_base={a.base}",
+                                          "train.sample_every=1000000", "train.ckpt_every=1000000"])
+    probe = ct.crops(ds, 99, 0, 16, 2 * cfg.data.sample_rate // 1024 * 1024)
+    rows, step, cpu = [], 0, 0.0
+    for target in [0] + list(range(a.probe_every, a.steps + 1, a.probe_every)):
+        if target:
+            cfg.train.codec_steps = target
+            c0 = time.process_time()
+            codec, step, _ = ct.train_codec(cfg, ds, run, step > 0, ct.Budget(), False, lambda m: None)
+            cpu += time.process_time() - c0
+        else:
+            from djenerator.models.codec import Codec
+
+            codec = Codec(cfg.data.sample_rate, cfg.model.dim)
+            ct.start_from_base(codec, a.base, lambda m: None)
+        with torch.no_grad():
+            rec = codec.eval()(probe)
+            rows.append({"step": target, "cpu_s": round(cpu, 1), "stft": round(float(stft_distance(rec, probe)), 3),
+                         "mel": round(float(mel_distance(codec, rec, probe)), 3)})
+        print(rows[-1], flush=True)
+    run.mkdir(parents=True, exist_ok=True)
+    with open(run / "recon_curve.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _codec_from(spec: str, sr: int, dim: int):
+    """A codec from a base autoencoder file or a stage-1 checkpoint (RUN/codec/checkpoints/step_*.pt)."""
+    from djenerator.base import load_codec_base
+    from djenerator.checkpoint import CheckpointError, load_checkpoint
+    from djenerator.models.codec import Codec
+
+    codec = Codec(sr, dim)
+    try:
+        state = load_codec_base(spec)["G"]
+    except CheckpointError:
+        state = load_checkpoint(spec)["G"]
+    codec.load_state_dict(state)
+    return codec.eval()
+
+
+def cmd_recon_png(a) -> None:
+    """Log-mel of probe crop ``--crop`` of DATA (the ``recon`` probes) beside its reconstruction by each codec."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from djenerator import codec_train as ct
+    from djenerator.config import build_config
+    from djenerator.data.dataset import ClipDataset
+
+    cfg = build_config("bars")
+    sr = cfg.data.sample_rate
+    x = ct.crops(ClipDataset(a.data), 99, 0, 16, 2 * sr // 1024 * 1024)[a.crop:a.crop + 1]
+    named = [("real", x)]
+    for spec in a.codecs:
+        label, path = spec.split("=", 1)
+        with torch.no_grad():
+            named.append((label, _codec_from(path, sr, cfg.model.dim)(x)))
+    codec = _codec_from(a.codecs[0].split("=", 1)[1], sr, cfg.model.dim)
+    specs = [codec.log_mel(y)[0].numpy() for _, y in named]
+    vmax = max(float(s.max()) for s in specs)
+    fig, axes = plt.subplots(len(specs), 1, figsize=(8, 1.5 * len(specs)), squeeze=False)
+    for ax, (name, _), sp in zip(axes[:, 0], named, specs):
+        ax.imshow(sp, origin="lower", aspect="auto", cmap="magma", vmin=vmax - 14, vmax=vmax,
+                  extent=(0, x.shape[-1] / sr, 0, sp.shape[0]))
+        ax.set_ylabel(name, fontsize=7)
+    fig.tight_layout()
+    Path(a.png).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(a.png, dpi=70)
 
 
 def cmd_laptop(a) -> None:
@@ -209,6 +293,18 @@ def main(argv=None) -> None:
         s.add_argument("--every", type=float, default=30.0, help="CPU seconds between reconstruction probes")
         s.add_argument("--more", action="store_true", help="continue a run (bars: its stage 2) for --cpu-minutes more")
         s.add_argument("--cpu-done", type=float, default=0.0, help="bars: CPU seconds already spent on the run's stage 1")
+    s = sub.add_parser("recon", help="stage 1 alone: reconstruction against steps, from a base or from scratch")
+    s.add_argument("data")
+    s.add_argument("run")
+    s.add_argument("--base", default="none", help="base autoencoder file, auto, or none (from scratch)")
+    s.add_argument("--steps", type=int, default=2000)
+    s.add_argument("--probe-every", type=int, default=250)
+    s.add_argument("--seed", type=int, default=0)
+    s = sub.add_parser("recon-png", help="spectrogram of a probe crop and its reconstruction by each codec")
+    s.add_argument("data")
+    s.add_argument("png")
+    s.add_argument("codecs", nargs="+", help="LABEL=FILE: a base autoencoder or a stage-1 checkpoint")
+    s.add_argument("--crop", type=int, default=0)
     s = sub.add_parser("judge")
     s.add_argument("src")
     s.add_argument("runs", nargs="+")
@@ -219,7 +315,7 @@ def main(argv=None) -> None:
     s.add_argument("--out", default="/tmp")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
-    {"bars": cmd_bars, "laptop": cmd_laptop, "judge": cmd_judge, "speed": cmd_speed}[a.cmd](a)
+    {"bars": cmd_bars, "laptop": cmd_laptop, "recon": cmd_recon, "recon-png": cmd_recon_png, "judge": cmd_judge, "speed": cmd_speed}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,7 @@ LAYERS = [
     {"augment", "health", "data", "models", "distributed", "latents", "ema"},
     {"generate", "stream"},  # one generation path: clips (generate) and streamed pieces (stream) call each other
     {"evaluate"},
-    {"train", "train_report", "codec_train"},
-    {"base"},
+    {"train", "train_report", "codec_train", "base"},  # base: shipped weights that runs start from
     {"pipeline"},
     {"server"},
     {"cli", "__main__"},

@@ -8,6 +8,7 @@ import torch
 from djenerator import codec_train as ct
 from djenerator.config import ConfigError, build_config
 from djenerator.data.dataset import ClipDataset
+from djenerator.ema import Ema
 from djenerator.generate import generate_long
 from djenerator.models import build_discriminator, build_generator
 from djenerator.models.codec import LATENT_CH, Codec, mel_distance, reconstruction_loss, stft_distance
@@ -34,7 +35,7 @@ def chugs(seconds: float, seed: int = 0, bpm: float = 120.0) -> np.ndarray:
 def tiny_cfg(*extra, clip=16384):
     return build_config("bars", [], [f"data.clip_samples={clip}", "model.dim=4", "model.latent_dim=8", "train.batch_size=2",
                                      "train.codec_batch=2", "train.codec_seconds=0.2", "train.log_every=1",
-                                     "train.n_samples=1", *extra])
+                                     "train.n_samples=1", "train.codec_base=none", *extra])
 
 
 @pytest.fixture(scope="module")
@@ -139,15 +140,18 @@ def _assert_same(a, b):
         torch.testing.assert_close(a[k], b[k], atol=0, rtol=0)
 
 
-def test_resume_is_exact_in_either_stage(one_thread, clip_ds, tmp_path):
-    """Stage 1 cut at step 2 and resumed, then stage 2 cut at step 2 and resumed == both stages in one go."""
-    cfg = tiny_cfg("train.codec_steps=4", "train.steps=4", "train.ckpt_every=100", "train.sample_every=100")
+@pytest.mark.parametrize("ema", [0.0, 0.5])
+def test_resume_is_exact_in_either_stage(one_thread, clip_ds, tmp_path, ema):
+    """Stage 1 cut at step 2 and resumed, then stage 2 cut at step 2 and resumed == both stages in one go,
+    the moving average of the generator included."""
+    cfg = tiny_cfg("train.codec_steps=4", "train.steps=4", "train.ckpt_every=100", "train.sample_every=100",
+                   f"train.ema={ema}")
     whole = ct.train_twostage(cfg.copy(), clip_ds, tmp_path / "a", progress=False, log=lambda m: None)
     assert whole.step == 4 and whole.stopped == "done"
     b = tmp_path / "b"
     for codec_steps, steps, resume in ((2, 0, False), (4, 2, True), (4, 4, True)):
         c = tiny_cfg(f"train.codec_steps={codec_steps}", f"train.steps={steps}", "train.ckpt_every=100",
-                     "train.sample_every=100")
+                     "train.sample_every=100", f"train.ema={ema}")
         ct.train_twostage(c, clip_ds, b, resume=resume, progress=False, log=lambda m: None)
     ca = torch.load(tmp_path / "a" / "codec" / "checkpoints" / "step_0000004.pt", weights_only=False)
     cb = torch.load(b / "codec" / "checkpoints" / "step_0000004.pt", weights_only=False)
@@ -156,6 +160,10 @@ def test_resume_is_exact_in_either_stage(one_thread, clip_ds, tmp_path):
     gb = torch.load(b / "checkpoints" / "step_0000004.pt", weights_only=False)
     _assert_same(ga["G"], gb["G"])
     _assert_same(ga["D"], gb["D"])
+    assert ("G_train" in ga) == (ema > 0)
+    if ema > 0:  # G is the average, G_train the trained weights: both resume exactly, and they differ
+        _assert_same(ga["G_train"], gb["G_train"])
+        assert not torch.equal(ga["G"]["latent.out.weight"], ga["G_train"]["latent.out.weight"])
     assert (tmp_path / "a" / "samples" / "step_0000004" / "sample_00.wav").is_file()
     assert (tmp_path / "a" / "samples" / "codec_step_0000004" / "recon_00.wav").is_file()
 
@@ -209,3 +217,80 @@ def test_prepare_train_generate_evaluate_end_to_end(one_thread, tmp_path):
         clip = r.json()["clips"][0]
         assert r.json()["sample_rate"] == SR and abs(clip["seconds"] - 3.0) < 1e-6
         assert client.get(clip["url"]).status_code == 200
+
+
+def test_ema_averages_the_latent_generator_only():
+    cfg = tiny_cfg()
+    G = build_generator(cfg)
+    ema = Ema(G, 0.5, part="latent")
+    w0, c0 = G.latent.out.weight.detach().clone(), G.codec.head.weight.detach().clone()
+    with torch.no_grad():
+        G.latent.out.weight.add_(1.0)
+        G.codec.head.weight.add_(1.0)  # the codec is frozen in stage 2: never averaged
+    ema.update(G, step=100)  # decay min(0.5, 101 / 110) = 0.5
+    torch.testing.assert_close(ema.G.latent.out.weight, w0 + 0.5)
+    torch.testing.assert_close(ema.G.codec.head.weight, c0)
+    state = ema.state(G)
+    assert set(state) == {"G", "G_train"}
+    G2 = build_generator(cfg)
+    ema2 = Ema(G2, 0.5, part="latent")
+    ema2.load(G2, state)
+    torch.testing.assert_close(G2.latent.out.weight, w0 + 1.0)
+    torch.testing.assert_close(ema2.G.latent.out.weight, w0 + 0.5)
+    off = Ema(G, 0.0)
+    assert off.G is None and off.output(G) is G and set(off.state(G)) == {"G"}
+
+
+def test_ema_and_codec_base_config():
+    cfg = build_config("bars")
+    assert cfg.train.ema == 0.999 and cfg.train.codec_base == "auto"
+    assert build_config("laptop").train.ema == 0.0
+    for bad in ("train.ema=1.0", "train.ema=-0.1", "train.codec_base=''"):
+        with pytest.raises(ConfigError):
+            build_config("bars", [], [bad])
+    with pytest.raises(ConfigError):
+        ct.resolve_codec_base("/no/such/base.pt", SR)
+    assert ct.resolve_codec_base("none", SR) is None
+
+
+def _first_codec_loss(run) -> float:
+    import csv
+
+    with open(run / "logs" / "codec.csv") as f:
+        return float(next(csv.DictReader(f))["loss"])
+
+
+def test_codec_base_loads_weights_only_and_seeds_stage1(one_thread, clip_ds, tmp_path, monkeypatch):
+    """A base exported from a short stage 1 loads with weights_only and starts a new run's stage 1 at a lower
+    reconstruction loss than from scratch; an "auto" base of another shape is skipped, a named one refused."""
+    from djenerator.base import export_codec_base, load_codec_base
+    from djenerator.checkpoint import CheckpointError, latest_checkpoint
+
+    ct.train_twostage(tiny_cfg("train.codec_steps=60", "train.steps=0", "train.lr_codec=3e-3"), clip_ds,
+                      tmp_path / "base_run", progress=False, log=lambda m: None)
+    out = export_codec_base(latest_checkpoint(tmp_path / "base_run" / "codec"), tmp_path / "codec_base.pt",
+                            {"command": "test"})
+    raw = torch.load(out, weights_only=True)
+    assert raw["kind"] == "codec" and raw["step"] == 60 and "opt" not in raw
+    assert load_codec_base(out)["provenance"]["command"] == "test"
+    logs = []
+    for name, base in (("seeded", str(out)), ("scratch", "none")):
+        cfg = tiny_cfg("train.codec_steps=1", "train.steps=0", f"train.codec_base={base}")
+        ct.train_twostage(cfg, clip_ds, tmp_path / name, progress=False, log=logs.append)
+    assert any("starting from the base autoencoder" in m for m in logs)
+    assert _first_codec_loss(tmp_path / "seeded") < 0.85 * _first_codec_loss(tmp_path / "scratch")
+    wide = tiny_cfg("model.dim=8", "train.codec_steps=1", "train.steps=0", f"train.codec_base={out}")
+    with pytest.raises(CheckpointError):
+        ct.train_twostage(wide, clip_ds, tmp_path / "wide", progress=False, log=lambda m: None)
+    codec = Codec(SR, 8)
+    with pytest.raises(CheckpointError):
+        ct.start_from_base(codec, str(out))
+    import djenerator.base
+
+    monkeypatch.setattr(djenerator.base, "codec_base_path", lambda sr: out)  # as if it were the shipped one
+    logs.clear()
+    assert ct.start_from_base(codec, "auto", logs.append) is None and "from scratch" in logs[0]
+    assert ct.start_from_base(Codec(SR, 4), "auto", logs.append) == out
+    (tmp_path / "junk.pt").write_bytes(b"not a base")
+    with pytest.raises(CheckpointError):
+        ct.start_from_base(codec, str(tmp_path / "junk.pt"))

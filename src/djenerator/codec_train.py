@@ -1,13 +1,16 @@
 """Training of the two-stage model (``model.arch = "twostage"``): stage 1, then stage 2, in one run folder.
 
 - Stage 1, the autoencoder (:mod:`.models.codec`): ``train.codec_steps`` steps of multi-resolution STFT
-  + log-mel reconstruction on random ``train.codec_seconds`` crops; checkpoints in ``RUN/codec/checkpoints``,
+  + log-mel reconstruction on random ``train.codec_seconds`` crops, from the base autoencoder
+  ``train.codec_base`` names ("auto": the one shipped in :mod:`djenerator.base` for the rate, if any; a
+  file; "none": from scratch); checkpoints in ``RUN/codec/checkpoints``,
   reconstructions in ``RUN/samples/codec_step_*`` (real_XX.wav beside recon_XX.wav), losses in
   ``RUN/logs/codec.csv``.
 - Between the stages the frozen encoder turns every clip into latents once (``RUN/codec/latents.pt``).
 - Stage 2, the latent GAN (:mod:`.models.twostage`): ``train.steps`` steps of hinge + feature matching in
   latent space; checkpoints in ``RUN/checkpoints`` hold the whole generator (latent generator + codec),
-  so generate, evaluate and serve need nothing else.
+  so generate, evaluate and serve need nothing else. With ``train.ema`` > 0 their ``G`` is the moving
+  average of the generator's weights (the trained weights are ``G_train``), and samples use it too.
 
 Each stage has its own progress bar; ``--resume`` continues whichever stage was interrupted. Batches
 and crops come from RNGs keyed by (seed, step), every other random draw from the global RNGs saved in
@@ -27,6 +30,7 @@ from .audio import write_wav
 from .checkpoint import latest_checkpoint, load_checkpoint, load_data, save_checkpoint, save_data, set_rng_state
 from .config import Config, ConfigError
 from .data.dataset import ClipDataset
+from .ema import Ema
 from .io import StepLog
 from .models import build_discriminator, build_generator, tempo_cond
 from .models.codec import Codec, mel_distance, reconstruction_loss, stft_distance
@@ -81,6 +85,45 @@ def _resume_state(run_dir: Path, resume: bool, what: str) -> dict | None:
     return load_checkpoint(ck) if ck is not None else None
 
 
+def resolve_codec_base(codec_base: str, sample_rate: int) -> Path | None:
+    """The base autoencoder file ``train.codec_base`` names: "none" -> None, "auto" -> the shipped one for the
+    rate (None when there is none), else the path, which must exist."""
+    from .base import codec_base_path
+
+    if codec_base == "none":
+        return None
+    if codec_base == "auto":
+        return codec_base_path(sample_rate)
+    path = Path(codec_base).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"train.codec_base: base autoencoder not found: {path}")
+    return path
+
+
+def start_from_base(codec: Codec, codec_base: str, log=print) -> Path | None:
+    """Load the base autoencoder into ``codec`` (stage 1 then fine-tunes it); returns its path, or None when
+    stage 1 starts from scratch ("none", nothing shipped, or an "auto" base of another shape)."""
+    from .base import load_codec_base
+    from .checkpoint import CheckpointError
+
+    path = resolve_codec_base(codec_base, codec.sample_rate)
+    if path is None:
+        return None
+    base = load_codec_base(path)
+    shapes = {k: tuple(v.shape) for k, v in codec.state_dict().items()}
+    fits = shapes == {k: tuple(v.shape) for k, v in base["G"].items()}
+    if not fits or int(base["config"]["data"]["sample_rate"]) != codec.sample_rate:
+        if codec_base == "auto":
+            log(f"stage 1: the shipped base autoencoder ({path.name}) is for another rate or model.dim; "
+                "training the autoencoder from scratch")
+            return None
+        raise CheckpointError(f"train.codec_base: {path} is an autoencoder of another rate or model.dim than this run's")
+    codec.load_state_dict(base["G"])
+    log(f"stage 1: starting from the base autoencoder {path} ({int(base['step'])} steps; "
+        f"{base.get('provenance', {}).get('command', 'no provenance')})")
+    return path
+
+
 @torch.no_grad()
 def write_reconstructions(codec: Codec, real: torch.Tensor, out: Path, sr: int) -> None:
     was = codec.training
@@ -104,6 +147,8 @@ def train_codec(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, budge
         opt.load_state_dict(ck["opt"])
         set_rng_state(ck["rng"])
         start = int(ck["step"])
+    else:
+        start_from_base(codec, t.codec_base, log)
     if start >= t.codec_steps:
         return codec.eval(), start, "done"
     if start:
@@ -216,16 +261,20 @@ def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, 
 
     t = cfg.train
     G, D, opt_g, opt_d = _stage2_models(cfg, codec)
+    ema = Ema(G, t.ema, part="latent")  # the codec is frozen: only the latent generator moves
     ck, start = _resume_state(run_dir, resume, "run"), 0
     if ck is not None:
         if int(ck.get("codec_step", -1)) != codec_step:
             raise ConfigError(f"{run_dir}: stage 2 was trained on the autoencoder of step {ck.get('codec_step')}, "
                               f"which is now at step {codec_step}; start a new --run to train stage 2 on it")
-        for m, key in ((G, "G"), (D, "D"), (opt_g, "opt_g"), (opt_d, "opt_d")):
+        ema.load(G, ck)
+        for m, key in ((D, "D"), (opt_g, "opt_g"), (opt_d, "opt_d")):
             m.load_state_dict(ck[key])
         set_rng_state(ck["rng"])
         start = int(ck["step"])
         log(f"stage 2: resumed the latent GAN at step {start}")
+    if ema.G is not None:
+        log(f"stage 2: samples and checkpoints use the moving average of the generator's weights (train.ema={t.ema})")
     lat = cached_latents(G.codec, ds, run_dir, codec_step)
     z_fixed, bpm_fixed = sample_latents(cfg)
     log_csv = StepLog(run_dir / "logs" / "losses.csv", ["step", "d_loss", "g_loss", "cpu_s"], start)
@@ -233,7 +282,7 @@ def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, 
     last = Path(ck["path"]) if ck is not None else None
 
     def snapshot() -> Path:
-        state = {"G": G.state_dict(), "D": D.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+        state = {**ema.state(G), "D": D.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
                  "codec_step": codec_step}
         return save_checkpoint(run_dir, step, cfg, state, t.keep_checkpoints)
 
@@ -244,6 +293,7 @@ def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, 
             if (stopped := budget.halt() or "done") != "done":
                 break
             d_l, g_l = gan_step(G, D, opt_g, opt_d, *latent_batch(lat, ds, cfg, step), cfg)
+            ema.update(G, step)
             step += 1
             if step % t.log_every == 0 or step == t.steps:
                 log_csv.write({"step": step, "d_loss": d_l, "g_loss": g_l, "cpu_s": round(time.process_time(), 1)})
@@ -252,7 +302,7 @@ def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, 
             if bar is not None:
                 bar.update(1)
             if step % t.sample_every == 0 or step == t.steps:
-                write_samples(G, z_fixed, bpm_fixed, cfg, run_dir / "samples" / f"step_{step:07d}")
+                write_samples(ema.output(G), z_fixed, bpm_fixed, cfg, run_dir / "samples" / f"step_{step:07d}")
                 G.codec.eval()
             if step % t.ckpt_every == 0 or step == t.steps:
                 last = snapshot()

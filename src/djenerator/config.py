@@ -86,6 +86,8 @@ class TrainConfig:
     codec_batch: int = 8  # twostage: stage-1 batch of codec_seconds crops
     codec_seconds: float = 1.0
     lr_codec: float = 1e-3
+    codec_base: str = "none"  # twostage: start stage 1 from a base autoencoder: "auto" (the shipped one for the rate), a file, "none"
+    ema: float = 0.0  # twostage: decay of the moving average of stage 2's generator weights used for output (0 = off)
 
 
 @dataclass
@@ -267,6 +269,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.label_smoothing must be in (0, 1], got {t.label_smoothing}")
     if t.lr_g <= 0 or t.lr_d <= 0:
         raise ConfigError("train.lr_g and train.lr_d must be positive")
+    if not t.codec_base.strip():
+        raise ConfigError('train.codec_base must be "auto", "none" or the path of a base autoencoder file')
+    if not 0.0 <= t.ema < 1.0:
+        raise ConfigError(f"train.ema must be in [0, 1) (0 = off; e.g. 0.999), got {t.ema}")
     a = cfg.augment
     bad_ops = [o for o in a.ops if o not in OPS]
     if bad_ops:

@@ -4,6 +4,11 @@
 (``djenerator synth``), by ``benchmarks/train_base.py``. A base file holds only data that
 ``torch.load(weights_only=True)`` reads: the step, the config as a dict, the state dicts of both
 networks and their optimisers, and a ``provenance`` dict (training command, data, metrics).
+
+``codec_bars.pt`` is a base *autoencoder* (stage 1 of the two-stage ``bars`` preset), trained by
+``benchmarks/train_base_codec.py`` on the built-in riffs and two redistributable game soundtracks that are in
+neither evaluation set; a ``bars`` run starts stage 1 from it (``train.codec_base = "auto"``). Its file holds
+``kind = "codec"``, the step, the config, the codec's state dict as ``G`` and the provenance.
 """
 from __future__ import annotations
 
@@ -47,6 +52,40 @@ def export_base(checkpoint: str | Path, out: str | Path, preset: str, provenance
     out = Path(out)
     save_data(out, payload)
     load_base(out)  # what we ship must load weights_only
+    return out
+
+
+CODEC_KEYS = ("version", "kind", "step", "config", "G")
+
+
+def codec_base_path(sample_rate: int) -> Path | None:
+    """The shipped base autoencoder for ``sample_rate``, or None (only 22.05 kHz, the ``bars`` rate, is shipped)."""
+    p = BASE_DIR / "codec_bars.pt"
+    if not p.is_file():
+        return None
+    return p if int(load_codec_base(p)["config"]["data"]["sample_rate"]) == int(sample_rate) else None
+
+
+def load_codec_base(path: str | Path) -> dict[str, Any]:
+    """Read a base autoencoder file with ``weights_only=True``."""
+    base = load_data(path)
+    if base is None:
+        raise CheckpointError(f"{path}: not a readable base autoencoder (missing, damaged, or it holds more than "
+                              "tensors and numbers)")
+    if not isinstance(base, dict) or any(k not in base for k in CODEC_KEYS) or base["kind"] != "codec":
+        raise CheckpointError(f"{path}: not a djenerator base autoencoder")
+    return base
+
+
+def export_codec_base(checkpoint: str | Path, out: str | Path, provenance: dict | None = None) -> Path:
+    """Write a stage-1 checkpoint (``RUN/codec/checkpoints/step_*.pt``) as a base autoencoder: the codec's
+    weights (fp32), its config and step, no optimiser or RNG state."""
+    ck = load_checkpoint(checkpoint)
+    payload = {"version": 1, "kind": "codec", "step": int(ck["step"]), "config": ck["config"],
+               "G": {k: v.float().contiguous() for k, v in ck["G"].items()}, "provenance": dict(provenance or {})}
+    out = Path(out)
+    save_data(out, payload)
+    load_codec_base(out)  # what we ship must load weights_only
     return out
 
 
