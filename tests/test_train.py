@@ -8,7 +8,8 @@ import torch
 from djenerator.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from djenerator.config import build_config
 from djenerator.generate import generate_clips, generate_to_files, interpolate, latents, load_generator
-from djenerator.train import batch_indices, train
+from djenerator.models import tempo_cond
+from djenerator.train import batch_indices, sample_latents, train
 
 
 
@@ -21,15 +22,16 @@ def tiny_cfg(*extra):
 
 def params(path):
     ck = load_checkpoint(path)
-    return {k: v.clone() for k, v in {**{f"G.{k}": v for k, v in ck["G"].items()}, **{f"D.{k}": v for k, v in ck["D"].items()}}.items()}
+    return {f"{net}.{k}": v.clone() for net in ("G", "G_train", "D") for k, v in ck.get(net, {}).items()}
 
 
-def test_exact_resume_matches_one_go(tiny_dataset, tmp_path):
-    one = train(tiny_cfg("train.steps=10"), tiny_dataset, tmp_path / "one", progress=False, log=lambda m: None)
+@pytest.mark.parametrize("ema", ["0", "0.9"])
+def test_exact_resume_matches_one_go(tiny_dataset, tmp_path, ema):
+    cfg = lambda steps: tiny_cfg(f"train.steps={steps}", f"train.ema={ema}")  # noqa: E731
+    one = train(cfg(10), tiny_dataset, tmp_path / "one", progress=False, log=lambda m: None)
     assert one.stopped == "done" and one.step == 10
-    half = tiny_cfg("train.steps=5")
-    train(half, tiny_dataset, tmp_path / "two", progress=False, log=lambda m: None)
-    res = train(tiny_cfg("train.steps=10"), tiny_dataset, tmp_path / "two", resume=True, progress=False, log=lambda m: None)
+    train(cfg(5), tiny_dataset, tmp_path / "two", progress=False, log=lambda m: None)
+    res = train(cfg(10), tiny_dataset, tmp_path / "two", resume=True, progress=False, log=lambda m: None)
     assert res.step == 10
     a, b = params(latest_checkpoint(tmp_path / "one")), params(latest_checkpoint(tmp_path / "two"))
     assert a.keys() == b.keys()
@@ -45,6 +47,40 @@ def test_exact_resume_matches_one_go(tiny_dataset, tmp_path):
     one_log, two_log = losses_by_step("one"), losses_by_step("two")
     assert set(one_log) == {"2", "4", "6", "8", "10"} and set(two_log) == set(one_log) | {"5"}
     assert all(one_log[k] == two_log[k] for k in one_log)
+    assert any(k.startswith("G_train.") for k in a) == (ema != "0")  # with train.ema: the average and G_train
+
+
+def test_outputs_come_from_the_moving_average(tiny_dataset, tmp_path):
+    """With train.ema, the checkpoint's G (what generate, evaluate and serve load) is the average of the trained
+    weights G_train over the steps, and the samples written during training come from it."""
+    train(tiny_cfg("train.steps=5", "train.ema=0.9"), tiny_dataset, tmp_path / "r", progress=False, log=lambda m: None)
+    ck = load_checkpoint(tmp_path / "r")
+    moved = [k for k in ck["G_train"] if ck["G_train"][k].is_floating_point()
+             and not torch.equal(ck["G"][k], ck["G_train"][k])]
+    assert moved, "the average equals the trained weights"
+    G, cfg, _ = load_generator(tmp_path / "r")
+    wav, _ = sf.read(sorted((tmp_path / "r" / "samples" / "step_0000005").glob("*.wav"))[0], dtype="float32")
+    z, bpm = sample_latents(cfg)
+    audio = generate_clips(G, cfg, z=z, cond=tempo_cond(bpm, cfg), batch_size=len(z))
+    np.testing.assert_allclose(audio[0].reshape(-1), wav.reshape(-1), atol=1e-4)
+
+
+def test_ema_update_is_a_moving_average():
+    from djenerator.ema import Ema
+
+    net = torch.nn.Linear(3, 2)
+    ema = Ema(net, 0.5)
+    w0 = net.weight.detach().clone()
+    with torch.no_grad():
+        net.weight.add_(2.0)
+    ema.update(net, step=1000)  # decay min(0.5, 1001 / 1010) = 0.5
+    torch.testing.assert_close(ema.output(net).weight, w0 + 1.0)
+    early = Ema(net, 0.999)
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    early.update(net, step=0)  # first steps average over a short window: decay min(0.999, 1/10) = 0.1
+    torch.testing.assert_close(early.output(net).weight, (w0 + 2.0) * 0.1 + (w0 + 3.0) * 0.9)
+    assert Ema(net, 0.0).output(net) is net and set(Ema(net, 0.0).state(net)) == {"G"}
 
 
 def test_run_outputs_samples_logs_and_checkpoint_config(tiny_dataset, tmp_path):

@@ -87,7 +87,7 @@ class TrainConfig:
     codec_seconds: float = 1.0
     lr_codec: float = 1e-3
     codec_base: str = "none"  # twostage: start stage 1 from a base autoencoder: "auto" (the shipped one for the rate), a file, "none"
-    ema: float = 0.0  # twostage: decay of the moving average of stage 2's generator weights used for output (0 = off)
+    ema: float = 0.0  # decay of the moving average of the generator's weights that outputs use (0 = off; e.g. 0.999)
 
 
 @dataclass

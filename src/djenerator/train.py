@@ -28,6 +28,7 @@ from .checkpoint import (CheckpointWriteError, load_latest_good, pin_checkpoint,
                          save_checkpoint, set_rng_state)
 from .config import Config, ConfigError
 from .data.dataset import ClipDataset, adopt_dataset_shape
+from .ema import Ema
 from .evaluate.memorisation import copy_alarm
 from .generate import generate_clips
 from .health import HealthWarning, TrainingDiverged
@@ -120,8 +121,9 @@ def _train(cfg: Config, dataset: str | Path, run_dir: Path, resume: bool, progre
     if not dd.is_main:
         log = lambda m: None  # noqa: E731 - rank 0 alone talks and writes
     G, D, opt_g, opt_d = nets = _models(cfg, dd, device)
+    ema = Ema(G, t.ema)  # the moving average of G's weights that every output uses (train.ema; 0 = off)
     aug, ada = _augmentation(cfg)
-    start, last_ckpt = _resume(cfg, run_dir, resume, nets, aug, ada, dd, log)
+    start, last_ckpt = _resume(cfg, run_dir, resume, nets, ema, aug, ada, dd, log)
     if dd.is_main:
         _write_run_files(cfg, run_dir, dataset)
     G_step, D_step, D_frozen = _step_paths(G, D, dd, t)
@@ -144,6 +146,7 @@ def _train(cfg: Config, dataset: str | Path, run_dir: Path, resume: bool, progre
             loss_g, fake, f_out = g_step(G_step, D_frozen, D, opt_g, batches.get(step, t.d_steps)[2], cond, real_in,
                                          std, aug, t)
             step += 1
+            ema.update(G, step)
             _adapt(step, aug, ada, dd)
             # ---- logging, health, samples, checkpoints ----------------------------------------------
             if step % t.log_every == 0 or step == t.steps:
@@ -151,18 +154,16 @@ def _train(cfg: Config, dataset: str | Path, run_dir: Path, resume: bool, progre
                                            ada, dd))
             report.tick()
             if step % t.sample_every == 0 or step == t.steps:
-                samples.check(step, G, aug, ada, last_ckpt, report.warn)
+                samples.check(step, ema.output(G), aug, ada, last_ckpt, report.warn)
             if step % t.ckpt_every == 0 or step == t.steps:
                 report.check_finite(step, *distributed.mean_floats([float(loss_d.detach()), float(loss_g.detach())], dd))
-                last_ckpt = snapshot(run_dir, step, cfg, nets, aug, ada, dd)
+                last_ckpt = snapshot(run_dir, step, cfg, nets, ema, aug, ada, dd)
             if t.eval_every and step % t.eval_every == 0 and dd.is_main:  # cheap metrics -> logs/metrics.csv + TensorBoard eval/*
                 from .evaluate.report import training_metrics
 
-                training_metrics(G, cfg, ds, step, run_dir, report.writer)
-        if stopped != "done":
-            last_ckpt = snapshot(run_dir, step, cfg, nets, aug, ada, dd)
-            if stopped == "time budget" and dd.is_main:
-                samples.write(step, G)
+                training_metrics(ema.output(G), cfg, ds, step, run_dir, report.writer)
+        if stopped != "done":  # a checkpoint (and, at a time budget, samples) where it stopped
+            last_ckpt = snapshot(run_dir, step, cfg, nets, ema, aug, ada, dd, samples if stopped == "time budget" else None)
             log(f"{stopped}: saved {last_ckpt} at step {step}; continue with --resume")
     except CheckpointWriteError as e:
         kept = f"the last good checkpoint is {last_ckpt}" if last_ckpt else "no checkpoint was saved"
@@ -220,8 +221,8 @@ def _augmentation(cfg: Config) -> tuple[Augmenter, AdaController | None]:
     return aug, ada
 
 
-def _resume(cfg: Config, run_dir: Path, resume: bool, nets: tuple, aug: Augmenter, ada: AdaController | None,
-            dd, log) -> tuple[int, Path | None]:
+def _resume(cfg: Config, run_dir: Path, resume: bool, nets: tuple, ema: Ema, aug: Augmenter,
+            ada: AdaController | None, dd, log) -> tuple[int, Path | None]:
     """(step to start at, the checkpoint it continues): with ``resume`` the newest checkpoint that loads (a
     damaged one is set aside for the one before) is restored into ``nets``; without, the run folder must
     hold no checkpoints yet."""
@@ -231,7 +232,7 @@ def _resume(cfg: Config, run_dir: Path, resume: bool, nets: tuple, aug: Augmente
         log(f"no checkpoint in {run_dir} yet; starting from step 0")
     if ckpt_path is not None:
         ck = distributed.broadcast_object(found[1] if dd.is_main else None, dd)
-        start = _restore(ck, cfg, run_dir, nets, aug, ada, dd)
+        start = _restore(ck, cfg, run_dir, nets, ema, aug, ada, dd)
         log(f"resumed from {ckpt_path} at step {start}")
         return start, ckpt_path
     if distributed.broadcast_object(run_dir.exists() and any((run_dir / "checkpoints").glob("step_*.pt")), dd):
@@ -240,7 +241,8 @@ def _resume(cfg: Config, run_dir: Path, resume: bool, nets: tuple, aug: Augmente
     return 0, None
 
 
-def _restore(ck: dict, cfg: Config, run_dir: Path, nets: tuple, aug: Augmenter, ada: AdaController | None, dd) -> int:
+def _restore(ck: dict, cfg: Config, run_dir: Path, nets: tuple, ema: Ema, aug: Augmenter, ada: AdaController | None,
+             dd) -> int:
     """Load a checkpoint's weights, optimiser, RNG and augmentation states into this run; returns its step.
     A different objective, optimiser or model section cannot continue it."""
     t, saved = cfg.train, ck["config"]
@@ -250,7 +252,8 @@ def _restore(ck: dict, cfg: Config, run_dir: Path, nets: tuple, aug: Augmenter, 
                               f"train.{key}={saved['train'][key]}; start a new --run instead")
     if saved["model"] != cfg.to_dict()["model"]:
         raise ConfigError(f"cannot resume {run_dir} with a different model section; start a new --run instead")
-    for net, key in zip(nets, ("G", "D", "opt_g", "opt_d")):
+    ema.load(nets[0], ck)  # G: the trained weights, and the average if there is one
+    for net, key in zip(nets[1:], ("D", "opt_g", "opt_d")):
         net.load_state_dict(ck[key])
     set_rng_state(distributed.rank_rng_state(ck, dd, t.seed))
     if aug.enabled and "augment" in ck:
@@ -382,13 +385,17 @@ def _adapt(step: int, aug: Augmenter, ada: AdaController | None, dd) -> None:
 
 
 # ---- what the loop writes: checkpoints and samples ---------------------------------------------------
-def snapshot(run_dir: Path, step: int, cfg: Config, nets: tuple, aug: Augmenter, ada: AdaController | None,
-             dd) -> Path:
-    """Save a checkpoint of this step (rank 0; a collective: every rank sends its RNG state); its path."""
+def snapshot(run_dir: Path, step: int, cfg: Config, nets: tuple, ema: Ema, aug: Augmenter, ada: AdaController | None,
+             dd, samples: "Samples | None" = None) -> Path:
+    """Save a checkpoint of this step (rank 0; a collective: every rank sends its RNG state); its path.
+    ``G`` is the weights outputs use (the average with train.ema), ``G_train`` the trained ones beside it.
+    With ``samples``, also write this step's samples."""
     rng_ranks = distributed.gather_objects(rng_state(), dd)  # collective: every rank takes part
     if not dd.is_main:
         return run_dir / "checkpoints" / f"step_{step:07d}.pt"
-    state = dict(zip(("G", "D", "opt_g", "opt_d"), (m.state_dict() for m in nets)))
+    if samples is not None:
+        samples.write(step, ema.output(nets[0]))
+    state = {**ema.state(nets[0]), **dict(zip(("D", "opt_g", "opt_d"), (m.state_dict() for m in nets[1:])))}
     if dd.enabled:
         state["rng_ranks"], state["world_size"] = rng_ranks, dd.world
     if aug.enabled:

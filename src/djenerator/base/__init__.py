@@ -49,6 +49,8 @@ def export_base(checkpoint: str | Path, out: str | Path, preset: str, provenance
     cfg.preset = preset
     payload = {"version": 1, "step": int(ck["step"]), "config": cfg.to_dict(), "G": ck["G"], "D": ck["D"],
                "opt_g": ck["opt_g"], "opt_d": ck["opt_d"], "provenance": dict(provenance or {})}
+    if "G_train" in ck:  # G is the moving average; the trained weights go on from G_train
+        payload["G_train"] = ck["G_train"]
     out = Path(out)
     save_data(out, payload)
     load_base(out)  # what we ship must load weights_only
@@ -90,7 +92,11 @@ def export_codec_base(checkpoint: str | Path, out: str | Path, provenance: dict 
 
 
 def base_config(base: dict[str, Any]) -> Config:
-    return Config.from_dict(base["config"])
+    """The base's data and model sections with its preset's training settings as they are today (a base
+    exported before a setting existed, such as train.ema, gets the preset's value)."""
+    cfg = Config.from_dict(base["config"])
+    cfg.train = build_config(cfg.preset).train
+    return cfg
 
 
 def seed_run(base: dict[str, Any], run_dir: str | Path, cfg: Config | None = None) -> Path:
@@ -101,13 +107,15 @@ def seed_run(base: dict[str, Any], run_dir: str | Path, cfg: Config | None = Non
 
     cfg = cfg or base_config(base)
     G, D = build_generator(cfg), build_discriminator(cfg)
-    G.load_state_dict(base["G"])
+    G.load_state_dict(base.get("G_train", base["G"]))  # the weights training goes on from
     D.load_state_dict(base["D"])
     opt_g, opt_d = make_optimizer(G.parameters(), cfg, cfg.train.lr_g), make_optimizer(D.parameters(), cfg, cfg.train.lr_d)
     if "opt_g" in base and "opt_d" in base:
         opt_g.load_state_dict(base["opt_g"])
         opt_d.load_state_dict(base["opt_d"])
     state = {"G": G.state_dict(), "D": D.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()}
+    if "G_train" in base:  # the base's moving average stays the run's output until training moves it
+        state["G"], state["G_train"] = base["G"], G.state_dict()
     _seed_all(cfg.train.seed + int(base["step"]))  # the checkpoint's RNG states: the same continuation every time
     return save_checkpoint(Path(run_dir), int(base["step"]), cfg, state, keep=cfg.train.keep_checkpoints)
 
