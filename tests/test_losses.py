@@ -206,3 +206,22 @@ def test_d_accuracy():
     # the KL critic's decision point is T = 1 (p = q)
     assert L.d_accuracy("kl", real, fake) == (0.5, 1.0)
     assert L.d_accuracy("kl", [(torch.tensor([[0.9]]), [])], [(torch.tensor([[0.9]]), [])]) == (0.0, 1.0)
+
+
+def test_g_objective_reaches_the_generator_only_and_adds_feature_matching():
+    import torch
+
+    from djenerator import losses
+
+    torch.manual_seed(0)
+    D = torch.nn.Linear(4, 1)
+    judge = lambda x: [(D(x), [x * 2.0])]  # noqa: E731 - (logits, features), as the discriminators return
+    fake = torch.randn(3, 4, requires_grad=True)
+    real = torch.randn(3, 4)
+    plain, _ = losses.g_objective("hinge", D, judge, fake, real, 0.0)
+    with_fm, f_out = losses.g_objective("hinge", D, judge, fake, real, 0.5)
+    expected_fm = torch.nn.functional.l1_loss(fake * 2.0, real * 2.0)
+    torch.testing.assert_close(with_fm - plain, 0.5 * expected_fm)
+    with_fm.backward()
+    assert fake.grad is not None and all(p.grad is None for p in D.parameters())
+    assert all(p.requires_grad for p in D.parameters())  # unfrozen again for the next critic step

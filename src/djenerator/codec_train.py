@@ -229,19 +229,10 @@ def gan_step(G, D, opt_g, opt_d, real, cond, z, cfg: Config) -> tuple[float, flo
     opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     opt_d.step()
-    for p in D.parameters():
-        p.requires_grad_(False)
-    f_out = D(fake, cond)
-    loss_g = losses.g_loss(t.loss, f_out)
-    if t.feature_matching > 0:
-        with torch.no_grad():
-            r_out = D(real, cond)
-        loss_g = loss_g + t.feature_matching * losses.feature_matching(r_out, f_out)
+    loss_g, _ = losses.g_objective(t.loss, D, lambda x: D(x, cond), fake, real, t.feature_matching)
     opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     opt_g.step()
-    for p in D.parameters():
-        p.requires_grad_(True)
     return float(loss_d.detach()), float(loss_g.detach())
 
 

@@ -127,6 +127,26 @@ def g_loss(name: str, fake_out: DOut) -> Tensor:
     return sum(fn(f) for f, _ in fake_out)
 
 
+def g_objective(name: str, D: torch.nn.Module, judge: Callable[[Tensor], DOut], fake_in: Tensor, real_in: Tensor,
+                fm_weight: float) -> tuple[Tensor, DOut]:
+    """The generator's loss: ``judge`` (D as the step calls it) on ``fake_in`` with D's parameters frozen, so
+    gradients reach G only, plus ``fm_weight`` x feature matching against its features of ``real_in``;
+    returns (loss, D's outputs on the fakes)."""
+    for p in D.parameters():
+        p.requires_grad_(False)
+    try:
+        f_out = judge(fake_in)
+        loss = g_loss(name, f_out)
+        if fm_weight > 0:
+            with torch.no_grad():
+                r_feat = judge(real_in)
+            loss = loss + fm_weight * feature_matching(r_feat, f_out)
+    finally:
+        for p in D.parameters():
+            p.requires_grad_(True)
+    return loss, f_out
+
+
 def feature_matching(real_out: DOut, fake_out: DOut) -> Tensor:
     """Mean L1 distance between discriminator features of real and generated clips (HiFi-GAN, Kong et al. 2020)."""
     terms = [F.l1_loss(f, r.detach()) for (_, rf), (_, ff) in zip(real_out, fake_out) for r, f in zip(rf, ff)]

@@ -351,18 +351,10 @@ def g_step(G_step, D_frozen, D: torch.nn.Module, opt_g, z: torch.Tensor, cond: t
     """One generator update against the frozen D (plus feature matching against ``real_in``, the real clips
     of the last critic step as D saw them); returns (loss, the generated clips, D's outputs on them)."""
     fake = G_step(z, cond)
-    for p in D.parameters():
-        p.requires_grad_(False)
-    f_out = D_frozen(discriminator_input(fake, std, aug), cond)
-    loss_g = losses.g_loss(t.loss, f_out)
-    if t.feature_matching > 0:
-        with torch.no_grad():
-            r_feat = D_frozen(real_in, cond)
-        loss_g = loss_g + t.feature_matching * losses.feature_matching(r_feat, f_out)
+    loss_g, f_out = losses.g_objective(t.loss, D, lambda x: D_frozen(x, cond), discriminator_input(fake, std, aug),
+                                       real_in, t.feature_matching)
     opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
-    for p in D.parameters():
-        p.requires_grad_(True)
     opt_g.step()
     return loss_g, fake, f_out
 
