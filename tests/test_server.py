@@ -124,6 +124,14 @@ def raw_get(port: int, path: str, token: str | None = None) -> tuple[int, bytes]
 
 
 # ---- fixtures ---------------------------------------------------------------------------------------
+def live_server(world, workers: int, queue: int):
+    """A real `djenerator serve` process on ``world``'s runs, with the token and these pool limits."""
+    srv = LiveServer(world["runs"], world["root"] / "cache", "--token", TOKEN, "--workers", str(workers),
+                     "--queue", str(queue), "--datasets", str(world["datasets"]))
+    yield srv
+    srv.stop()
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     return make_runs(tmp_path_factory.mktemp("serve"))
@@ -131,10 +139,7 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def live(world):
-    srv = LiveServer(world["runs"], world["root"] / "cache", "--token", TOKEN, "--workers", "2", "--queue", "4",
-                     "--datasets", str(world["datasets"]))
-    yield srv
-    srv.stop()
+    yield from live_server(world, workers=2, queue=4)
 
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

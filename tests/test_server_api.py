@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from test_server import AUTH, TOKEN, LiveServer, client, make_runs  # noqa: F401  (tests/ is on sys.path)
+from test_server import AUTH, TOKEN, LiveServer, client, live_server, make_runs  # noqa: F401  (tests/ is on sys.path)
 
 GENERATE_FIELDS = ("count", "seed", "bpm", "seconds", "steps", "interpolate_to")
 
@@ -26,10 +26,7 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def live(world):
-    srv = LiveServer(world["runs"], world["root"] / "cache", "--token", TOKEN, "--workers", "1", "--queue", "2",
-                     "--datasets", str(world["datasets"]))
-    yield srv
-    srv.stop()
+    yield from live_server(world, workers=1, queue=2)  # small limits: the exhaustion tests reach them
 
 
 def post(live, content, headers=None):
