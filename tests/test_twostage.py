@@ -249,6 +249,8 @@ def test_ema_and_codec_base_config():
         with pytest.raises(ConfigError):
             build_config("bars", [], [bad])
     with pytest.raises(ConfigError):
+        build_config("laptop", [], ["train.ema=0.9"])
+    with pytest.raises(ConfigError):
         ct.resolve_codec_base("/no/such/base.pt", SR)
     assert ct.resolve_codec_base("none", SR) is None
 
