@@ -273,8 +273,6 @@ def validate(cfg: Config) -> None:
         raise ConfigError('train.codec_base must be "auto", "none" or the path of a base autoencoder file')
     if not 0.0 <= t.ema < 1.0:
         raise ConfigError(f"train.ema must be in [0, 1) (0 = off; e.g. 0.999), got {t.ema}")
-    if t.ema > 0 and m.arch != "twostage":
-        raise ConfigError("train.ema is implemented for model.arch=twostage (preset bars) only; set it to 0")
     a = cfg.augment
     bad_ops = [o for o in a.ops if o not in OPS]
     if bad_ops:
