@@ -162,8 +162,10 @@ def _train(cfg: Config, dataset: str | Path, run_dir: Path, resume: bool, progre
                 from .evaluate.report import training_metrics
 
                 training_metrics(ema.output(G), cfg, ds, step, run_dir, report.writer)
-        if stopped != "done":  # a checkpoint (and, at a time budget, samples) where it stopped
-            last_ckpt = snapshot(run_dir, step, cfg, nets, ema, aug, ada, dd, samples if stopped == "time budget" else None)
+        if stopped != "done":
+            last_ckpt = snapshot(run_dir, step, cfg, nets, ema, aug, ada, dd)
+            if stopped == "time budget" and dd.is_main:
+                samples.write(step, ema.output(G))
             log(f"{stopped}: saved {last_ckpt} at step {step}; continue with --resume")
     except CheckpointWriteError as e:
         kept = f"the last good checkpoint is {last_ckpt}" if last_ckpt else "no checkpoint was saved"
@@ -378,15 +380,12 @@ def _adapt(step: int, aug: Augmenter, ada: AdaController | None, dd) -> None:
 
 # ---- what the loop writes: checkpoints and samples ---------------------------------------------------
 def snapshot(run_dir: Path, step: int, cfg: Config, nets: tuple, ema: Ema, aug: Augmenter, ada: AdaController | None,
-             dd, samples: "Samples | None" = None) -> Path:
+             dd) -> Path:
     """Save a checkpoint of this step (rank 0; a collective: every rank sends its RNG state); its path.
-    ``G`` is the weights outputs use (the average with train.ema), ``G_train`` the trained ones beside it.
-    With ``samples``, also write this step's samples."""
+    ``G`` is the weights outputs use (the average with train.ema), ``G_train`` the trained ones beside it."""
     rng_ranks = distributed.gather_objects(rng_state(), dd)  # collective: every rank takes part
     if not dd.is_main:
         return run_dir / "checkpoints" / f"step_{step:07d}.pt"
-    if samples is not None:
-        samples.write(step, ema.output(nets[0]))
     state = {**ema.state(nets[0]), **dict(zip(("D", "opt_g", "opt_d"), (m.state_dict() for m in nets[1:])))}
     if dd.enabled:
         state["rng_ranks"], state["world_size"] = rng_ranks, dd.world
