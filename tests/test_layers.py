@@ -9,7 +9,7 @@ LAYERS = [
     {"io", "presets", "dsp"},
     {"config", "audio"},
     {"losses", "synth", "checkpoint"},
-    {"augment", "health", "data", "models", "distributed", "latents", "ema"},
+    {"augment", "health", "data", "models", "distributed", "latents", "ema", "optim"},
     {"generate", "stream"},  # one generation path: clips (generate) and streamed pieces (stream) call each other
     {"evaluate"},
     {"train", "train_report", "codec_train", "base"},  # base: shipped weights that runs start from

@@ -237,7 +237,7 @@ def gan_step(G, D, opt_g, opt_d, real, cond, z, cfg: Config) -> tuple[float, flo
 
 
 def _stage2_models(cfg: Config, codec: Codec):
-    from .train import make_optimizer
+    from .optim import make_optimizer
 
     G, D = build_generator(cfg), build_discriminator(cfg)
     G.codec.load_state_dict(codec.state_dict())

@@ -34,6 +34,7 @@ from .generate import generate_clips
 from .health import HealthWarning, TrainingDiverged
 from .io import atomic_write_text, folder_lock, remove_stale_tmp
 from .models import arch_of, build_discriminator, build_generator, tempo_cond
+from .optim import make_optimizer
 from .train_report import Report, log_health, step_stats
 from .train_report import bar_postfix, progress_bar as _bar  # noqa: F401 (the progress tests read them from here)
 
@@ -53,15 +54,6 @@ def pick_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"train.device={name} but no CUDA GPU is available; use train.device=cpu")
     return torch.device(name)
-
-
-def make_optimizer(params, cfg: Config, lr: float) -> torch.optim.Optimizer:
-    t = cfg.train
-    if t.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, alpha=t.rms_alpha, eps=t.eps)
-    params = list(params)
-    fused = bool(params) and all(p.device.type == "cuda" for p in params)  # one kernel for the whole update
-    return torch.optim.Adam(params, lr=lr, betas=tuple(t.betas), eps=t.eps, **({"fused": True} if fused else {}))
 
 
 def batch_indices(n: int, batch: int, seed: int, step: int, k: int = 0) -> np.ndarray:

@@ -103,7 +103,7 @@ def seed_run(base: dict[str, Any], run_dir: str | Path, cfg: Config | None = Non
     """Start ``run_dir`` from ``base``: write it as the run's checkpoint at the base's step, so that
     ``train(..., resume=True)`` continues from it. Optimiser states are the base's, or fresh ones."""
     from ..models import build_discriminator, build_generator
-    from ..train import make_optimizer
+    from ..optim import make_optimizer
 
     cfg = cfg or base_config(base)
     G, D = build_generator(cfg), build_discriminator(cfg)
