@@ -176,7 +176,7 @@ def train_codec(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, budge
                            "mel": float(mel_distance(codec, fake, real)), "cpu_s": time.process_time()}
                 log_csv.write(row)
                 if bar is not None:
-                    bar.set_postfix(stft=f"{row['stft']:.3f}", mel=f"{row['mel']:.3f}")
+                    bar.set_postfix_str(f"spectral distance {row['stft']:.3f}, mel distance {row['mel']:.3f}")
             if bar is not None:
                 bar.update(1)
             if step % t.sample_every == 0 or step == t.codec_steps:
@@ -289,7 +289,7 @@ def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, 
             if step % t.log_every == 0 or step == t.steps:
                 log_csv.write({"step": step, "d_loss": d_l, "g_loss": g_l, "cpu_s": round(time.process_time(), 1)})
                 if bar is not None:
-                    bar.set_postfix(d=f"{d_l:.3f}", g=f"{g_l:.3f}")
+                    bar.set_postfix_str(f"D loss {d_l:.3f}, G loss {g_l:.3f}")
             if bar is not None:
                 bar.update(1)
             if step % t.sample_every == 0 or step == t.steps:
