@@ -167,7 +167,7 @@ def _generate(ckpt: Path, gen_dir: Path, cfg: Config, piece_seconds: float,
     paths = write_files(G, g_cfg, Request(n=8, seed=0), gen_dir)
     if not is_longform(G):  # a fixed-window generator makes clips only
         return paths, []
-    pieces = [write_files(G, g_cfg, Request(n=1, seed=s, seconds=piece_seconds), gen_dir)[0] for s in range(n_pieces)]
+    pieces = write_files(G, g_cfg, Request(n=n_pieces, seed=0, seconds=piece_seconds), gen_dir)  # seeds 0, 1, ...
     return paths + pieces, pieces
 
 
