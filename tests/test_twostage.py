@@ -123,6 +123,44 @@ def test_streamed_equals_one_pass(one_thread):
     assert generate_long(G, cfg, 3.0, seed=1).shape == (3 * SR,)
 
 
+def test_riff_latents_come_round_each_bar_of_a_run_and_change_between_runs():
+    from djenerator.models.twostage import BEATS_PER_BAR, RUN_BARS
+
+    lg = build_generator(tiny_cfg()).latent.eval()
+    cond = torch.tensor([[0.5, 0.25]])  # 120 BPM (the middle of 80-160), first beat a quarter in
+    k = int(40 * lg.rate)
+    runs = lg.riff_runs(cond, 1, k, t0=-1.0)[0].numpy()
+    beats = 0.25 + (np.arange(k) / lg.rate - 1.0) * 120 / 60
+    np.testing.assert_array_equal(runs, np.floor(beats / (BEATS_PER_BAR * RUN_BARS)))
+    v = lg.riffs(torch.arange(1024)[None])[0].numpy()  # (RIFF_DIM, runs)
+    assert abs(v.mean()) < 0.05 and abs(v.var() - 1) < 0.05
+    lag1 = np.mean([np.corrcoef(a, b)[0, 1] for a, b in zip(v.T[:-1], v.T[1:])])
+    assert abs(lag1) < 0.03  # neighbouring runs' vectors are unrelated
+    same = lg.riffs(torch.tensor([[7, 7, 8]]))[0]
+    assert torch.equal(same[:, 0], same[:, 1]) and not torch.allclose(same[:, 0], same[:, 2])
+    lg.train()
+    shifted = lg.riff_runs(cond.expand(64, -1), 64, k, t0=-1.0)
+    assert len(set(shifted[:, 0].tolist())) > 60  # training draws an offset per item
+    assert torch.equal(shifted - shifted[:, :1], torch.from_numpy(runs - runs[0]).expand(64, -1))
+
+
+def test_bar_lag_difference_matches_a_shift_by_one_bar():
+    from djenerator.models.grid import bpm_unit
+    from djenerator.models.twostage import bar_lag_difference
+
+    rate, bar = 40.0, 100  # frames per bar: 4 beats at 96 BPM = 2.5 s
+    cond = torch.tensor([[float(bpm_unit(torch.tensor(96.0), (80, 160))), 0.0]], dtype=torch.float64)
+    x = torch.randn(1, 3, 400, dtype=torch.float64)
+    out = bar_lag_difference(x, cond, rate, (80, 160))
+    assert out.shape == (1, 4, 400)
+    np.testing.assert_allclose(out[0, :3, bar:].numpy(), (x[0, :, bar:] - x[0, :, :-bar]).numpy(), atol=1e-5)
+    assert out[0, :, :bar].abs().max() == 0 and out[0, 3, bar:].min() == 1
+    periodic = x[:, :, :bar].repeat(1, 1, 4)
+    assert bar_lag_difference(periodic, cond, rate, (80, 160))[0, :3].abs().max() < 1e-5
+    unknown = torch.tensor([[0.5, float("nan")]], dtype=torch.float64)
+    assert bar_lag_difference(x, unknown, rate, (80, 160)).abs().max() == 0
+
+
 def test_config_pairs_arch_and_discriminator():
     with pytest.raises(ConfigError):
         build_config("bars", [], ["model.discriminators=[stft]"])

@@ -26,6 +26,21 @@ KERNEL = 7
 COND_DIM = 16
 BAR_MULTIPLES = (0.25, 0.5, 1.0, 2.0, 4.0)  # of the beat: bar (4/4), half bar, beat, eighth, sixteenth
 CLOCK_DIM = 2 * len(BAR_MULTIPLES)
+BEATS_PER_BAR = 4
+RUN_BARS = 4  # bars per per-bar latent: a riff is played four times before the next one
+RIFF_DIM = 32
+RIFF_TABLE = 1024
+
+
+def beat_positions(cond: torch.Tensor | None, b: int, n: int, rate: float, bpm_range, t0: float = 0.0):
+    """(beats (B, n) float64 since the clip's first beat, known (B,) bool) at n frames 1/rate s apart from t0.
+    Without a condition the tempo is the middle of ``bpm_range`` and the phase 0 (known = False)."""
+    t = t0 + torch.arange(n, dtype=torch.float64, device=None if cond is None else cond.device) / float(rate)
+    if cond is None:
+        bpm = torch.full((b,), (float(bpm_range[0]) + float(bpm_range[1])) / 2, dtype=torch.float64)
+        return bpm[:, None] / 60.0 * t[None], torch.zeros(b, dtype=torch.bool)
+    phase = cond[:, 1].double()
+    return torch.nan_to_num(phase)[:, None] + t[None] * cond_bpm(cond, bpm_range)[:, None] / 60.0, torch.isfinite(phase)
 
 
 def bar_clock(cond: torch.Tensor | None, b: int, n: int, rate: float, bpm_range, t0: float = 0.0) -> torch.Tensor:
@@ -33,12 +48,42 @@ def bar_clock(cond: torch.Tensor | None, b: int, n: int, rate: float, bpm_range,
     zero where the phase is unknown (NaN) or no condition is given."""
     if cond is None:
         return torch.zeros(b, CLOCK_DIM, n)
-    t = t0 + torch.arange(n, dtype=torch.float64, device=cond.device) / float(rate)
-    phase = cond[:, 1].double()
-    beats = torch.nan_to_num(phase)[:, None] + t[None] * cond_bpm(cond, bpm_range)[:, None] / 60.0
+    beats, known = beat_positions(cond, b, n, rate, bpm_range, t0)
     m = torch.tensor(BAR_MULTIPLES, dtype=torch.float64, device=cond.device)
     ang = 2 * math.pi * torch.remainder(beats[:, None, :] * m[None, :, None], 1.0)
-    return (torch.cat([torch.sin(ang), torch.cos(ang)], 1) * torch.isfinite(phase)[:, None, None]).float()
+    return (torch.cat([torch.sin(ang), torch.cos(ang)], 1) * known[:, None, None]).float()
+
+
+class RiffLatents(nn.Module):
+    """The per-bar latent: one N(0, 1) vector per run of ``RUN_BARS`` bars, from a fixed table indexed by the
+    run (``RIFF_TABLE`` runs, ~2 hours at 120 BPM, before it comes round), so a riff that a run's vector makes
+    comes round in each of its bars, and a streamed chunk sees the same vectors as one pass."""
+
+    def __init__(self, dim: int = RIFF_DIM, seed: int = 20):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer("table", torch.randn(RIFF_TABLE, dim, generator=g))
+
+    def forward(self, run: torch.Tensor) -> torch.Tensor:
+        """run (B, n) int64 -> (B, dim, n)."""
+        return self.table[torch.remainder(run, RIFF_TABLE)].transpose(1, 2)
+
+
+def bar_lag_difference(x: torch.Tensor, cond: torch.Tensor | None, rate: float, bpm_range) -> torch.Tensor:
+    """(B, C + 1, F): x(t) - x(t - one bar) (linear interpolation between frames) and a mask of where that
+    exists; zero where the tempo is unknown. Lets a critic judge whether bars repeat as real ones do."""
+    b, c, f = x.shape
+    if cond is None:
+        return x.new_zeros(b, c + 1, f)
+    lag = BEATS_PER_BAR * 60.0 / cond_bpm(cond, bpm_range).to(x) * rate  # frames per bar, (B,)
+    src = torch.arange(f, device=x.device, dtype=x.dtype)[None] - lag[:, None]
+    i0 = src.floor().clamp(0, f - 1)
+    w = (src - src.floor())[:, None]
+    i1 = (i0 + 1).clamp(max=f - 1)
+    take = lambda i: x.gather(2, i.long()[:, None].expand(-1, c, -1))  # noqa: E731
+    valid = ((src >= 0) & torch.isfinite(cond[:, 1:2])).to(x)[:, None]
+    diff = (x - (1 - w) * take(i0) - w * take(i1)) * valid
+    return torch.cat([diff, valid], 1)
 
 
 class LatentGenerator(nn.Module):
@@ -52,7 +97,8 @@ class LatentGenerator(nn.Module):
         if self.tempo_conditioning:
             self.cond_embed = nn.Linear(1, COND_DIM)
         ch = 4 * max(int(dim), 4)
-        self.inp = nn.Conv1d(FRAME_DIM + style_dim + CLOCK_DIM, ch, KERNEL, padding=KERNEL // 2)
+        self.riffs = RiffLatents()
+        self.inp = nn.Conv1d(FRAME_DIM + style_dim + CLOCK_DIM + RIFF_DIM, ch, KERNEL, padding=KERNEL // 2)
         self.blocks = nn.ModuleList(_Block(ch, style_dim, d) for d in DILATIONS)
         self.out = nn.Conv1d(ch, LATENT_CH, 1)
         self.reach = KERNEL // 2 + sum(d * (KERNEL // 2) for d in DILATIONS)  # codec frames either way
@@ -62,6 +108,15 @@ class LatentGenerator(nn.Module):
             return z
         c = z.new_full((z.shape[0], 1), 0.5) if cond is None else tempo_column(cond).to(z.dtype)
         return torch.cat([z, self.cond_embed(c)], dim=1)
+
+    def riff_runs(self, cond: torch.Tensor | None, b: int, k: int, t0: float) -> torch.Tensor:
+        """(B, k) index of each frame's run of RUN_BARS bars; in training shifted by a random offset per item,
+        so that no index is learnt by heart (generation starts every piece at run 0)."""
+        beats, _ = beat_positions(cond, b, k, self.rate, self.bpm_range, t0)
+        run = torch.floor(beats / (BEATS_PER_BAR * RUN_BARS)).long()
+        if self.training:
+            run = run + torch.randint(0, 2**20, (b, 1), device=run.device)
+        return run
 
     def forward(self, z_seq: torch.Tensor, style: torch.Tensor, cond: torch.Tensor | None, t0: float) -> torch.Tensor:
         """z_seq (B, FRAME_DIM, N); style (B, latent_dim) or (B, latent_dim, N); t0: time (s) of frame 0."""
@@ -75,28 +130,32 @@ class LatentGenerator(nn.Module):
                 c = self.style_of(style[:, :, 0], cond)[:, self.latent_dim:]
                 s = torch.cat([s, c[:, :, None].expand(-1, -1, k)], dim=1)
         clock = bar_clock(cond, b, k, self.rate, self.bpm_range, t0).to(s)
-        h = self.inp(torch.cat([F.interpolate(z_seq, size=k, mode="linear", align_corners=False), s, clock], 1))
+        riff = self.riffs(self.riff_runs(cond, b, k, t0)).to(s)
+        z = F.interpolate(z_seq, size=k, mode="linear", align_corners=False)
+        h = self.inp(torch.cat([z, s, clock, riff], 1))
         for blk in self.blocks:
             h = blk(h, s)
         return torch.tanh(self.out(h))
 
 
 class LatentDiscriminator(nn.Module):
-    """D(latents (B, LATENT_CH, F), cond) -> (patch logits (B, 1, F'), features): dilated convs over latents + clock."""
+    """D(latents (B, LATENT_CH, F), cond) -> (patch logits (B, 1, F'), features): dilated convs over latents,
+    their difference to the bar before, and the clock."""
 
     def __init__(self, cfg: Config):
         super().__init__()
         ch = 4 * max(int(cfg.model.dim), 4)
         self.rate = cfg.data.sample_rate / (2 * codec_hop(cfg.data.sample_rate))
         self.bpm_range = tuple(cfg.model.bpm_range)
-        cin = LATENT_CH + CLOCK_DIM
+        cin = 2 * LATENT_CH + 1 + CLOCK_DIM
         self.convs = nn.ModuleList([nn.Conv1d(cin, ch, 5, padding=2)] + [
             nn.Conv1d(ch, ch, 5, stride=2 if i % 2 else 1, padding=2 * d, dilation=d)
             for i, d in enumerate((1, 2, 4, 1, 2, 4))])
         self.out = nn.Conv1d(ch, 1, 3, padding=1)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None):
-        h = torch.cat([x, bar_clock(cond, x.shape[0], x.shape[-1], self.rate, self.bpm_range).to(x)], 1)
+        clock = bar_clock(cond, x.shape[0], x.shape[-1], self.rate, self.bpm_range).to(x)
+        h = torch.cat([x, bar_lag_difference(x, cond, self.rate, self.bpm_range), clock], 1)
         feats = []
         for conv in self.convs:
             h = F.leaky_relu(conv(h), 0.2)
