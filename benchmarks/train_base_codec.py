@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import subprocess
 import sys
@@ -54,6 +55,22 @@ def raw_folder(work: Path, riffs: int, riff_seed: int, sr: int) -> Path:
     return raw
 
 
+def read_legs(run: Path) -> list[dict]:
+    """The base's training history, one entry per invocation that trained: steps from/to and the critic's weight."""
+    path = run / "legs.json"
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def record_leg(run: Path, start: int, stop: int, a: argparse.Namespace) -> None:
+    from djenerator.io import atomic_write_text
+
+    legs = [leg for leg in read_legs(run) if leg["to"] <= start]
+    if not legs and start > 0:  # trained before legs were recorded: reconstruction only
+        legs = [{"from": 0, "to": start, "adversarial": 0.0}]
+    legs.append({"from": start, "to": stop, "adversarial": a.adversarial})
+    atomic_write_text(run / "legs.json", json.dumps(legs, indent=1))
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=Path("base_codec_work"))
@@ -62,6 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--riffs", type=int, default=128)
     ap.add_argument("--riff-seed", type=int, default=1000)
     ap.add_argument("--every", type=int, default=500, help="checkpoint every N steps (all kept)")
+    ap.add_argument("--adversarial", type=float, default=0.0,
+                    help="train.codec_adversarial: weight of the multi-resolution STFT critic (0 = reconstruction only)")
     ap.add_argument("--no-train", action="store_true", help="only export the latest checkpoint")
     ap.add_argument("--out", type=Path, default=ROOT / "src" / "djenerator" / "base" / "codec_bars.pt")
     a = ap.parse_args(argv)
@@ -76,6 +95,7 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(1)
     cfg = build_config("bars", overrides=["train.codec_base=none", f"train.codec_steps={a.steps}",
+                                          f"train.codec_adversarial={a.adversarial}",
                                           f"train.ckpt_every={a.every}", "train.keep_checkpoints=1000",
                                           f"train.sample_every={a.every * 4}", "train.log_every=50"])
     data = a.work / "dataset"
@@ -88,15 +108,22 @@ def main(argv: list[str] | None = None) -> None:
     if not a.no_train:
         t0, budget = time.process_time(), ct.Budget(max_cpu_seconds=a.cpu_minutes * 60)
         signal.signal(signal.SIGINT, lambda *_: budget.stop.append(True))  # Ctrl-C: save a checkpoint, then export
+        last = latest_checkpoint(run / "codec")
+        before = int(load_checkpoint(last)["step"]) if last is not None else 0
         _, step, why = ct.train_codec(cfg, ds, run, True, budget)
         print(f"stage 1 at step {step} ({why}) after {time.process_time() - t0:.0f} CPU-s in this process", flush=True)
+        if step > before:
+            record_leg(run, before, step, a)
     last = latest_checkpoint(run / "codec")
     if last is None:
         sys.exit(f"no autoencoder checkpoint in {run / 'codec'}")
     step = int(load_checkpoint(last)["step"])
-    cmd = (f"OMP_NUM_THREADS=1 python benchmarks/train_base_codec.py --steps {step} --cpu-minutes 100000 --riffs {a.riffs} "
-           f"--riff-seed {a.riff_seed} --every {a.every}")
+    legs = [leg for leg in read_legs(run) if leg["to"] <= step] or [{"from": 0, "to": step, "adversarial": 0.0}]
+    cmd = "; then ".join(f"OMP_NUM_THREADS=1 python benchmarks/train_base_codec.py --steps {leg['to']} --cpu-minutes 100000 "
+                         f"--riffs {a.riffs} --riff-seed {a.riff_seed} --every {a.every}"
+                         + (f" --adversarial {leg['adversarial']}" if leg["adversarial"] else "") for leg in legs)
     prov = {"command": cmd, "step": step, "preset": "bars", "clips": len(ds),
+            "legs": legs,
             "data": {"riffs": f"djenerator synth: {a.riffs} riffs of 30 s, seeds {a.riff_seed}-{a.riff_seed + a.riffs - 1} "
                               "(built-in, the project's own)", **BASE_SETS},
             "prepared": "22050 Hz, 3-s clips every 6 s, peak-normalised",

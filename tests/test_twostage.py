@@ -178,22 +178,25 @@ def _assert_same(a, b):
         torch.testing.assert_close(a[k], b[k], atol=0, rtol=0)
 
 
-@pytest.mark.parametrize("ema", [0.0, 0.5])
-def test_resume_is_exact_in_either_stage(one_thread, clip_ds, tmp_path, ema):
+@pytest.mark.parametrize("ema,adv", [(0.0, 0.0), (0.5, 0.1)])
+def test_resume_is_exact_in_either_stage(one_thread, clip_ds, tmp_path, ema, adv):
     """Stage 1 cut at step 2 and resumed, then stage 2 cut at step 2 and resumed == both stages in one go,
-    the moving average of the generator included."""
+    the moving average of the generator and stage 1's critic included."""
     cfg = tiny_cfg("train.codec_steps=4", "train.steps=4", "train.ckpt_every=100", "train.sample_every=100",
-                   f"train.ema={ema}")
+                   f"train.ema={ema}", f"train.codec_adversarial={adv}")
     whole = ct.train_twostage(cfg.copy(), clip_ds, tmp_path / "a", progress=False, log=lambda m: None)
     assert whole.step == 4 and whole.stopped == "done"
     b = tmp_path / "b"
     for codec_steps, steps, resume in ((2, 0, False), (4, 2, True), (4, 4, True)):
         c = tiny_cfg(f"train.codec_steps={codec_steps}", f"train.steps={steps}", "train.ckpt_every=100",
-                     "train.sample_every=100", f"train.ema={ema}")
+                     "train.sample_every=100", f"train.ema={ema}", f"train.codec_adversarial={adv}")
         ct.train_twostage(c, clip_ds, b, resume=resume, progress=False, log=lambda m: None)
     ca = torch.load(tmp_path / "a" / "codec" / "checkpoints" / "step_0000004.pt", weights_only=False)
     cb = torch.load(b / "codec" / "checkpoints" / "step_0000004.pt", weights_only=False)
     _assert_same(ca["G"], cb["G"])
+    assert ("D" in ca) == (adv > 0)
+    if adv > 0:
+        _assert_same(ca["D"], cb["D"])
     ga = torch.load(whole.checkpoint, weights_only=False)
     gb = torch.load(b / "checkpoints" / "step_0000004.pt", weights_only=False)
     _assert_same(ga["G"], gb["G"])

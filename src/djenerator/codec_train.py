@@ -135,16 +135,80 @@ def write_reconstructions(codec: Codec, real: torch.Tensor, out: Path, sr: int) 
         write_wav(out / f"recon_{i:02d}.wav", b, sr)
 
 
+class Critic:
+    """Stage 1's optional critic (``train.codec_adversarial`` > 0): a multi-resolution STFT discriminator
+    with hinge loss and feature matching, as Vocos and HiFi-GAN sharpen their decoders; its own AdamW."""
+
+    def __init__(self, D: torch.nn.Module, lr: float):
+        self.D = D
+        self.opt = torch.optim.AdamW(D.parameters(), lr=lr, betas=(0.8, 0.99))
+
+    @classmethod
+    def build(cls, cfg: Config) -> "Critic":
+        from dataclasses import replace
+
+        from .models.discriminators import MultiResolutionSTFTDiscriminator
+
+        plain = replace(cfg, model=replace(cfg.model, tempo_conditioning=False))  # crops carry no tempo labels
+        return cls(MultiResolutionSTFTDiscriminator(plain), cfg.train.lr_codec)
+
+    def judge(self, x: torch.Tensor) -> list:
+        return [self.D(x)]
+
+    def step(self, fake: torch.Tensor, real: torch.Tensor) -> None:
+        loss = losses.d_loss("hinge", self.judge(real), self.judge(fake.detach()))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+
+    def g_loss(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        return losses.g_objective("hinge", self.D, self.judge, fake, real, FM_WEIGHT)[0]
+
+    def load(self, ck: dict, log=print) -> None:
+        if "D" in ck:
+            self.D.load_state_dict(ck["D"])
+            self.opt.load_state_dict(ck["opt_d"])
+        else:
+            log("stage 1: the checkpoint has no critic; the adversarial term starts with a fresh one")
+
+
+FM_WEIGHT = 2.0  # feature matching beside the hinge term, as in HiFi-GAN
+
+
+def codec_state(codec: Codec, opt, critic: Critic | None) -> dict:
+    state = {"G": codec.state_dict(), "opt": opt.state_dict()}
+    if critic is not None:
+        state.update(D=critic.D.state_dict(), opt_d=critic.opt.state_dict())
+    return state
+
+
+def codec_step(codec: Codec, opt, critic: Critic | None, real: torch.Tensor, weight: float):
+    """One stage-1 update: reconstruction loss (+ ``weight`` x the critic's, after the critic's own step)."""
+    fake = codec(real)
+    loss = reconstruction_loss(codec, fake, real)
+    if critic is not None:
+        critic.step(fake, real)
+        loss = loss + weight * critic.g_loss(fake, real)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(codec.parameters(), 10.0)
+    opt.step()
+    return loss, fake
+
+
 def train_codec(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, budget: Budget,
                 progress: bool = True, log=print) -> tuple[Codec, int, str]:
     """Stage 1. Returns (codec in eval mode, steps done, "done" | why it stopped)."""
     t, cdir = cfg.train, run_dir / "codec"
     codec = Codec(cfg.data.sample_rate, cfg.model.dim)
     opt = torch.optim.AdamW(codec.parameters(), lr=t.lr_codec, betas=(0.8, 0.99))
+    critic = Critic.build(cfg) if t.codec_adversarial > 0 else None
     ck, start = _resume_state(cdir, resume, "codec"), 0
     if ck is not None:
         codec.load_state_dict(ck["G"])
         opt.load_state_dict(ck["opt"])
+        if critic is not None:
+            critic.load(ck, log)
         set_rng_state(ck["rng"])
         start = int(ck["step"])
     else:
@@ -163,12 +227,7 @@ def train_codec(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, budge
             if (stopped := budget.halt() or "done") != "done":
                 break
             real = crops(ds, t.seed, step, t.codec_batch, length)
-            fake = codec(real)
-            loss = reconstruction_loss(codec, fake, real)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(codec.parameters(), 10.0)
-            opt.step()
+            loss, fake = codec_step(codec, opt, critic, real, t.codec_adversarial)
             step += 1
             if step % t.log_every == 0 or step == t.codec_steps:
                 with torch.no_grad():
@@ -182,13 +241,13 @@ def train_codec(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, budge
             if step % t.sample_every == 0 or step == t.codec_steps:
                 write_reconstructions(codec, fixed, run_dir / "samples" / f"codec_step_{step:07d}", cfg.data.sample_rate)
             if step % t.ckpt_every == 0 or step == t.codec_steps:
-                save_checkpoint(cdir, step, cfg, {"G": codec.state_dict(), "opt": opt.state_dict()}, t.keep_checkpoints)
+                save_checkpoint(cdir, step, cfg, codec_state(codec, opt, critic), t.keep_checkpoints)
     finally:
         log_csv.close()
         if bar is not None:
             bar.close()
     if stopped != "done":
-        save_checkpoint(cdir, step, cfg, {"G": codec.state_dict(), "opt": opt.state_dict()}, t.keep_checkpoints)
+        save_checkpoint(cdir, step, cfg, codec_state(codec, opt, critic), t.keep_checkpoints)
     return codec.eval(), step, stopped
 
 

@@ -1,10 +1,11 @@
 """Stage 2 of the two-stage model: a GAN over codec latent sequences several bars long (``model.arch = "twostage"``).
 
-The generator makes the codec's latents (~43 frames/s) from slow latents, a style vector and a bar clock,
-and the frozen codec decoder (:mod:`.codec`) turns them into audio, so callers get one ``G(z, cond) ->
-audio``. Its dilations reach more than two bars, so a riff can come round again at the bar; the latent
-discriminator reads latents plus the same clock. Output depends only on latents within ``context_frames``,
-so :mod:`djenerator.stream` renders any length in chunks. Design: docs/two-stage.md.
+The generator makes the codec's latents (~43 frames/s) from slow latents, a style vector, a bar clock and a
+per-bar latent (one vector per run of four bars, so a riff comes round at the bar), and the frozen codec
+decoder (:mod:`.codec`) turns them into audio, so callers get one ``G(z, cond) -> audio``. The latent
+critic reads latents, their difference to the bar before, and the clock, so it can tell whether bars repeat
+as real ones do. Output depends only on latents within ``context_frames``, so :mod:`djenerator.stream`
+renders any length in chunks. Design: docs/two-stage.md.
 """
 from __future__ import annotations
 
