@@ -124,24 +124,30 @@ def test_streamed_equals_one_pass(one_thread):
 
 
 def test_riff_latents_come_round_each_bar_of_a_run_and_change_between_runs():
-    from djenerator.models.twostage import BEATS_PER_BAR, RUN_BARS
+    from djenerator.models.twostage import BEATS_PER_BAR, RIFF_DIM, RUN_BARS
 
     lg = build_generator(tiny_cfg()).latent.eval()
     cond = torch.tensor([[0.5, 0.25]])  # 120 BPM (the middle of 80-160), first beat a quarter in
     k = int(40 * lg.rate)
-    runs = lg.riff_runs(cond, 1, k, t0=-1.0)[0].numpy()
+    run, step = (v[0].numpy() for v in lg.riff_position(cond, 1, k, t0=-1.0))
     beats = 0.25 + (np.arange(k) / lg.rate - 1.0) * 120 / 60
-    np.testing.assert_array_equal(runs, np.floor(beats / (BEATS_PER_BAR * RUN_BARS)))
-    v = lg.riffs(torch.arange(1024)[None])[0].numpy()  # (RIFF_DIM, runs)
+    np.testing.assert_array_equal(run, np.floor(beats / (BEATS_PER_BAR * RUN_BARS)))
+    np.testing.assert_array_equal(step, np.floor((beats % BEATS_PER_BAR) * 4))
+    riff = lg.riffs(torch.from_numpy(run)[None], torch.from_numpy(step)[None])[0].numpy()
+    bar = int(round(2.0 * lg.rate))  # frames per bar at 120 BPM
+    inner = (run[bar:] == run[:-bar]) & (step[bar:] == step[:-bar])
+    assert inner.mean() > 0.5 and np.array_equal(riff[:, bar:][:, inner], riff[:, :-bar][:, inner])
+    changed = run[bar:] != run[:-bar]
+    assert changed.any() and (np.abs(riff[:, bar:][:, changed] - riff[:, :-bar][:, changed]).sum(0) > 0).all()
+    assert len(np.unique(riff[RIFF_DIM:, run == run[k // 2]], axis=1).T) == 16  # one vector per sixteenth
+    v = lg.riffs.table.reshape(-1, RIFF_DIM).numpy()
     assert abs(v.mean()) < 0.05 and abs(v.var() - 1) < 0.05
-    lag1 = np.mean([np.corrcoef(a, b)[0, 1] for a, b in zip(v.T[:-1], v.T[1:])])
-    assert abs(lag1) < 0.03  # neighbouring runs' vectors are unrelated
-    same = lg.riffs(torch.tensor([[7, 7, 8]]))[0]
-    assert torch.equal(same[:, 0], same[:, 1]) and not torch.allclose(same[:, 0], same[:, 2])
+    lag1 = np.mean([np.corrcoef(a, b)[0, 1] for a, b in zip(v[:-1], v[1:])])
+    assert abs(lag1) < 0.03  # neighbouring entries are unrelated
     lg.train()
-    shifted = lg.riff_runs(cond.expand(64, -1), 64, k, t0=-1.0)
+    shifted, _ = lg.riff_position(cond.expand(64, -1), 64, k, t0=-1.0)
     assert len(set(shifted[:, 0].tolist())) > 60  # training draws an offset per item
-    assert torch.equal(shifted - shifted[:, :1], torch.from_numpy(runs - runs[0]).expand(64, -1))
+    assert torch.equal(shifted - shifted[:, :1], torch.from_numpy(run - run[0]).expand(64, -1))
 
 
 def test_bar_lag_difference_matches_a_shift_by_one_bar():

@@ -1,7 +1,7 @@
 """Stage 2 of the two-stage model: a GAN over codec latent sequences several bars long (``model.arch = "twostage"``).
 
 The generator makes the codec's latents (~43 frames/s) from slow latents, a style vector, a bar clock and a
-per-bar latent (one vector per run of four bars, so a riff comes round at the bar), and the frozen codec
+per-bar latent (a vector per run of four bars and per sixteenth of its bar, so a riff comes round at the bar), and the frozen codec
 decoder (:mod:`.codec`) turns them into audio, so callers get one ``G(z, cond) -> audio``. The latent
 critic reads latents, their difference to the bar before, and the clock, so it can tell whether bars repeat
 as real ones do. Output depends only on latents within ``context_frames``, so :mod:`djenerator.stream`
@@ -29,8 +29,9 @@ BAR_MULTIPLES = (0.25, 0.5, 1.0, 2.0, 4.0)  # of the beat: bar (4/4), half bar, 
 CLOCK_DIM = 2 * len(BAR_MULTIPLES)
 BEATS_PER_BAR = 4
 RUN_BARS = 4  # bars per per-bar latent: a riff is played four times before the next one
-RIFF_DIM = 32
-RIFF_TABLE = 1024
+STEPS_PER_BAR = 16  # the riff's grid: sixteenths of a 4/4 bar
+RIFF_DIM = 16  # per vector (the input is the run's and the sixteenth's: 2 x RIFF_DIM channels)
+RIFF_RUNS = 256  # runs before the table comes round (~34 min at 120 BPM)
 
 
 def beat_positions(cond: torch.Tensor | None, b: int, n: int, rate: float, bpm_range, t0: float = 0.0):
@@ -56,18 +57,19 @@ def bar_clock(cond: torch.Tensor | None, b: int, n: int, rate: float, bpm_range,
 
 
 class RiffLatents(nn.Module):
-    """The per-bar latent: one N(0, 1) vector per run of ``RUN_BARS`` bars, from a fixed table indexed by the
-    run (``RIFF_TABLE`` runs, ~2 hours at 120 BPM, before it comes round), so a riff that a run's vector makes
-    comes round in each of its bars, and a streamed chunk sees the same vectors as one pass."""
+    """The per-bar latent. Each run of ``RUN_BARS`` bars has a vector, and one for each sixteenth of its bar:
+    N(0, 1) entries of a fixed table indexed by the run, so the pattern under a bar comes round in every bar
+    of a run and changes with the next run, and a streamed chunk sees what one pass sees."""
 
     def __init__(self, dim: int = RIFF_DIM, seed: int = 20):
         super().__init__()
         g = torch.Generator().manual_seed(seed)
-        self.register_buffer("table", torch.randn(RIFF_TABLE, dim, generator=g))
+        self.register_buffer("table", torch.randn(RIFF_RUNS, 1 + STEPS_PER_BAR, dim, generator=g))
 
-    def forward(self, run: torch.Tensor) -> torch.Tensor:
-        """run (B, n) int64 -> (B, dim, n)."""
-        return self.table[torch.remainder(run, RIFF_TABLE)].transpose(1, 2)
+    def forward(self, run: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        """run, step (B, n) int64 -> (B, 2 dim, n): the run's vector and its sixteenth's."""
+        r = torch.remainder(run, RIFF_RUNS)
+        return torch.cat([self.table[r, 0], self.table[r, 1 + step]], -1).transpose(1, 2)
 
 
 def bar_lag_difference(x: torch.Tensor, cond: torch.Tensor | None, rate: float, bpm_range) -> torch.Tensor:
@@ -99,7 +101,7 @@ class LatentGenerator(nn.Module):
             self.cond_embed = nn.Linear(1, COND_DIM)
         ch = 4 * max(int(dim), 4)
         self.riffs = RiffLatents()
-        self.inp = nn.Conv1d(FRAME_DIM + style_dim + CLOCK_DIM + RIFF_DIM, ch, KERNEL, padding=KERNEL // 2)
+        self.inp = nn.Conv1d(FRAME_DIM + style_dim + CLOCK_DIM + 2 * RIFF_DIM, ch, KERNEL, padding=KERNEL // 2)
         self.blocks = nn.ModuleList(_Block(ch, style_dim, d) for d in DILATIONS)
         self.out = nn.Conv1d(ch, LATENT_CH, 1)
         self.reach = KERNEL // 2 + sum(d * (KERNEL // 2) for d in DILATIONS)  # codec frames either way
@@ -110,14 +112,15 @@ class LatentGenerator(nn.Module):
         c = z.new_full((z.shape[0], 1), 0.5) if cond is None else tempo_column(cond).to(z.dtype)
         return torch.cat([z, self.cond_embed(c)], dim=1)
 
-    def riff_runs(self, cond: torch.Tensor | None, b: int, k: int, t0: float) -> torch.Tensor:
-        """(B, k) index of each frame's run of RUN_BARS bars; in training shifted by a random offset per item,
-        so that no index is learnt by heart (generation starts every piece at run 0)."""
+    def riff_position(self, cond: torch.Tensor | None, b: int, k: int, t0: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(run of RUN_BARS bars, sixteenth within the bar), each (B, k), of every frame; in training the run is
+        shifted by a random offset per item, so no run is learnt by heart (generation starts at run 0)."""
         beats, _ = beat_positions(cond, b, k, self.rate, self.bpm_range, t0)
         run = torch.floor(beats / (BEATS_PER_BAR * RUN_BARS)).long()
+        step = torch.floor(torch.remainder(beats, BEATS_PER_BAR) * (STEPS_PER_BAR / BEATS_PER_BAR)).long()
         if self.training:
             run = run + torch.randint(0, 2**20, (b, 1), device=run.device)
-        return run
+        return run, step.clamp(0, STEPS_PER_BAR - 1)
 
     def forward(self, z_seq: torch.Tensor, style: torch.Tensor, cond: torch.Tensor | None, t0: float) -> torch.Tensor:
         """z_seq (B, FRAME_DIM, N); style (B, latent_dim) or (B, latent_dim, N); t0: time (s) of frame 0."""
@@ -131,7 +134,7 @@ class LatentGenerator(nn.Module):
                 c = self.style_of(style[:, :, 0], cond)[:, self.latent_dim:]
                 s = torch.cat([s, c[:, :, None].expand(-1, -1, k)], dim=1)
         clock = bar_clock(cond, b, k, self.rate, self.bpm_range, t0).to(s)
-        riff = self.riffs(self.riff_runs(cond, b, k, t0)).to(s)
+        riff = self.riffs(*self.riff_position(cond, b, k, t0)).to(s)
         z = F.interpolate(z_seq, size=k, mode="linear", align_corners=False)
         h = self.inp(torch.cat([z, s, clock, riff], 1))
         for blk in self.blocks:
