@@ -342,3 +342,15 @@ def test_codec_base_loads_weights_only_and_seeds_stage1(one_thread, clip_ds, tmp
     (tmp_path / "junk.pt").write_bytes(b"not a base")
     with pytest.raises(CheckpointError):
         ct.start_from_base(codec, str(tmp_path / "junk.pt"))
+
+
+def test_a_checkpoint_of_another_model_shape_is_a_clear_error(one_thread, tmp_path):
+    from djenerator.checkpoint import CheckpointError, save_checkpoint
+    from djenerator.generate import load_generator
+
+    cfg = tiny_cfg()
+    G = build_generator(cfg)
+    old = {k: v for k, v in G.state_dict().items() if k != "latent.riffs.table"}  # as saved before the riffs
+    path = save_checkpoint(tmp_path / "run", 7, cfg, {"G": old})
+    with pytest.raises(CheckpointError, match=r"step_0000007\.pt: its generator weights do not fit .*twostage.*latent\.riffs\.table"):
+        load_generator(path)

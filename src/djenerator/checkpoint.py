@@ -40,6 +40,19 @@ class CheckpointError(ValueError):
     pass
 
 
+def fit_weights(module: torch.nn.Module, state: dict, ck: dict, what: str = "generator") -> None:
+    """``module.load_state_dict(state)``, or a CheckpointError naming the file when the weights are of another
+    shape (a checkpoint of an older version of the model): never a traceback."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as e:
+        lines = str(e).strip().splitlines()
+        arch = (ck.get("config") or {}).get("model", {}).get("arch", "?")
+        raise CheckpointError(f"{ck.get('path', 'the checkpoint')}: its {what} weights do not fit this version's "
+                              f"model.arch={arch} ({lines[-1].strip()}); it was probably saved by an older "
+                              "djenerator: train a new run") from None
+
+
 class UnsafeCheckpointError(CheckpointError):
     """The file holds pickled Python objects that could run code; it was not loaded."""
 

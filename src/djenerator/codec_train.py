@@ -27,7 +27,7 @@ import torch
 
 from . import losses
 from .audio import write_wav
-from .checkpoint import latest_checkpoint, load_checkpoint, load_data, save_checkpoint, save_data, set_rng_state
+from .checkpoint import fit_weights, latest_checkpoint, load_checkpoint, load_data, save_checkpoint, save_data, set_rng_state
 from .config import Config, ConfigError
 from .data.dataset import ClipDataset
 from .ema import Ema
@@ -205,7 +205,7 @@ def train_codec(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, budge
     critic = Critic.build(cfg) if t.codec_adversarial > 0 else None
     ck, start = _resume_state(cdir, resume, "codec"), 0
     if ck is not None:
-        codec.load_state_dict(ck["G"])
+        fit_weights(codec, ck["G"], ck, "autoencoder")
         opt.load_state_dict(ck["opt"])
         if critic is not None:
             critic.load(ck, log)
@@ -318,7 +318,8 @@ def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, 
             raise ConfigError(f"{run_dir}: stage 2 was trained on the autoencoder of step {ck.get('codec_step')}, "
                               f"which is now at step {codec_step}; start a new --run to train stage 2 on it")
         ema.load(G, ck)
-        for m, key in ((D, "D"), (opt_g, "opt_g"), (opt_d, "opt_d")):
+        fit_weights(D, ck["D"], ck, "discriminator")
+        for m, key in ((opt_g, "opt_g"), (opt_d, "opt_d")):
             m.load_state_dict(ck[key])
         set_rng_state(ck["rng"])
         start = int(ck["step"])

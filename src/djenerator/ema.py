@@ -10,6 +10,8 @@ import copy
 
 import torch
 
+from .checkpoint import fit_weights
+
 
 class Ema:
     """Average of ``G``'s weights (of its ``part`` sub-module if given; 0 = off). Early steps average over a
@@ -45,6 +47,6 @@ class Ema:
     def load(self, G: torch.nn.Module, ck: dict) -> None:
         """Trained weights from ``G_train`` (or ``G`` when the checkpoint has no average), the average from
         ``G`` (or the trained weights: a run that turns the average on starts it there)."""
-        G.load_state_dict(ck.get("G_train", ck["G"]))
+        fit_weights(G, ck.get("G_train", ck["G"]), ck)
         if self.G is not None:
             self.G.load_state_dict(ck["G"] if "G_train" in ck else G.state_dict())

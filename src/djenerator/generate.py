@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .audio import write_wav
-from .checkpoint import config_of, load_checkpoint
+from .checkpoint import config_of, fit_weights, load_checkpoint
 from .config import BPM_LIMITS, Config, ConfigError
 from .latents import interpolate, latents
 from .models import build_generator, tempo_cond
@@ -62,7 +62,7 @@ def generator_of(ck: dict, device: str | torch.device = "cpu") -> tuple[torch.nn
     """``load_generator`` for a checkpoint already read, for callers that need its other entries too."""
     cfg = config_of(ck)
     G = build_generator(cfg).to(device)
-    G.load_state_dict(ck["G"])
+    fit_weights(G, ck["G"], ck)
     G.eval()
     return G, cfg, int(ck["step"])
 

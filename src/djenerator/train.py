@@ -24,7 +24,7 @@ import torch
 from . import distributed, losses
 from .audio import write_wav
 from .augment import AdaController, Augmenter, overfit_signs
-from .checkpoint import (CheckpointWriteError, load_latest_good, pin_checkpoint, pinned_checkpoints, rng_state,
+from .checkpoint import (CheckpointWriteError, fit_weights, load_latest_good, pin_checkpoint, pinned_checkpoints, rng_state,
                          save_checkpoint, set_rng_state)
 from .config import Config, ConfigError
 from .data.dataset import ClipDataset, adopt_dataset_shape
@@ -247,7 +247,8 @@ def _restore(ck: dict, cfg: Config, run_dir: Path, nets: tuple, ema: Ema, aug: A
     if saved["model"] != cfg.to_dict()["model"]:
         raise ConfigError(f"cannot resume {run_dir} with a different model section; start a new --run instead")
     ema.load(nets[0], ck)  # G: the trained weights, and the average if there is one
-    for net, key in zip(nets[1:], ("D", "opt_g", "opt_d")):
+    fit_weights(nets[1], ck["D"], ck, "discriminator")
+    for net, key in zip(nets[2:], ("opt_g", "opt_d")):
         net.load_state_dict(ck[key])
     set_rng_state(distributed.rank_rng_state(ck, dd, t.seed))
     if aug.enabled and "augment" in ck:
