@@ -354,3 +354,24 @@ def test_a_checkpoint_of_another_model_shape_is_a_clear_error(one_thread, tmp_pa
     path = save_checkpoint(tmp_path / "run", 7, cfg, {"G": old})
     with pytest.raises(CheckpointError, match=r"step_0000007\.pt: its generator weights do not fit .*twostage.*latent\.riffs\.table"):
         load_generator(path)
+
+
+def test_a_base_trained_with_a_critic_ships_it_and_fine_tuning_goes_on_against_it(one_thread, clip_ds, tmp_path):
+    from djenerator.base import export_codec_base, load_codec_base
+    from djenerator.checkpoint import latest_checkpoint
+
+    adv = ("train.codec_adversarial=0.1", "train.steps=0")
+    ct.train_twostage(tiny_cfg("train.codec_steps=3", *adv), clip_ds, tmp_path / "base_run", progress=False,
+                      log=lambda m: None)
+    out = export_codec_base(latest_checkpoint(tmp_path / "base_run" / "codec"), tmp_path / "base.pt")
+    base = load_codec_base(out)
+    assert "D" in base and "opt_d" not in base
+    critic = ct.Critic.build(tiny_cfg(*adv))
+    fresh = {k: v.clone() for k, v in critic.D.state_dict().items()}
+    assert ct.start_from_base(Codec(SR, 4), str(out), lambda m: None, critic) == out
+    _assert_same(critic.D.state_dict(), base["D"])
+    assert any(not torch.equal(fresh[k], base["D"][k]) for k in fresh)
+    logs = []
+    other = ct.Critic.build(tiny_cfg("model.dim=16", *adv))  # a wider critic
+    other.start_from(base["D"], logs.append)
+    assert "another shape" in logs[0]

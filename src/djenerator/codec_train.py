@@ -100,9 +100,10 @@ def resolve_codec_base(codec_base: str, sample_rate: int) -> Path | None:
     return path
 
 
-def start_from_base(codec: Codec, codec_base: str, log=print) -> Path | None:
-    """Load the base autoencoder into ``codec`` (stage 1 then fine-tunes it); returns its path, or None when
-    stage 1 starts from scratch ("none", nothing shipped, or an "auto" base of another shape)."""
+def start_from_base(codec: Codec, codec_base: str, log=print, critic: "Critic | None" = None) -> Path | None:
+    """Load the base autoencoder into ``codec`` (stage 1 then fine-tunes it), and its critic into ``critic``
+    when both exist; returns its path, or None when stage 1 starts from scratch ("none", nothing shipped,
+    or an "auto" base of another shape)."""
     from .base import load_codec_base
     from .checkpoint import CheckpointError
 
@@ -119,6 +120,8 @@ def start_from_base(codec: Codec, codec_base: str, log=print) -> Path | None:
             return None
         raise CheckpointError(f"train.codec_base: {path} is an autoencoder of another rate or model.dim than this run's")
     codec.load_state_dict(base["G"])
+    if critic is not None and "D" in base:
+        critic.start_from(base["D"], log)
     log(f"stage 1: starting from the base autoencoder {path} ({int(base['step'])} steps; "
         f"{base.get('provenance', {}).get('command', 'no provenance')})")
     return path
@@ -163,6 +166,13 @@ class Critic:
 
     def g_loss(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         return losses.g_objective("hinge", self.D, self.judge, fake, real, FM_WEIGHT)[0]
+
+    def start_from(self, weights: dict, log=print) -> None:
+        """The base autoencoder's critic, when it has the shape of this one (else a fresh critic, said)."""
+        if {k: tuple(v.shape) for k, v in weights.items()} != {k: tuple(v.shape) for k, v in self.D.state_dict().items()}:
+            log("stage 1: the base's critic is of another shape; the adversarial term starts with a fresh one")
+            return
+        self.D.load_state_dict(weights)
 
     def load(self, ck: dict, log=print) -> None:
         if "D" in ck:
@@ -212,7 +222,7 @@ def train_codec(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, budge
         set_rng_state(ck["rng"])
         start = int(ck["step"])
     else:
-        start_from_base(codec, t.codec_base, log)
+        start_from_base(codec, t.codec_base, log, critic)
     if start >= t.codec_steps:
         return codec.eval(), start, "done"
     if start:

@@ -81,10 +81,13 @@ def load_codec_base(path: str | Path) -> dict[str, Any]:
 
 def export_codec_base(checkpoint: str | Path, out: str | Path, provenance: dict | None = None) -> Path:
     """Write a stage-1 checkpoint (``RUN/codec/checkpoints/step_*.pt``) as a base autoencoder: the codec's
-    weights (fp32), its config and step, no optimiser or RNG state."""
+    weights (fp32), its critic's when it was trained with one (so fine-tuning goes on against it), its
+    config and step, no optimiser or RNG state."""
     ck = load_checkpoint(checkpoint)
     payload = {"version": 1, "kind": "codec", "step": int(ck["step"]), "config": ck["config"],
                "G": {k: v.float().contiguous() for k, v in ck["G"].items()}, "provenance": dict(provenance or {})}
+    if "D" in ck:
+        payload["D"] = {k: v.float().contiguous() for k, v in ck["D"].items()}
     out = Path(out)
     save_data(out, payload)
     load_codec_base(out)  # what we ship must load weights_only
