@@ -93,8 +93,9 @@ def cmd_recon(a) -> None:
 
     ds, run = ClipDataset(a.data), Path(a.run)
     cfg = build_config("bars", overrides=[f"train.seed={a.seed}", f"train.codec_base={a.base}",
-                                          "train.sample_every=1000000", "train.ckpt_every=1000000"])
+                                          "train.sample_every=1000000", "train.ckpt_every=1000000", *a.set])
     probe = ct.crops(ds, 99, 0, 16, 2 * cfg.data.sample_rate // 1024 * 1024)
+    sr = cfg.data.sample_rate
     rows, step, cpu = [], 0, 0.0
     for target in [0] + list(range(a.probe_every, a.steps + 1, a.probe_every)):
         if target:
@@ -110,13 +111,24 @@ def cmd_recon(a) -> None:
         with torch.no_grad():
             rec = codec.eval()(probe)
             rows.append({"step": target, "cpu_s": round(cpu, 1), "stft": round(float(stft_distance(rec, probe)), 3),
-                         "mel": round(float(mel_distance(codec, rec, probe)), 3)})
+                         "mel": round(float(mel_distance(codec, rec, probe)), 3),
+                         **_texture_ratios(rec[:, 0].numpy(), probe[:, 0].numpy(), sr)})
         print(rows[-1], flush=True)
     run.mkdir(parents=True, exist_ok=True)
     with open(run / "recon_curve.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+
+
+def _texture_ratios(rec: np.ndarray, real: np.ndarray, sr: int) -> dict:
+    """Spectral flatness and onset rate of reconstructions over those of the real crops (1 = as noisy, as busy)."""
+    from djenerator.evaluate.metrics import spectral_flatness
+    from djenerator.evaluate.rhythm import onset_rate
+
+    flat = float(np.mean(spectral_flatness(rec, sr)) / np.mean(spectral_flatness(real, sr)))
+    onsets = float(np.mean([onset_rate(x, sr) for x in rec]) / np.mean([onset_rate(x, sr) for x in real]))
+    return {"flatness_x": round(flat, 2), "onsets_x": round(onsets, 2)}
 
 
 def _codec_from(spec: str, sr: int, dim: int):
@@ -310,6 +322,7 @@ def main(argv=None) -> None:
     s.add_argument("--steps", type=int, default=2000)
     s.add_argument("--probe-every", type=int, default=250)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--set", action="append", default=[], help="a config override, e.g. train.codec_adversarial=0.1")
     s = sub.add_parser("recon-png", help="spectrogram of a probe crop and its reconstruction by each codec")
     s.add_argument("data")
     s.add_argument("png")
