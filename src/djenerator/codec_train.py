@@ -176,7 +176,7 @@ class Critic:
 
     def load(self, ck: dict, log=print) -> None:
         if "D" in ck:
-            self.D.load_state_dict(ck["D"])
+            fit_weights(self.D, ck["D"], ck, "stage-1 critic")
             self.opt.load_state_dict(ck["opt_d"])
         else:
             log("stage 1: the checkpoint has no critic; the adversarial term starts with a fresh one")
