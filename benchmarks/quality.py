@@ -14,6 +14,10 @@ real clips, and the table gives per set, rate and preset:
 - bar: bar-level repetition of 30-s pieces (``evaluate.structure``; models that make any length), real beside;
 - copies: generated clips whose normalised cross-correlation with a training clip reaches 0.8;
 - steps done and CPU seconds used.
+
+A GAN's score after a short run moves a lot with its seed (several-fold in FD at a few hundred steps), so one run
+per arm cannot rank two variants: ``--seeds 0,1,2`` trains every (set, preset) once per ``train.seed`` and adds a
+table of the median and range over seeds of each score against its reference.
 """
 from __future__ import annotations
 
@@ -152,24 +156,49 @@ def bar_score(pieces: list[np.ndarray], sr: int) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
-def run_one(set_name: str, raw: Path, preset: str, args, work: Path) -> dict:
+def run_one(set_name: str, raw: Path, preset: str, seed: int | None, args, work: Path) -> dict:
+    """Prepare, train for the CPU budget and sample one (set, preset, seed); ``seed`` None keeps the config's."""
     cfg = build_config(preset)
     d = cfg.data
     data = prepared(raw, work, d.sample_rate, d.clip_samples, d.hop_samples or d.clip_samples // 2)
-    run = work / "runs" / f"{set_name}_{preset}"
-    used = train_for_cpu(data, preset, run, args.cpu_minutes * 60, args.threads, args.set or [])
+    run = work / "runs" / (f"{set_name}_{preset}" + ("" if seed is None else f"_seed{seed}"))
+    extra = (args.set or []) + ([] if seed is None else [f"train.seed={seed}"])
+    used = train_for_cpu(data, preset, run, args.cpu_minutes * 60, args.threads, extra)
     out = model_output(run, args.n, args.pieces)
-    return {"set": set_name, "preset": preset, **used, "step": out["step"], "out": out, "data": data}
+    return {"set": set_name, "preset": preset, "seed": seed, **used, "step": out["step"], "out": out, "data": data}
+
+
+def ratios(r: dict) -> dict:
+    """Each score of one row against its reference: FD and IOI over their real-vs-real floors, the rest over real."""
+    j = r["judge"]
+    return {"FD / floor": j["fd"] / j["fd_floor"], "flatness gen/real": j["flat_gen"] / j["flat_real"],
+            "onsets gen/real": j["onsets_gen"] / j["onsets_real"], "IOI / floor": j["ioi"] / j["ioi_floor"],
+            "bar gen/real": r["bar_gen"] / r["bar_real"]}
+
+
+def spread_table(rows: list[dict]) -> Table:
+    """Median [min - max] over seeds of every ratio, per set, rate and preset."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["set"], r["eval_sr"], r["preset"]), []).append(ratios(r))
+    t = Table(title=r"over seeds: median \[min - max]")  # "\[" escapes rich markup
+    for col in ("set", "eval sr", "preset", "seeds", *ratios(rows[0])):
+        t.add_column(col, justify="left" if col in ("set", "preset") else "right")
+    for (set_name, sr, preset), rs in groups.items():
+        cells = [np.array([x[k] for x in rs]) for k in rs[0]]
+        t.add_row(set_name, str(sr), preset, str(len(rs)),
+                  *[f"{np.nanmedian(c):.2f} [{np.nanmin(c):.2f} - {np.nanmax(c):.2f}]" for c in cells])
+    return t
 
 
 def table(rows: list[dict], title: str) -> Table:
     t = Table(title=title)
-    for col in ("set", "eval sr", "preset", "model sr", "steps", "CPU s", "FD / floor", "KID (floor)",
+    for col in ("set", "eval sr", "preset", "seed", "model sr", "steps", "CPU s", "FD / floor", "KID (floor)",
                 "flatness gen/real", "onsets/s gen/real", "IOI (floor)", "bar gen/real", "copies"):
         t.add_column(col, justify="right" if col not in ("set", "preset") else "left")
     for r in rows:
         j = r["judge"]
-        t.add_row(r["set"], str(r["eval_sr"]), r["preset"], str(r["model_sr"]), str(r["step"]), f"{r['cpu_s']:.0f}",
+        t.add_row(r["set"], str(r["eval_sr"]), r["preset"], "-" if r["seed"] is None else str(r["seed"]), str(r["model_sr"]), str(r["step"]), f"{r['cpu_s']:.0f}",
                   f"{j['fd']:.1f} / {j['fd_floor']:.1f} = {j['fd'] / j['fd_floor']:.1f}x",
                   f"{j['kid']:.3g} +- {j['kid_se']:.2g} ({j['kid_floor']:.2g})",
                   f"{j['flat_gen']:.3f} / {j['flat_real']:.3f}", f"{j['onsets_gen']:.2f} / {j['onsets_real']:.2f}",
@@ -189,6 +218,7 @@ def main() -> None:
     ap.add_argument("--eval-sr", default="22050,16000", help="rates the output is judged at")
     ap.add_argument("-n", type=int, default=64, help="generated clips per model")
     ap.add_argument("--pieces", type=int, default=4, help="30-s pieces per model (bar repetition)")
+    ap.add_argument("--seeds", default=None, help="comma-separated train.seed values: each preset trains once per seed")
     ap.add_argument("--set", action="append", help="a config override for every run, e.g. train.batch_size=8")
     ap.add_argument("--work", type=Path, default=None, help="keep data and runs here (default: a temp folder)")
     args = ap.parse_args()
@@ -200,7 +230,8 @@ def main() -> None:
         if not (raw / "metadata.json").is_file():
             synth_dataset(raw, n_files=24, seconds=PIECE_SECONDS, sr=22050, seed=0, progress=False)
         sets.append(("builtin", raw))
-    jobs = [(s, raw, p) for s, raw in sets for p in args.presets.split(",")]
+    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [None]
+    jobs = [(s, raw, p, seed) for s, raw in sets for p in args.presets.split(",") for seed in seeds]
     with ThreadPoolExecutor(args.jobs) as pool:
         trained = list(pool.map(lambda j: run_one(*j, args, work), jobs))
     console, rows = Console(width=240), []
@@ -212,11 +243,13 @@ def main() -> None:
             gen = segments(out["clips"], out["sr"], sr)
             bar_real = float(np.nanmean([b["score"] for b in ref["bars"]])) if ref["bars"] else float("nan")
             pieces = [resample(p, out["sr"], sr) for p in out["pieces"]]
-            rows.append({"set": tr["set"], "eval_sr": sr, "preset": tr["preset"], "model_sr": out["sr"],
+            rows.append({"set": tr["set"], "eval_sr": sr, "preset": tr["preset"], "seed": tr["seed"], "model_sr": out["sr"],
                          "step": tr["step"], "cpu_s": tr["cpu_s"], "judge": judge(gen, sr, ref),
                          "bar_gen": bar_score(pieces, sr), "bar_real": bar_real,
                          "copies": n_copy})
     console.print(table(rows, f"{args.cpu_minutes:g} CPU-minutes per run, {args.threads} thread(s)"))
+    if len(seeds) > 1:
+        console.print(spread_table(rows))
     (work / "quality.json").write_text(json.dumps(
         [{k: v for k, v in r.items()} for r in rows], indent=1, default=float))
     console.print(f"rows in {work / 'quality.json'}")
