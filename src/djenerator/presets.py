@@ -67,8 +67,9 @@ PRESETS: dict[str, dict] = {
     "bars": {
         "summary": "Music by the bar, at 22.05 kHz (two stages, after Musika): an autoencoder (log-mel encoder -> "
         "16 latent channels at 43 frames/s -> ConvNeXt + ISTFT decoder, multi-resolution STFT + mel loss; "
-        "train.codec_steps steps), then a GAN over 6-s latent sequences with a bar clock and dilations reaching "
-        "4.5 s, judged in latent space. Stage 1 starts from the shipped base autoencoder (train.codec_base=auto). "
+        "train.codec_steps steps), then a GAN over 6-s latent sequences with a bar clock, a riff input that comes "
+        "round every bar and dilations reaching 4.5 s, judged in latent space with each frame's difference from "
+        "the bar before. Stage 1 starts from the shipped base autoencoder (train.codec_base=auto). "
         "Prepare with --preset bars (6-s clips); "
         "pieces of any length.",
         "config": {
