@@ -90,6 +90,12 @@ def prepared(raw: Path, work: Path, sr: int, clip: int, hop: int) -> Path:
     return out
 
 
+def dataset_for(raw: Path, preset: str, work: Path) -> Path:
+    """``raw`` prepared at ``preset``'s rate and clip length (once; later calls find it)."""
+    d = build_config(preset).data
+    return prepared(raw, work, d.sample_rate, d.clip_samples, d.hop_samples or d.clip_samples // 2)
+
+
 def segments(clips: np.ndarray, sr_in: int, sr_out: int, seconds: float = 1.0) -> np.ndarray:
     """Every clip resampled to ``sr_out`` and cut into whole segments of ``seconds``: (n, seconds * sr_out)."""
     seg = int(round(seconds * sr_out))
@@ -157,10 +163,8 @@ def bar_score(pieces: list[np.ndarray], sr: int) -> float:
 
 
 def run_one(set_name: str, raw: Path, preset: str, seed: int | None, args, work: Path) -> dict:
-    """Prepare, train for the CPU budget and sample one (set, preset, seed); ``seed`` None keeps the config's."""
-    cfg = build_config(preset)
-    d = cfg.data
-    data = prepared(raw, work, d.sample_rate, d.clip_samples, d.hop_samples or d.clip_samples // 2)
+    """Train one (set, preset, seed) for the CPU budget and sample it; ``seed`` None keeps the config's."""
+    data = dataset_for(raw, preset, work)
     run = work / "runs" / (f"{set_name}_{preset}" + ("" if seed is None else f"_seed{seed}"))
     extra = (args.set or []) + ([] if seed is None else [f"train.seed={seed}"])
     used = train_for_cpu(data, preset, run, args.cpu_minutes * 60, args.threads, extra)
@@ -232,6 +236,8 @@ def main() -> None:
         sets.append(("builtin", raw))
     seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [None]
     jobs = [(s, raw, p, seed) for s, raw in sets for p in args.presets.split(",") for seed in seeds]
+    for _, raw, preset, _ in jobs:  # before the pool: two runs of one set must not prepare it at once
+        dataset_for(raw, preset, work)
     with ThreadPoolExecutor(args.jobs) as pool:
         trained = list(pool.map(lambda j: run_one(*j, args, work), jobs))
     console, rows = Console(width=240), []
