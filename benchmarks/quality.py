@@ -202,7 +202,8 @@ def table(rows: list[dict], title: str) -> Table:
         t.add_column(col, justify="right" if col not in ("set", "preset") else "left")
     for r in rows:
         j = r["judge"]
-        t.add_row(r["set"], str(r["eval_sr"]), r["preset"], "-" if r["seed"] is None else str(r["seed"]), str(r["model_sr"]), str(r["step"]), f"{r['cpu_s']:.0f}",
+        seed = "-" if r["seed"] is None else str(r["seed"])
+        t.add_row(r["set"], str(r["eval_sr"]), r["preset"], seed, str(r["model_sr"]), str(r["step"]), f"{r['cpu_s']:.0f}",
                   f"{j['fd']:.1f} / {j['fd_floor']:.1f} = {j['fd'] / j['fd_floor']:.1f}x",
                   f"{j['kid']:.3g} +- {j['kid_se']:.2g} ({j['kid_floor']:.2g})",
                   f"{j['flat_gen']:.3f} / {j['flat_real']:.3f}", f"{j['onsets_gen']:.2f} / {j['onsets_real']:.2f}",
@@ -249,8 +250,8 @@ def main() -> None:
             gen = segments(out["clips"], out["sr"], sr)
             bar_real = float(np.nanmean([b["score"] for b in ref["bars"]])) if ref["bars"] else float("nan")
             pieces = [resample(p, out["sr"], sr) for p in out["pieces"]]
-            rows.append({"set": tr["set"], "eval_sr": sr, "preset": tr["preset"], "seed": tr["seed"], "model_sr": out["sr"],
-                         "step": tr["step"], "cpu_s": tr["cpu_s"], "judge": judge(gen, sr, ref),
+            rows.append({"set": tr["set"], "eval_sr": sr, "preset": tr["preset"], "seed": tr["seed"],
+                         "model_sr": out["sr"], "step": tr["step"], "cpu_s": tr["cpu_s"], "judge": judge(gen, sr, ref),
                          "bar_gen": bar_score(pieces, sr), "bar_real": bar_real,
                          "copies": n_copy})
     console.print(table(rows, f"{args.cpu_minutes:g} CPU-minutes per run, {args.threads} thread(s)"))
