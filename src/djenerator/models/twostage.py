@@ -1,10 +1,10 @@
 """Stage 2 of the two-stage model: a GAN over codec latent sequences several bars long (``model.arch = "twostage"``).
 
 The generator makes the codec's latents (~43 frames/s) from slow latents, a style vector, a bar clock and a
-per-bar latent (a vector per run of four bars and per sixteenth of its bar, so a riff comes round at the bar), and the frozen codec
-decoder (:mod:`.codec`) turns them into audio, so callers get one ``G(z, cond) -> audio``. The latent
-critic reads latents, their difference to the bar before, and the clock, so it can tell whether bars repeat
-as real ones do. Output depends only on latents within ``context_frames``, so :mod:`djenerator.stream`
+per-bar latent (a vector per run of four bars and per sixteenth of its bar, so a riff comes round at the bar),
+and the frozen codec decoder (:mod:`.codec`) turns them into audio, so callers get one ``G(z, cond) -> audio``.
+The latent critic reads latents, their difference to the bar before, and the clock, so it can tell whether
+bars repeat as real ones do. Output depends only on latents within ``context_frames``, so :mod:`djenerator.stream`
 renders any length in chunks. Design: docs/two-stage.md.
 """
 from __future__ import annotations
