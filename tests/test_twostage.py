@@ -108,6 +108,20 @@ def test_latent_gan_shapes(one_thread, clip):
     assert G.frame_samples == 32 * 512 and G.context_frames >= 1
 
 
+def test_training_window_equals_the_full_rendering(one_thread):
+    """latents_for computes each layer only where the window needs it; the frames must be the full pass's."""
+    G = build_generator(tiny_cfg()).eval()
+    cond = torch.tensor([[0.5, 0.0], [0.3, 0.4]])
+    z, reach = torch.randn(2, 8), G.latent.reach
+    zs = G._sequence(z, 30)
+    full = G.latent(zs, z, cond, -0.3)
+    for start, frames in ((reach, 100), (reach + 37, 256), (30 * 32 - reach - 64, 64)):
+        part = G.latent(zs, z, cond, -0.3, window=(start, frames))
+        torch.testing.assert_close(part, full[:, :, start:start + frames], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="context"):
+        G.latent(zs, z, cond, -0.3, window=(reach - 1, 64))
+
+
 def test_streamed_equals_one_pass(one_thread):
     cfg = tiny_cfg()
     G = build_generator(cfg).eval()

@@ -104,7 +104,8 @@ class LatentGenerator(nn.Module):
         self.inp = nn.Conv1d(FRAME_DIM + style_dim + CLOCK_DIM + 2 * RIFF_DIM, ch, KERNEL, padding=KERNEL // 2)
         self.blocks = nn.ModuleList(_Block(ch, style_dim, d) for d in DILATIONS)
         self.out = nn.Conv1d(ch, LATENT_CH, 1)
-        self.reach = KERNEL // 2 + sum(d * (KERNEL // 2) for d in DILATIONS)  # codec frames either way
+        self.block_reach = [sum(d * (KERNEL // 2) for d in DILATIONS[i:]) for i in range(len(DILATIONS))]
+        self.reach = KERNEL // 2 + self.block_reach[0]  # codec frames either way
 
     def style_of(self, z: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         if not self.tempo_conditioning:
@@ -122,12 +123,15 @@ class LatentGenerator(nn.Module):
             run = run + torch.randint(0, 2**20, (b, 1), device=run.device)
         return run, step.clamp(0, STEPS_PER_BAR - 1)
 
-    def forward(self, z_seq: torch.Tensor, style: torch.Tensor, cond: torch.Tensor | None, t0: float) -> torch.Tensor:
-        """z_seq (B, FRAME_DIM, N); style (B, latent_dim) or (B, latent_dim, N); t0: time (s) of frame 0."""
+    def forward(self, z_seq: torch.Tensor, style: torch.Tensor, cond: torch.Tensor | None, t0: float,
+                window: tuple[int, int] | None = None) -> torch.Tensor:
+        """z_seq (B, FRAME_DIM, N); style (B, latent_dim) or (B, latent_dim, N); t0: time (s) of frame 0.
+        ``window`` (start, frames): return only those frames, computing each layer only where later layers
+        need it (training: ~half the work); needs ``reach`` frames of input either side of the window."""
         b, _, n = z_seq.shape
         k = n * SLOW
-        if style.dim() == 2:
-            s = self.style_of(style, cond)[:, :, None].expand(-1, -1, k)
+        if style.dim() == 2:  # one style per clip: FiLM is computed once, not per frame
+            s = self.style_of(style, cond)[:, :, None]
         else:
             s = F.interpolate(style, size=k, mode="linear", align_corners=False)
             if self.tempo_conditioning:
@@ -136,9 +140,21 @@ class LatentGenerator(nn.Module):
         clock = bar_clock(cond, b, k, self.rate, self.bpm_range, t0).to(s)
         riff = self.riffs(*self.riff_position(cond, b, k, t0)).to(s)
         z = F.interpolate(z_seq, size=k, mode="linear", align_corners=False)
-        h = self.inp(torch.cat([z, s, clock, riff], 1))
-        for blk in self.blocks:
-            h = blk(h, s)
+        h = torch.cat([z, s.expand(-1, -1, k), clock, riff], 1)
+        start, frames = (0, k) if window is None else window
+        if window is not None and not (self.reach <= start and start + frames + self.reach <= k):
+            raise ValueError(f"window {window} needs {self.reach} frames of context within {k}")
+        lo = 0  # frame of h[..., 0]
+        for i, layer in enumerate([self.inp, *self.blocks]):
+            if window is not None:  # keep what this layer and the later ones need
+                need = self.reach if i == 0 else self.block_reach[i - 1]
+                h, lo = h[..., start - need - lo:start + frames + need - lo], start - need
+            if i == 0:
+                h = layer(h)
+            else:
+                h = layer(h, s if s.shape[-1] == 1 else s[..., lo:lo + h.shape[-1]])
+        if window is not None:
+            h = h[..., start - lo:start - lo + frames]
         return torch.tanh(self.out(h))
 
 
@@ -205,7 +221,7 @@ class TwoStageGenerator(nn.Module):
         """Stage-2 training: codec latents (B, LATENT_CH, frames) of a window with full context on both sides."""
         n, start = self.crop_plan(frames)
         t0 = -start * self.codec.frame_samples / self.sample_rate
-        return self.latent(self._sequence(z, n), z, cond, t0)[:, :, start:start + frames]
+        return self.latent(self._sequence(z, n), z, cond, t0, window=(start, frames))
 
     def forward(self, z: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         fs = self.codec.frame_samples
