@@ -181,6 +181,42 @@ def test_bar_lag_difference_matches_a_shift_by_one_bar():
     assert bar_lag_difference(x, unknown, rate, (80, 160)).abs().max() == 0
 
 
+def test_a_shifted_condition_keeps_the_clips_clock_over_the_crop():
+    from djenerator.models.grid import bpm_unit, shift_phase
+    from djenerator.models.twostage import bar_clock
+
+    rate, rng = 43.0, (80, 160)
+    cond = torch.tensor([[float(bpm_unit(torch.tensor(137.0), rng)), 0.3], [0.5, float("nan")]])
+    whole = bar_clock(cond, 2, 256, rate, rng)
+    for off in (1, 17, 60):
+        moved = shift_phase(cond, torch.full((2,), off / rate), rng)
+        torch.testing.assert_close(bar_clock(moved, 2, 150, rate, rng), whole[..., off:off + 150], atol=1e-4, rtol=0)
+        assert moved[0, 1] > 0.3 and torch.isnan(moved[1, 1]) and torch.equal(moved[:, 0], cond[:, 0])
+
+
+def test_the_critic_sees_random_windows_of_each_real_clip(clip_ds):
+    lat = torch.randn(len(clip_ds), LATENT_CH, 32)
+    rate = SR / 512
+    whole, cond, _ = ct.latent_batch(lat, clip_ds, tiny_cfg(), 5, rate)
+    assert whole.shape == (2, LATENT_CH, 32)
+    cfg = tiny_cfg("train.critic_seconds=0.5", "train.batch_size=16")
+    w = ct.critic_frames(cfg, 32, rate)
+    assert w == round(0.5 * rate) == 22
+    real, cond, z = ct.latent_batch(lat, clip_ds, cfg, 5, rate)
+    again, cond2, z2 = ct.latent_batch(lat, clip_ds, cfg, 5, rate)
+    assert real.shape == (16, LATENT_CH, w) and torch.equal(real, again) and torch.equal(cond, cond2)
+    offsets = set()
+    for x, c in zip(real, cond):  # each window is a crop of a clip, its phase moved on by the crop's start
+        hits = [(i, o) for i in range(len(lat)) for o in range(32 - w + 1) if torch.equal(lat[i, :, o:o + w], x)]
+        assert len(hits) == 1
+        offsets.add(hits[0][1])
+        assert float(c[1]) == pytest.approx(hits[0][1] / rate * 120 / 60, abs=1e-5)  # the clips' beat is at 0
+    assert len(offsets) > 3
+    assert ct.critic_frames(tiny_cfg("train.critic_seconds=9"), 32, rate) == 32
+    with pytest.raises(ConfigError, match="critic_seconds"):
+        tiny_cfg("train.critic_seconds=-1")
+
+
 def test_config_pairs_arch_and_discriminator():
     with pytest.raises(ConfigError):
         build_config("bars", [], ["model.discriminators=[stft]"])
@@ -198,18 +234,19 @@ def _assert_same(a, b):
         torch.testing.assert_close(a[k], b[k], atol=0, rtol=0)
 
 
-@pytest.mark.parametrize("ema,adv", [(0.0, 0.0), (0.5, 0.1)])
-def test_resume_is_exact_in_either_stage(one_thread, clip_ds, tmp_path, ema, adv):
+@pytest.mark.parametrize("ema,adv,window", [(0.0, 0.0, 0.0), (0.5, 0.1, 0.5)])
+def test_resume_is_exact_in_either_stage(one_thread, clip_ds, tmp_path, ema, adv, window):
     """Stage 1 cut at step 2 and resumed, then stage 2 cut at step 2 and resumed == both stages in one go,
     the moving average of the generator and stage 1's critic included."""
     cfg = tiny_cfg("train.codec_steps=4", "train.steps=4", "train.ckpt_every=100", "train.sample_every=100",
-                   f"train.ema={ema}", f"train.codec_adversarial={adv}")
+                   f"train.ema={ema}", f"train.codec_adversarial={adv}", f"train.critic_seconds={window}")
     whole = ct.train_twostage(cfg.copy(), clip_ds, tmp_path / "a", progress=False, log=lambda m: None)
     assert whole.step == 4 and whole.stopped == "done"
     b = tmp_path / "b"
     for codec_steps, steps, resume in ((2, 0, False), (4, 2, True), (4, 4, True)):
         c = tiny_cfg(f"train.codec_steps={codec_steps}", f"train.steps={steps}", "train.ckpt_every=100",
-                     "train.sample_every=100", f"train.ema={ema}", f"train.codec_adversarial={adv}")
+                     "train.sample_every=100", f"train.ema={ema}", f"train.codec_adversarial={adv}",
+                     f"train.critic_seconds={window}")
         ct.train_twostage(c, clip_ds, b, resume=resume, progress=False, log=lambda m: None)
     ca = torch.load(tmp_path / "a" / "codec" / "checkpoints" / "step_0000004.pt", weights_only=False)
     cb = torch.load(b / "codec" / "checkpoints" / "step_0000004.pt", weights_only=False)

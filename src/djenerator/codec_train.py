@@ -33,6 +33,7 @@ from .data.dataset import ClipDataset
 from .ema import Ema
 from .io import StepLog
 from .models import build_discriminator, build_generator, tempo_cond
+from .models.grid import shift_phase
 from .models.codec import Codec, mel_distance, reconstruction_loss, stft_distance
 
 
@@ -280,13 +281,29 @@ def cached_latents(codec: Codec, ds: ClipDataset, run_dir: Path, codec_step: int
     return lat.half().float()  # the same values whether cached or fresh
 
 
-def latent_batch(lat: torch.Tensor, ds: ClipDataset, cfg: Config, step: int, k: int = 0):
-    """(real latents (B, C, F), cond, z) of step ``step``: pure functions of (seed, step, k)."""
+def critic_frames(cfg: Config, frames: int, rate: float) -> int:
+    """Latent frames of each real window stage 2's critic sees: ``train.critic_seconds`` of a clip's ``frames``."""
+    w = round(cfg.train.critic_seconds * rate)
+    return frames if w <= 0 or w >= frames else max(w, 1)
+
+
+def latent_batch(lat: torch.Tensor, ds: ClipDataset, cfg: Config, step: int, rate: float, k: int = 0):
+    """(real latents (B, C, F), cond, z) of step ``step``: pure functions of (seed, step, k). With
+    ``train.critic_seconds`` each real window starts at a random frame of its clip (``rate`` frames/s), and its
+    beat phase moves with it: a clip gives the critic tens of windows, not one, so a small set is not learnt."""
     t = cfg.train
-    idx = np.random.default_rng([t.seed, step, k, 202]).integers(0, len(lat), size=t.batch_size)
+    rng = np.random.default_rng([t.seed, step, k, 202])
+    idx = rng.integers(0, len(lat), size=t.batch_size)
     cond = tempo_cond(torch.from_numpy(ds.bpm[idx]), cfg, torch.from_numpy(ds.beat[idx]))
     z = torch.randn(t.batch_size, cfg.model.latent_dim, generator=torch.Generator().manual_seed(t.seed * 7919 + step))
-    return lat[torch.from_numpy(idx)], cond, z
+    real, frames = lat[torch.from_numpy(idx)], lat.shape[-1]
+    w = critic_frames(cfg, frames, rate)
+    if w < frames:
+        off = rng.integers(0, frames - w + 1, size=t.batch_size)
+        real = torch.stack([x[:, o:o + w] for x, o in zip(real, off)])
+        if cond is not None:
+            cond = shift_phase(cond, torch.from_numpy(off / rate), cfg.model.bpm_range)
+    return real, cond, z
 
 
 def gan_step(G, D, opt_g, opt_d, real, cond, z, cfg: Config) -> tuple[float, float]:
@@ -337,6 +354,7 @@ def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, 
     if ema.G is not None:
         log(f"stage 2: samples and checkpoints use the moving average of the generator's weights (train.ema={t.ema})")
     lat = cached_latents(G.codec, ds, run_dir, codec_step)
+    rate = G.sample_rate / G.codec.frame_samples  # latent frames/s
     z_fixed, bpm_fixed = sample_latents(cfg)
     log_csv = StepLog(run_dir / "logs" / "losses.csv", ["step", "d_loss", "g_loss", "cpu_s"], start)
     bar, step, stopped = _bar(t.steps, start, "stage 2: latent GAN", progress), start, "done"
@@ -353,7 +371,7 @@ def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, 
         while step < t.steps:
             if (stopped := budget.halt() or "done") != "done":
                 break
-            d_l, g_l = gan_step(G, D, opt_g, opt_d, *latent_batch(lat, ds, cfg, step), cfg)
+            d_l, g_l = gan_step(G, D, opt_g, opt_d, *latent_batch(lat, ds, cfg, step, rate), cfg)
             ema.update(G, step)
             step += 1
             if step % t.log_every == 0 or step == t.steps:

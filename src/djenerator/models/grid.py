@@ -34,6 +34,13 @@ def cond_bpm(cond: torch.Tensor, bpm_range) -> torch.Tensor:
     return lo + cond[:, 0].double() * (hi - lo)
 
 
+def shift_phase(cond: torch.Tensor, seconds: torch.Tensor, bpm_range) -> torch.Tensor:
+    """The condition of a crop starting ``seconds`` (B,) into a clip: the phase counts on in beats (it may pass
+    1; NaN stays), so every clock built from it, the bar's included, is the clip's own over the crop."""
+    beats = seconds.double() * cond_bpm(cond, bpm_range) / 60.0
+    return torch.stack([cond[:, 0], (cond[:, 1].double() + beats).to(cond.dtype)], dim=1)
+
+
 def tempo_cond(bpm: torch.Tensor, cfg: Config, beat: torch.Tensor | None = None) -> torch.Tensor | None:
     """BPM (B,) and beat phase (B,) -> the models' condition (B, 2); None without tempo conditioning.
 
