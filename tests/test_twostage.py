@@ -426,3 +426,13 @@ def test_a_base_trained_with_a_critic_ships_it_and_fine_tuning_goes_on_against_i
     other = ct.Critic.build(tiny_cfg("model.dim=16", *adv))  # a wider critic
     other.start_from(base["D"], logs.append)
     assert "another shape" in logs[0]
+
+
+def test_two_stage_bars_stage_one_by_steps_and_stage_two_by_the_budget(one_thread, clip_ds, tmp_path, capsys):
+    cfg = tiny_cfg("train.codec_steps=2", "train.steps=2", "train.ckpt_every=100", "train.sample_every=100")
+    ct.train_twostage(cfg, clip_ds, tmp_path / "run", progress=True, log=lambda m: None, max_seconds=600)
+    err = capsys.readouterr().err
+    stage1 = [ln for ln in err.replace("\r", "\n").splitlines() if ln.startswith("stage 1")]
+    stage2 = [ln for ln in err.replace("\r", "\n").splitlines() if ln.startswith("stage 2")]
+    assert stage1 and "2/2" in stage1[-1]  # a fixed number of steps: the bar counts them
+    assert stage2 and "/600 s of the time budget, ETA" in stage2[-1] and "step 2, D loss" in stage2[-1]

@@ -34,6 +34,7 @@ from .ema import Ema
 from .io import StepLog
 from .models import build_discriminator, build_generator, tempo_cond
 from .models.grid import shift_phase
+from .train_report import progress_bar
 from .models.codec import Codec, mel_distance, reconstruction_loss, stft_distance
 
 
@@ -68,14 +69,6 @@ def crop_length(cfg: Config, codec: Codec, ds: ClipDataset) -> int:
     fs = codec.frame_samples
     n = max(4, round(cfg.train.codec_seconds * cfg.data.sample_rate / fs)) * fs
     return min(n, ds.clip_samples // fs * fs)
-
-
-def _bar(total: int, start: int, desc: str, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=start, desc=desc, unit="step", dynamic_ncols=True)
 
 
 def _resume_state(run_dir: Path, resume: bool, what: str) -> dict | None:
@@ -231,7 +224,7 @@ def train_codec(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, budge
     length = crop_length(cfg, codec, ds)
     fixed = crops(ds, t.seed, 10**12, min(4, t.n_samples), length)
     log_csv = StepLog(run_dir / "logs" / "codec.csv", ["step", "loss", "stft", "mel", "cpu_s"], start)
-    bar, step, stopped = _bar(t.codec_steps, start, "stage 1: autoencoder", progress), start, "done"
+    bar, step, stopped = progress_bar(start, t.codec_steps, progress, desc="stage 1: autoencoder"), start, "done"
     codec.train()
     try:
         while step < t.codec_steps:
@@ -357,7 +350,8 @@ def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, 
     rate = G.sample_rate / G.codec.frame_samples  # latent frames/s
     z_fixed, bpm_fixed = sample_latents(cfg)
     log_csv = StepLog(run_dir / "logs" / "losses.csv", ["step", "d_loss", "g_loss", "cpu_s"], start)
-    bar, step, stopped = _bar(t.steps, start, "stage 2: latent GAN", progress), start, "done"
+    bar = progress_bar(start, t.steps, progress, budget.max_seconds, budget.wall0, "stage 2: latent GAN")  # a budget: its time
+    step, stopped = start, "done"
     last = Path(ck["path"]) if ck is not None else None
 
     def snapshot() -> Path:
@@ -377,7 +371,8 @@ def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, 
             if step % t.log_every == 0 or step == t.steps:
                 log_csv.write({"step": step, "d_loss": d_l, "g_loss": g_l, "cpu_s": round(time.process_time(), 1)})
                 if bar is not None:
-                    bar.set_postfix_str(f"D loss {d_l:.3f}, G loss {g_l:.3f}")
+                    where = f"step {step}, " if budget.max_seconds is not None else ""
+                    bar.set_postfix_str(f"{where}D loss {d_l:.3f}, G loss {g_l:.3f}")
             if bar is not None:
                 bar.update(1)
             if step % t.sample_every == 0 or step == t.steps:

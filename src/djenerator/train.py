@@ -36,7 +36,6 @@ from .io import atomic_write_text, folder_lock, remove_stale_tmp
 from .models import arch_of, build_discriminator, build_generator, tempo_cond
 from .optim import make_optimizer
 from .train_report import Report, log_health, step_stats
-from .train_report import bar_postfix, progress_bar as _bar  # noqa: F401 (the progress tests read them from here)
 
 
 @dataclass

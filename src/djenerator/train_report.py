@@ -126,7 +126,8 @@ def bar_postfix(stats: dict, steps: int | None = None) -> str:
             f"{stats['steps_per_s']:.2f} steps/s")
 
 
-def progress_bar(start: int, total: int, enabled: bool, max_seconds: float | None = None, t_start: float | None = None):
+def progress_bar(start: int, total: int, enabled: bool, max_seconds: float | None = None, t_start: float | None = None,
+                 desc: str = "train"):
     """A tqdm bar over the steps, or with ``max_seconds`` over the time budget (seconds since ``t_start``),
     so that its total and ETA are the budget's; ``update()`` then moves it to the time spent."""
     if not enabled:
@@ -134,7 +135,7 @@ def progress_bar(start: int, total: int, enabled: bool, max_seconds: float | Non
     from tqdm import tqdm
 
     if max_seconds is None:
-        return tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True)
+        return tqdm(total=total, initial=start, desc=desc, unit="step", dynamic_ncols=True)
     t0 = time.perf_counter() if t_start is None else t_start
 
     class BudgetBar(tqdm):
@@ -142,5 +143,5 @@ def progress_bar(start: int, total: int, enabled: bool, max_seconds: float | Non
             return super().update(min(time.perf_counter() - t0, self.total) - self.n)
 
     fmt = "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of the time budget, ETA {remaining}{postfix}"
-    return BudgetBar(total=float(max_seconds), initial=min(time.perf_counter() - t0, max_seconds), desc="train",
+    return BudgetBar(total=float(max_seconds), initial=min(time.perf_counter() - t0, max_seconds), desc=desc,
                      unit="s", dynamic_ncols=True, bar_format=fmt)
