@@ -41,6 +41,7 @@ from djenerator.audio import load_audio, resample
 from djenerator.config import DataConfig, build_config
 from djenerator.data.dataset import ClipDataset
 from djenerator.data.prepare import find_audio, prepare
+from djenerator.io import atomic_write_text
 from djenerator.evaluate import metrics
 from djenerator.evaluate.features import clip_features
 from djenerator.evaluate.memorisation import max_normalized_xcorr
@@ -167,7 +168,12 @@ def run_one(set_name: str, raw: Path, preset: str, seed: int | None, args, work:
     data = dataset_for(raw, preset, work)
     run = work / "runs" / (f"{set_name}_{preset}" + ("" if seed is None else f"_seed{seed}"))
     extra = (args.set or []) + ([] if seed is None else [f"train.seed={seed}"])
-    used = train_for_cpu(data, preset, run, args.cpu_minutes * 60, args.threads, extra)
+    done = run / "benchmark.json"
+    if args.reuse and done.is_file():  # trained by an earlier, interrupted call: judge it again
+        used = json.loads(done.read_text())
+    else:
+        used = train_for_cpu(data, preset, run, args.cpu_minutes * 60, args.threads, extra)
+        atomic_write_text(done, json.dumps(used))
     out = model_output(run, args.n, args.pieces)
     return {"set": set_name, "preset": preset, "seed": seed, **used, "step": out["step"], "out": out, "data": data}
 
@@ -226,6 +232,8 @@ def main() -> None:
     ap.add_argument("--seeds", default=None, help="comma-separated train.seed values: each preset trains once per seed")
     ap.add_argument("--set", action="append", help="a config override for every run, e.g. train.batch_size=8")
     ap.add_argument("--work", type=Path, default=None, help="keep data and runs here (default: a temp folder)")
+    ap.add_argument("--reuse", action="store_true", help="judge runs that an earlier call in --work finished, "
+                    "without training them again")
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="djenerator_quality_"))
     work.mkdir(parents=True, exist_ok=True)
