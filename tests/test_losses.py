@@ -225,3 +225,22 @@ def test_g_objective_reaches_the_generator_only_and_adds_feature_matching():
     with_fm.backward()
     assert fake.grad is not None and all(p.grad is None for p in D.parameters())
     assert all(p.requires_grad for p in D.parameters())  # unfrozen again for the next critic step
+
+
+def test_r1_penalty_of_linear_and_quadratic_critics_is_exact():
+    b, c, f = 3, 2, 5
+    w = torch.randn(c, f)
+    linear = lambda x: [(torch.einsum("bcf,cf->bf", x, w)[:, None], [])]  # noqa: E731  patch logits (B, 1, F)
+    x = torch.randn(b, c, f)
+    # score = mean over patches = sum(w * x) / f -> gradient w / f for every clip
+    assert float(L.r1_penalty(linear, x).detach()) == pytest.approx(float((w**2).sum()) / f**2, rel=1e-5)
+    square = lambda x: [(x.pow(2).sum(1, keepdim=True), []), (x.sum(1, keepdim=True), [])]  # noqa: E731
+    # two critics, summed: gradients 2x/f and 1/f
+    want = float((4 * x.pow(2).sum((1, 2))).mean()) / f**2 + c * f / f**2
+    assert float(L.r1_penalty(square, x).detach()) == pytest.approx(want, rel=1e-5)
+
+
+def test_r1_penalty_reaches_the_critic_weights():
+    conv = torch.nn.Conv1d(2, 1, 3, padding=1)
+    L.r1_penalty(lambda x, cond: [(conv(x), [])], torch.randn(4, 2, 16), torch.zeros(4, 2)).backward()
+    assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0

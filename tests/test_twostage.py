@@ -217,6 +217,24 @@ def test_the_critic_sees_random_windows_of_each_real_clip(clip_ds):
         tiny_cfg("train.critic_seconds=-1")
 
 
+def test_r1_is_lazy_and_changes_the_critic_step(one_thread):
+    def critic_after(r1, step):
+        torch.manual_seed(0)
+        cfg = tiny_cfg(f"train.r1={r1}")
+        G, D, opt_g, opt_d = ct._stage2_models(cfg, Codec(SR, 4))
+        real, cond = torch.rand(2, LATENT_CH, 24) - 0.5, torch.tensor([[0.5, 0.0], [0.4, 0.2]])
+        ct.gan_step(G, D, opt_g, opt_d, real, cond, torch.randn(2, 8), cfg, step)
+        return D.state_dict()
+
+    plain, with_r1 = critic_after(0.0, 0), critic_after(10.0, 0)
+    assert any(not torch.equal(plain[k], with_r1[k]) for k in plain)  # the penalty moved the critic
+    _assert_same(critic_after(0.0, 1), critic_after(10.0, 1))  # not on this step (every R1_EVERY-th)
+    with pytest.raises(ConfigError, match="r1"):
+        tiny_cfg("train.r1=-1")
+    with pytest.raises(ConfigError, match="two-stage"):
+        build_config("laptop", [], ["train.r1=1"])
+
+
 def test_config_pairs_arch_and_discriminator():
     with pytest.raises(ConfigError):
         build_config("bars", [], ["model.discriminators=[stft]"])
@@ -234,19 +252,19 @@ def _assert_same(a, b):
         torch.testing.assert_close(a[k], b[k], atol=0, rtol=0)
 
 
-@pytest.mark.parametrize("ema,adv,window", [(0.0, 0.0, 0.0), (0.5, 0.1, 0.5)])
-def test_resume_is_exact_in_either_stage(one_thread, clip_ds, tmp_path, ema, adv, window):
+@pytest.mark.parametrize("ema,adv,window,r1", [(0.0, 0.0, 0.0, 0.0), (0.5, 0.1, 0.5, 1.0)])
+def test_resume_is_exact_in_either_stage(one_thread, clip_ds, tmp_path, ema, adv, window, r1):
     """Stage 1 cut at step 2 and resumed, then stage 2 cut at step 2 and resumed == both stages in one go,
     the moving average of the generator and stage 1's critic included."""
     cfg = tiny_cfg("train.codec_steps=4", "train.steps=4", "train.ckpt_every=100", "train.sample_every=100",
-                   f"train.ema={ema}", f"train.codec_adversarial={adv}", f"train.critic_seconds={window}")
+                   f"train.ema={ema}", f"train.codec_adversarial={adv}", f"train.critic_seconds={window}", f"train.r1={r1}")
     whole = ct.train_twostage(cfg.copy(), clip_ds, tmp_path / "a", progress=False, log=lambda m: None)
     assert whole.step == 4 and whole.stopped == "done"
     b = tmp_path / "b"
     for codec_steps, steps, resume in ((2, 0, False), (4, 2, True), (4, 4, True)):
         c = tiny_cfg(f"train.codec_steps={codec_steps}", f"train.steps={steps}", "train.ckpt_every=100",
                      "train.sample_every=100", f"train.ema={ema}", f"train.codec_adversarial={adv}",
-                     f"train.critic_seconds={window}")
+                     f"train.critic_seconds={window}", f"train.r1={r1}")
         ct.train_twostage(c, clip_ds, b, resume=resume, progress=False, log=lambda m: None)
     ca = torch.load(tmp_path / "a" / "codec" / "checkpoints" / "step_0000004.pt", weights_only=False)
     cb = torch.load(b / "codec" / "checkpoints" / "step_0000004.pt", weights_only=False)

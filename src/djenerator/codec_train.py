@@ -299,12 +299,17 @@ def latent_batch(lat: torch.Tensor, ds: ClipDataset, cfg: Config, step: int, rat
     return real, cond, z
 
 
-def gan_step(G, D, opt_g, opt_d, real, cond, z, cfg: Config) -> tuple[float, float]:
+R1_EVERY = 4  # lazy R1 (Karras et al. 2020): the penalty on every 4th critic step, weighted 4x
+
+
+def gan_step(G, D, opt_g, opt_d, real, cond, z, cfg: Config, step: int = 0) -> tuple[float, float]:
     """One critic and one generator update in latent space (hinge/any named loss + feature matching)."""
     t = cfg.train
     fake = G.latents_for(z, cond, real.shape[-1])
     r_out, f_out = D(real, cond), D(fake.detach(), cond)
     loss_d = losses.d_loss(t.loss, r_out, f_out, t.label_smoothing)
+    if t.r1 > 0 and step % R1_EVERY == 0:
+        loss_d = loss_d + t.r1 / 2 * R1_EVERY * losses.r1_penalty(D, real, cond)
     opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     opt_d.step()
@@ -365,7 +370,7 @@ def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, 
         while step < t.steps:
             if (stopped := budget.halt() or "done") != "done":
                 break
-            d_l, g_l = gan_step(G, D, opt_g, opt_d, *latent_batch(lat, ds, cfg, step, rate), cfg)
+            d_l, g_l = gan_step(G, D, opt_g, opt_d, *latent_batch(lat, ds, cfg, step, rate), cfg, step)
             ema.update(G, step)
             step += 1
             if step % t.log_every == 0 or step == t.steps:

@@ -87,6 +87,7 @@ class TrainConfig:
     codec_seconds: float = 1.0
     lr_codec: float = 1e-3
     codec_adversarial: float = 0.0  # twostage: weight of a multi-resolution STFT critic (hinge + feature matching) in stage 1; 0 = reconstruction only
+    r1: float = 0.0  # twostage: gamma of the R1 penalty, gamma/2 E||grad D(real)||^2 in stage 2's critic loss (0 = off)
     critic_seconds: float = 0.0  # twostage: stage 2's critic sees this much of each real clip, at a random offset (0 = all of it)
     codec_base: str = "none"  # twostage: start stage 1 from a base autoencoder: "auto" (the shipped one for the rate), a file, "none"
     ema: float = 0.0  # decay of the moving average of the generator's weights that outputs use (0 = off; e.g. 0.999)
@@ -311,6 +312,10 @@ def _validate_model(cfg: Config) -> None:
                           "a two-stage model's GAN is judged in latent space, every other model's in audio")
     if arch.two_stage and (t.codec_steps < 1 or t.codec_batch < 1 or t.codec_seconds <= 0 or t.lr_codec <= 0):
         raise ConfigError("train.codec_steps, codec_batch, codec_seconds and lr_codec must be positive")
+    if t.r1 < 0:
+        raise ConfigError(f"train.r1 must be 0 (off) or a positive gamma, got {t.r1}")
+    if t.r1 > 0 and not arch.two_stage:
+        raise ConfigError("train.r1 is read by the latent GAN of the two-stage model (model.arch=twostage) only")
     if t.critic_seconds < 0:
         raise ConfigError(f"train.critic_seconds must be 0 (the whole clip) or a length in seconds, got {t.critic_seconds}")
     if t.codec_adversarial < 0:

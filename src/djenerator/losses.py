@@ -81,6 +81,19 @@ def gradient_penalty(disc: Callable[[Tensor], DOut], real: Tensor, fake: Tensor,
     return total
 
 
+def r1_penalty(disc: Callable[..., DOut], real: Tensor, cond: Tensor | None = None) -> Tensor:
+    """E[||grad_x D(x)||_2^2] at the real inputs (R1, Mescheder et al. 2018): keeps the critic flat where the data
+    is, so it cannot grow sharp on a small set. Summed over discriminators; patch logits are averaged per clip."""
+    b = real.shape[0]
+    x = real.detach().requires_grad_(True)
+    outs = disc(x, cond) if cond is not None else disc(x)
+    total = real.new_zeros(())
+    for logits, _ in outs:
+        (grad,) = torch.autograd.grad(logits.reshape(b, -1).mean(1).sum(), x, create_graph=True)
+        total = total + grad.reshape(b, -1).pow(2).sum(1).mean()
+    return total
+
+
 # --- hinge (Lim & Ye 2017; Miyato et al. 2018) -----------------------------------------------------
 def d_hinge(real: Tensor, fake: Tensor, real_target: float = 1.0) -> Tensor:
     """E[relu(1 - D(real))] + E[relu(1 + D(fake))]; ``real_target`` scales the real margin."""
