@@ -277,7 +277,7 @@ def cached_latents(codec: Codec, ds: ClipDataset, run_dir: Path, codec_step: int
 def critic_frames(cfg: Config, frames: int, rate: float) -> int:
     """Latent frames of each real window stage 2's critic sees: ``train.critic_seconds`` of a clip's ``frames``."""
     w = round(cfg.train.critic_seconds * rate)
-    return frames if w <= 0 or w >= frames else max(w, 1)
+    return w if 0 < w < frames else frames
 
 
 def latent_batch(lat: torch.Tensor, ds: ClipDataset, cfg: Config, step: int, rate: float, k: int = 0):
@@ -355,7 +355,8 @@ def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, 
     rate = G.sample_rate / G.codec.frame_samples  # latent frames/s
     z_fixed, bpm_fixed = sample_latents(cfg)
     log_csv = StepLog(run_dir / "logs" / "losses.csv", ["step", "d_loss", "g_loss", "cpu_s"], start)
-    bar = progress_bar(start, t.steps, progress, budget.max_seconds, budget.wall0, "stage 2: latent GAN")  # a budget: its time
+    # with a time budget (--minutes) the bar counts its seconds, so its total and ETA are the budget's
+    bar = progress_bar(start, t.steps, progress, budget.max_seconds, budget.wall0, "stage 2: latent GAN")
     step, stopped = start, "done"
     last = Path(ck["path"]) if ck is not None else None
 

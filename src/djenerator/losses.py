@@ -63,6 +63,15 @@ def g_wgan(fake: Tensor) -> Tensor:
     return -fake.mean()
 
 
+def _score_gradients(disc: Callable[..., DOut], x: Tensor, cond: Tensor | None) -> list[Tensor]:
+    """Per discriminator, the gradient of its score (patch logits averaged per clip) w.r.t. ``x``, as (B, -1),
+    kept in the graph so a penalty on it trains the discriminator."""
+    b = x.shape[0]
+    outs = disc(x, cond) if cond is not None else disc(x)
+    return [torch.autograd.grad(logits.reshape(b, -1).mean(1).sum(), x, create_graph=True)[0].reshape(b, -1)
+            for logits, _ in outs]
+
+
 def gradient_penalty(disc: Callable[[Tensor], DOut], real: Tensor, fake: Tensor, cond: Tensor | None = None,
                      generator: torch.Generator | None = None) -> Tensor:
     """E[(||grad_x D(x_hat)||_2 - 1)^2] at random interpolates x_hat (Gulrajani et al. 2017).
@@ -72,26 +81,15 @@ def gradient_penalty(disc: Callable[[Tensor], DOut], real: Tensor, fake: Tensor,
     b = real.shape[0]
     eps = torch.rand((b,) + (1,) * (real.dim() - 1), device=real.device, dtype=real.dtype, generator=generator)
     x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
-    outs = disc(x_hat, cond) if cond is not None else disc(x_hat)
-    total = real.new_zeros(())
-    for logits, _ in outs:
-        score = logits.reshape(b, -1).mean(1).sum()
-        (grad,) = torch.autograd.grad(score, x_hat, create_graph=True)
-        total = total + ((grad.reshape(b, -1).norm(2, dim=1) - 1.0) ** 2).mean()
-    return total
+    grads = _score_gradients(disc, x_hat, cond)
+    return sum((((g.norm(2, dim=1) - 1.0) ** 2).mean() for g in grads), real.new_zeros(()))
 
 
 def r1_penalty(disc: Callable[..., DOut], real: Tensor, cond: Tensor | None = None) -> Tensor:
     """E[||grad_x D(x)||_2^2] at the real inputs (R1, Mescheder et al. 2018): keeps the critic flat where the data
     is, so it cannot grow sharp on a small set. Summed over discriminators; patch logits are averaged per clip."""
-    b = real.shape[0]
     x = real.detach().requires_grad_(True)
-    outs = disc(x, cond) if cond is not None else disc(x)
-    total = real.new_zeros(())
-    for logits, _ in outs:
-        (grad,) = torch.autograd.grad(logits.reshape(b, -1).mean(1).sum(), x, create_graph=True)
-        total = total + grad.reshape(b, -1).pow(2).sum(1).mean()
-    return total
+    return sum((g.pow(2).sum(1).mean() for g in _score_gradients(disc, x, cond)), real.new_zeros(()))
 
 
 # --- hinge (Lim & Ye 2017; Miyato et al. 2018) -----------------------------------------------------
