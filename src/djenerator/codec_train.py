@@ -33,9 +33,9 @@ from .data.dataset import ClipDataset
 from .ema import Ema
 from .io import StepLog
 from .models import build_discriminator, build_generator, tempo_cond
+from .models.codec import Codec, mel_distance, reconstruction_loss, stft_distance
 from .models.grid import shift_phase
 from .train_report import progress_bar
-from .models.codec import Codec, mel_distance, reconstruction_loss, stft_distance
 
 
 class Budget:

@@ -89,6 +89,15 @@ def bar_lag_difference(x: torch.Tensor, cond: torch.Tensor | None, rate: float, 
     return torch.cat([diff, valid], 1)
 
 
+def _keep(h: torch.Tensor, lo: int, window: tuple[int, int] | None, need: int) -> tuple[torch.Tensor, int]:
+    """(h cut to ``window`` widened by ``need`` frames each side, the frame of its first column); h starts at
+    frame ``lo``. No window: h as it is."""
+    if window is None:
+        return h, lo
+    a = window[0] - need
+    return h[..., a - lo:window[0] + window[1] + need - lo], a
+
+
 class LatentGenerator(nn.Module):
     """slow latents + style + bar clock -> codec latents (B, LATENT_CH, N * SLOW)."""
 
@@ -141,20 +150,14 @@ class LatentGenerator(nn.Module):
         riff = self.riffs(*self.riff_position(cond, b, k, t0)).to(s)
         z = F.interpolate(z_seq, size=k, mode="linear", align_corners=False)
         h = torch.cat([z, s.expand(-1, -1, k), clock, riff], 1)
-        start, frames = (0, k) if window is None else window
-        if window is not None and not (self.reach <= start and start + frames + self.reach <= k):
+        if window is not None and not (self.reach <= window[0] and sum(window) + self.reach <= k):
             raise ValueError(f"window {window} needs {self.reach} frames of context within {k}")
-        lo = 0  # frame of h[..., 0]
-        for i, layer in enumerate([self.inp, *self.blocks]):
-            if window is not None:  # keep what this layer and the later ones need
-                need = self.reach if i == 0 else self.block_reach[i - 1]
-                h, lo = h[..., start - need - lo:start + frames + need - lo], start - need
-            if i == 0:
-                h = layer(h)
-            else:
-                h = layer(h, s if s.shape[-1] == 1 else s[..., lo:lo + h.shape[-1]])
-        if window is not None:
-            h = h[..., start - lo:start - lo + frames]
+        h, lo = _keep(h, 0, window, self.reach)  # lo: the frame of h[..., 0]
+        h = self.inp(h)
+        for blk, need in zip(self.blocks, self.block_reach):  # keep what this block and the later ones need
+            h, lo = _keep(h, lo, window, need)
+            h = blk(h, s if s.shape[-1] == 1 else s[..., lo:lo + h.shape[-1]])
+        h, _ = _keep(h, lo, window, 0)
         return torch.tanh(self.out(h))
 
 
