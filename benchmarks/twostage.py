@@ -5,6 +5,7 @@
     python benchmarks/twostage.py judge  SRC_AUDIO RUN [RUN ...] [--pieces 8]
     python benchmarks/twostage.py recon  DATA22 RUN --base FILE|none --steps 2000 --probe-every 250
     python benchmarks/twostage.py recon-png DATA22 OUT.png LABEL=CODEC_FILE [...] [--crop 0]
+    python benchmarks/twostage.py lines DATA22 LABEL=CODEC_FILE [...]
 
 ``bars`` trains stage 1 for codec-share of the budget (and logs its reconstruction on fixed dataset
 crops against CPU seconds to RUN/codec_curve.csv), then stage 2 for the rest. ``laptop`` runs the
@@ -122,13 +123,14 @@ def cmd_recon(a) -> None:
 
 
 def _texture_ratios(rec: np.ndarray, real: np.ndarray, sr: int) -> dict:
-    """Spectral flatness and onset rate of reconstructions over those of the real crops (1 = as noisy, as busy)."""
-    from djenerator.evaluate.metrics import spectral_flatness
+    """Spectral flatness, onset rate and harmonic lines of reconstructions over the real crops' (1 = as noisy, busy, pitched)."""
+    from djenerator.evaluate.metrics import spectral_flatness, tonal_share
     from djenerator.evaluate.rhythm import onset_rate
 
     flat = float(np.mean(spectral_flatness(rec, sr)) / np.mean(spectral_flatness(real, sr)))
     onsets = float(np.mean([onset_rate(x, sr) for x in rec]) / np.mean([onset_rate(x, sr) for x in real]))
-    return {"flatness_x": round(flat, 2), "onsets_x": round(onsets, 2)}
+    tonal = float(np.mean(tonal_share(rec, sr)) / np.mean(tonal_share(real, sr)))
+    return {"flatness_x": round(flat, 2), "onsets_x": round(onsets, 2), "tonal_x": round(tonal, 2)}
 
 
 def _codec_from(spec: str, sr: int, dim: int):
@@ -144,6 +146,33 @@ def _codec_from(spec: str, sr: int, dim: int):
         state = load_checkpoint(spec)["G"]
     codec.load_state_dict(state)
     return codec.eval()
+
+
+def cmd_lines(a) -> None:
+    """Where stage 1 loses harmonic lines: ``metrics.tonal_share`` of the 16 probe crops of DATA, of each codec's
+    reconstructions, and of the two halves swapped in: the real STFT magnitude with the decoder's phase, and the
+    decoder's magnitude with the real phase."""
+    from djenerator import codec_train as ct
+    from djenerator.config import build_config
+    from djenerator.data.dataset import ClipDataset
+    from djenerator.evaluate.metrics import tonal_share
+
+    cfg = build_config("bars")
+    sr = cfg.data.sample_rate
+    x = ct.crops(ClipDataset(a.data), 99, 0, 16, 2 * sr // 1024 * 1024)
+    share = lambda y: round(float(np.mean(tonal_share(y[:, 0].numpy(), sr))), 3)
+    for spec in a.codecs:
+        label, path = spec.split("=", 1)
+        codec = _codec_from(path, sr, cfg.model.dim)
+        with torch.no_grad():
+            z = codec.encode(x)
+            drawn = codec.spectrum(z)
+            real = torch.stft(x[:, 0], codec.n_fft, codec.hop, window=codec.window, center=True,
+                              return_complex=True)[..., : drawn.shape[-1]]
+            swap = lambda mag, ph: codec.istft(torch.polar(mag.abs(), ph.angle()), z.shape[-1])
+            print({"codec": label, "real": share(x), "reconstructed": share(codec.istft(drawn, z.shape[-1])),
+                   "real magnitude, decoder phase": share(swap(real, drawn)),
+                   "decoder magnitude, real phase": share(swap(drawn, real))}, flush=True)
 
 
 def cmd_recon_png(a) -> None:
@@ -328,6 +357,9 @@ def main(argv=None) -> None:
     s.add_argument("png")
     s.add_argument("codecs", nargs="+", help="LABEL=FILE: a base autoencoder or a stage-1 checkpoint")
     s.add_argument("--crop", type=int, default=0)
+    s = sub.add_parser("lines", help="harmonic lines of the probe crops through each codec: magnitude or phase?")
+    s.add_argument("data")
+    s.add_argument("codecs", nargs="+", help="LABEL=FILE: a base autoencoder or a stage-1 checkpoint")
     s = sub.add_parser("judge")
     s.add_argument("src")
     s.add_argument("runs", nargs="+")
@@ -339,7 +371,8 @@ def main(argv=None) -> None:
     s.add_argument("--out", default="/tmp")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
-    {"bars": cmd_bars, "laptop": cmd_laptop, "recon": cmd_recon, "recon-png": cmd_recon_png, "judge": cmd_judge, "speed": cmd_speed}[a.cmd](a)
+    {"bars": cmd_bars, "laptop": cmd_laptop, "recon": cmd_recon, "recon-png": cmd_recon_png, "lines": cmd_lines,
+     "judge": cmd_judge, "speed": cmd_speed}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from djenerator.evaluate.metrics import (
     rhythm_stats,
     spectral_flatness,
     standardise,
+    tonal_share,
 )
 
 SR = 16000
@@ -164,6 +165,26 @@ def test_spectral_flatness_noise_vs_tone():
     half[: SR // 2] = 0
     assert spectral_flatness(half, SR)[0] < 0.01
     assert spectral_flatness(np.zeros((1, SR)), SR)[0] == 0.0
+
+
+def test_tonal_share_reads_the_energy_in_held_tones():
+    rng = np.random.default_rng(8)
+    noise = rng.standard_normal((3, 2 * SR)).astype(np.float32)
+    t = np.arange(2 * SR) / SR
+    saw = sum(np.sin(2 * np.pi * 110 * k * t) / k for k in range(1, 40)).astype(np.float32)
+    tone = sine(440.0, 2.0)
+    mix = tone / tone.std() * 0.5 + 0.5 * noise[0]  # equal energy: tone and white noise
+    clicks = np.zeros(2 * SR, np.float32)
+    clicks[:: SR // 8] = 1.0  # eight clicks a second
+    riff = np.concatenate([sine(f, 0.25) for f in (82.4, 110.0, 98.0, 123.5, 82.4, 146.8, 110.0, 98.0)])
+    s = tonal_share(np.stack([*noise, saw, tone, mix, clicks, riff, np.zeros(2 * SR, np.float32)]), SR)
+    assert s.shape == (9,)
+    assert np.all(s[:3] < 0.03)  # noise: no bin stays above its neighbours
+    assert s[3] > 0.9 and s[4] > 0.9  # held tones, one partial or many
+    assert s[5] == pytest.approx(0.5, abs=0.05)  # the tone's share of the energy, known by construction
+    assert s[6] < 0.1  # clicks: broadband, no lines
+    assert s[7] > 0.8  # a note every 0.25 s is still pitched
+    assert s[8] == 0.0  # silence
 
 
 def test_high_freq_energy_ratio():

@@ -11,7 +11,7 @@ from djenerator.data.dataset import ClipDataset
 from djenerator.ema import Ema
 from djenerator.generate import generate_long
 from djenerator.models import build_discriminator, build_generator
-from djenerator.models.codec import LATENT_CH, Codec, mel_distance, reconstruction_loss, stft_distance
+from djenerator.models.codec import LATENT_CH, Codec, mel_distance, phase_distance, reconstruction_loss, stft_distance
 from djenerator.stream import PiecePlan, iter_piece, render_piece_one_pass
 
 SR = 22050
@@ -79,6 +79,20 @@ def test_codec_round_trips_a_known_signal(one_thread):
     assert s1 < 0.6 * s0 and m1 < 0.5 * m0
     assert m1 < 1.5  # mean |log-mel difference| in nepers: a recognisable reconstruction, not silence
     assert 0.3 < float(y.std() / x.std()) < 3
+
+
+def test_phase_distance_sees_phase_steps_not_absolute_phase(one_thread):
+    t = torch.arange(SR) / SR
+    tone = lambda f, ph=0.0: torch.sin(2 * torch.pi * f * t + ph)[None, None]
+    a, noise = tone(220.0) + 0.5 * tone(330.0), torch.randn(1, 1, SR, generator=torch.Generator().manual_seed(0))
+    assert float(phase_distance(a, a)) < 1e-3
+    other_start = float(phase_distance(tone(220.0, 1.3) + 0.5 * tone(330.0, -2.0), a))
+    half_bin_off = float(phase_distance(tone(231.0) + 0.5 * tone(341.0), a))  # 11 Hz: 0.8 rad more per hop
+    assert other_start < 0.05 and half_bin_off > 3 * other_start  # the start phase is free, the frequency is not
+    assert 0.4 < float(phase_distance(noise, a)) < 1.2  # unrelated phases
+    x = a.clone().requires_grad_(True)
+    phase_distance(x + 0.1 * noise, a).backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
 
 def test_codec_decodes_in_chunks_like_one_pass(one_thread):
@@ -252,19 +266,20 @@ def _assert_same(a, b):
         torch.testing.assert_close(a[k], b[k], atol=0, rtol=0)
 
 
-@pytest.mark.parametrize("ema,adv,window,r1", [(0.0, 0.0, 0.0, 0.0), (0.5, 0.1, 0.5, 1.0)])
-def test_resume_is_exact_in_either_stage(one_thread, clip_ds, tmp_path, ema, adv, window, r1):
+@pytest.mark.parametrize("ema,adv,window,r1,phase", [(0.0, 0.0, 0.0, 0.0, 0.0), (0.5, 0.1, 0.5, 1.0, 1.0)])
+def test_resume_is_exact_in_either_stage(one_thread, clip_ds, tmp_path, ema, adv, window, r1, phase):
     """Stage 1 cut at step 2 and resumed, then stage 2 cut at step 2 and resumed == both stages in one go,
     the moving average of the generator and stage 1's critic included."""
     cfg = tiny_cfg("train.codec_steps=4", "train.steps=4", "train.ckpt_every=100", "train.sample_every=100",
-                   f"train.ema={ema}", f"train.codec_adversarial={adv}", f"train.critic_seconds={window}", f"train.r1={r1}")
+                   f"train.ema={ema}", f"train.codec_adversarial={adv}", f"train.critic_seconds={window}", f"train.r1={r1}",
+                   f"train.codec_phase={phase}")
     whole = ct.train_twostage(cfg.copy(), clip_ds, tmp_path / "a", progress=False, log=lambda m: None)
     assert whole.step == 4 and whole.stopped == "done"
     b = tmp_path / "b"
     for codec_steps, steps, resume in ((2, 0, False), (4, 2, True), (4, 4, True)):
         c = tiny_cfg(f"train.codec_steps={codec_steps}", f"train.steps={steps}", "train.ckpt_every=100",
                      "train.sample_every=100", f"train.ema={ema}", f"train.codec_adversarial={adv}",
-                     f"train.critic_seconds={window}", f"train.r1={r1}")
+                     f"train.critic_seconds={window}", f"train.r1={r1}", f"train.codec_phase={phase}")
         ct.train_twostage(c, clip_ds, b, resume=resume, progress=False, log=lambda m: None)
     ca = torch.load(tmp_path / "a" / "codec" / "checkpoints" / "step_0000004.pt", weights_only=False)
     cb = torch.load(b / "codec" / "checkpoints" / "step_0000004.pt", weights_only=False)
@@ -318,6 +333,7 @@ def test_prepare_train_generate_evaluate_end_to_end(one_thread, tmp_path):
     rep = evaluate(tmp_path / "run", n=4, plots=False)
     ae = rep["autoencoder"]
     assert rep["sample_rate"] == SR and np.isfinite(ae["stft_distance"]) and np.isfinite(ae["mel_distance"])
+    assert 0.0 <= ae["tonal_share"]["reconstructed"] <= 1.0 and ae["tonal_share"]["real"] > 0.0
     from fastapi.testclient import TestClient
 
     from djenerator.server.app import create_app
@@ -361,7 +377,7 @@ def test_ema_and_codec_base_config():
     cfg = build_config("bars")
     assert cfg.train.ema == 0.99 and cfg.train.codec_base == "auto"
     assert build_config("laptop").train.ema == 0.999 and build_config("recommended").train.ema == 0.0
-    for bad in ("train.ema=1.0", "train.ema=-0.1", "train.codec_base=''"):
+    for bad in ("train.ema=1.0", "train.ema=-0.1", "train.codec_base=''", "train.codec_phase=-1"):
         with pytest.raises(ConfigError):
             build_config("bars", [], [bad])
     assert build_config("original", [], ["train.ema=0.9"]).train.ema == 0.9  # every GAN loop averages G

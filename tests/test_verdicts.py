@@ -66,6 +66,25 @@ def test_riffs_against_riffs_are_like_real(sets):
     assert _verdicts(sets, "riffs") == ("like real", "like real")
 
 
+def test_pitch_verdict_tells_a_wash_and_a_drone_from_riffs(sets):
+    t = np.arange(T) / SR
+    drone = np.stack([0.3 * np.sin(2 * np.pi * (55.0 + i) * t) + 0.2 * np.sin(2 * np.pi * 3 * (55.0 + i) * t)
+                      for i in range(32)]).astype(np.float32)
+    got = {k: R._noise(x, sets["real"], SR)["tonal_share"]["verdict"]
+           for k, x in [("white", sets["white"]), ("pink", sets["pink"]), ("click", sets["click"]),
+                        ("riffs", sets["riffs"]), ("drone", drone)]}
+    assert got == {"white": "a wash (few harmonic lines)", "pink": "a wash (few harmonic lines)",
+                   "click": "a wash (few harmonic lines)", "riffs": "like real", "drone": "held tones (a drone)"}
+
+
+def test_pitch_verdict_table():
+    v = verdicts.pitch_verdict
+    assert [v(g, 0.4) for g in (0.1, 0.25, 0.4, 0.55, 0.7)] == [
+        "a wash (few harmonic lines)", "fewer harmonic lines than real", "like real", "more harmonic lines than real",
+        "held tones (a drone)"]
+    assert v(float("nan"), 0.4) == "n/a" and v(0.3, 0.0) == "n/a"
+
+
 def test_onset_contrast_separates_noise_from_music(sets):
     c = {k: np.median([rhythm.onset_contrast(x, SR) for x in sets[k][:32]]) for k in ("white", "pink", "riffs")}
     assert c["white"] < verdicts.NOISE_CONTRAST and c["pink"] < verdicts.NOISE_CONTRAST < 2 * verdicts.NOISE_CONTRAST < c["riffs"]

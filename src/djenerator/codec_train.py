@@ -186,10 +186,11 @@ def codec_state(codec: Codec, opt, critic: Critic | None) -> dict:
     return state
 
 
-def codec_step(codec: Codec, opt, critic: Critic | None, real: torch.Tensor, weight: float):
-    """One stage-1 update: reconstruction loss (+ ``weight`` x the critic's, after the critic's own step)."""
+def codec_step(codec: Codec, opt, critic: Critic | None, real: torch.Tensor, weight: float, phase: float = 0.0):
+    """One stage-1 update: reconstruction loss (with ``phase`` x ``phase_distance``) (+ ``weight`` x the critic's,
+    after the critic's own step)."""
     fake = codec(real)
-    loss = reconstruction_loss(codec, fake, real)
+    loss = reconstruction_loss(codec, fake, real, phase_weight=phase)
     if critic is not None:
         critic.step(fake, real)
         loss = loss + weight * critic.g_loss(fake, real)
@@ -231,7 +232,7 @@ def train_codec(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, budge
             if (stopped := budget.halt() or "done") != "done":
                 break
             real = crops(ds, t.seed, step, t.codec_batch, length)
-            loss, fake = codec_step(codec, opt, critic, real, t.codec_adversarial)
+            loss, fake = codec_step(codec, opt, critic, real, t.codec_adversarial, t.codec_phase)
             step += 1
             if step % t.log_every == 0 or step == t.codec_steps:
                 with torch.no_grad():

@@ -87,6 +87,7 @@ class TrainConfig:
     codec_seconds: float = 1.0
     lr_codec: float = 1e-3
     codec_adversarial: float = 0.0  # twostage: weight of a multi-resolution STFT critic (hinge + feature matching) in stage 1; 0 = reconstruction only
+    codec_phase: float = 0.0  # twostage: weight of the phase-step loss (models.codec.phase_distance) in stage 1; 0 = off
     r1: float = 0.0  # twostage: gamma of the R1 penalty, gamma/2 E||grad D(real)||^2 in stage 2's critic loss (0 = off)
     critic_seconds: float = 0.0  # twostage: stage 2's critic sees this much of each real clip, at a random offset (0 = all of it)
     codec_base: str = "none"  # twostage: start stage 1 from a base autoencoder: "auto" (the shipped one for the rate), a file, "none"
@@ -318,5 +319,7 @@ def _validate_model(cfg: Config) -> None:
         raise ConfigError("train.r1 is read by the latent GAN of the two-stage model (model.arch=twostage) only")
     if t.critic_seconds < 0:
         raise ConfigError(f"train.critic_seconds must be 0 (the whole clip) or a length in seconds, got {t.critic_seconds}")
+    if t.codec_phase < 0:
+        raise ConfigError(f"train.codec_phase must be 0 (off) or a positive weight, got {t.codec_phase}")
     if t.codec_adversarial < 0:
         raise ConfigError(f"train.codec_adversarial must be 0 (off) or a positive weight, got {t.codec_adversarial}")

@@ -4,7 +4,8 @@ No verdict reads one number alone: onset rate and the inter-onset-interval histo
 the onsets are chance peaks of a stationary sound (white or pink noise has an onset rate and an IOI
 histogram much like a riff's), so the rhythm verdict first asks whether the onsets stand out
 (``rhythm.onset_contrast``), and the timbre verdict combines spectral flatness, high-frequency energy,
-onset contrast and the shape of the average spectrum.
+onset contrast and the shape of the average spectrum. Pitch has its own verdict (harmonic lines), since
+a wash of noisy pulses can pass every one of those.
 """
 from __future__ import annotations
 
@@ -43,6 +44,21 @@ def noise_verdict(flat_g: float, flat_r: float, hf_g: float, hf_r: float, contra
     if _ok(shape_db) and shape_db > max(SHAPE_FACTOR * (shape_base_db if _ok(shape_base_db) else 0.0), SHAPE_MIN_DB):
         return "timbre unlike real"
     return "like real"
+
+
+def pitch_verdict(tonal_g: float, tonal_r: float) -> str:
+    """Harmonic lines (``metrics.tonal_share``) beside the real clips': 'a wash (few harmonic lines)' under half
+    of real, 'held tones (a drone)' over 1.5x real, 'like real' within 25 %, else fewer or more than real."""
+    if not _ok(tonal_g, tonal_r) or tonal_r <= 0:
+        return "n/a"
+    ratio = tonal_g / tonal_r
+    if ratio < 0.5:
+        return "a wash (few harmonic lines)"
+    if ratio > 1.5:
+        return "held tones (a drone)"
+    if 0.75 <= ratio <= 1.25:
+        return "like real"
+    return "fewer harmonic lines than real" if ratio < 1 else "more harmonic lines than real"
 
 
 def rhythm_verdict(rate_g: float, rate_r: float, ioi: float, ioi_base: float, contrast_g: float = float("nan"),

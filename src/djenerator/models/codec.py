@@ -91,16 +91,23 @@ class Codec(nn.Module):
         h = self.enc(self.enc_in(self.log_mel(audio) / 4.0))
         return torch.tanh(self.enc_out(F.gelu(self.enc_down(h))))
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """latents (B, LATENT_CH, N) -> audio (B, 1, N * frame_samples)."""
+    def spectrum(self, z: torch.Tensor) -> torch.Tensor:
+        """latents (B, LATENT_CH, N) -> the complex STFT the decoder draws (B, n_fft / 2 + 1, 2N)."""
         h = self.dec_in(z)
         h = self.dec_up(F.interpolate(h, scale_factor=2, mode="nearest"))
         h = self.dec_norm(self.dec(h).transpose(1, 2))
         logmag, phase = self.head(h).transpose(1, 2).float().chunk(2, dim=1)
-        spec = torch.polar(torch.exp(logmag.clamp(max=7.0)), phase)
+        return torch.polar(torch.exp(logmag.clamp(max=7.0)), phase)
+
+    def istft(self, spec: torch.Tensor, frames: int) -> torch.Tensor:
+        """A (B, bins, 2 frames) STFT at the decoder's resolution -> audio (B, 1, frames * frame_samples) in [-1, 1]."""
         audio = torch.istft(spec, self.n_fft, self.hop, window=self.window, center=True,
-                            length=z.shape[-1] * self.frame_samples)
+                            length=frames * self.frame_samples)
         return audio.clamp(-1, 1).unsqueeze(1)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """latents (B, LATENT_CH, N) -> audio (B, 1, N * frame_samples)."""
+        return self.istft(self.spectrum(z), z.shape[-1])
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         z = self.encode(audio)
@@ -130,18 +137,50 @@ def mel_distance(codec: Codec, fake: torch.Tensor, real: torch.Tensor) -> torch.
     return (codec.log_mel(fake) - codec.log_mel(real)).abs().mean()
 
 
-def reconstruction_loss(codec: Codec, fake: torch.Tensor, real: torch.Tensor, mel_weight: float = 1.0) -> torch.Tensor:
-    return stft_distance(fake, real) + mel_weight * mel_distance(codec, fake, real)
+def _unit_products(z: torch.Tensor, dim: int) -> torch.Tensor:
+    """z[k] * conj(z[k-1]) along ``dim``, scaled to unit length: the phase step between neighbours."""
+    a, b = z.narrow(dim, 1, z.shape[dim] - 1), z.narrow(dim, 0, z.shape[dim] - 1)
+    p = a * b.conj()
+    return p / (p.abs() + 1e-6)
+
+
+def phase_distance(fake: torch.Tensor, real: torch.Tensor, n_fft: int = 1024, hop: int = 256) -> torch.Tensor:
+    """How far the STFT phase's steps from frame to frame (instantaneous frequency) and bin to bin (group delay)
+    are from the real ones: 1 - cos of each difference (so 2 pi wraps cost nothing), weighted by the real
+    magnitude. The absolute phase is free, as a log-mel encoder cannot know it; its steps are what keep a
+    partial one line instead of a smear. 0 for equal signals, ~1 for unrelated phases."""
+    win = torch.hann_window(n_fft, device=real.device)
+    f, r = (torch.stft(x[:, 0].float(), n_fft, hop, window=win, center=True, return_complex=True) for x in (fake, real))
+    mag = r.abs()
+    total = fake.new_zeros(())
+    for dim in (-1, -2):  # time, frequency
+        w = torch.sqrt(mag.narrow(dim, 1, mag.shape[dim] - 1) * mag.narrow(dim, 0, mag.shape[dim] - 1))
+        cos = (_unit_products(f, dim) * _unit_products(r, dim).conj()).real
+        total = total + (w * (1.0 - cos)).sum() / w.sum().clamp_min(1e-7)
+    return total / 2
+
+
+def reconstruction_loss(codec: Codec, fake: torch.Tensor, real: torch.Tensor, mel_weight: float = 1.0,
+                        phase_weight: float = 0.0) -> torch.Tensor:
+    loss = stft_distance(fake, real) + mel_weight * mel_distance(codec, fake, real)
+    if phase_weight > 0:
+        loss = loss + phase_weight * phase_distance(fake, real, codec.n_fft, codec.hop)
+    return loss
 
 
 @torch.no_grad()
-def reconstruction_report(codec: Codec, clips: np.ndarray) -> dict:
-    """Stage 1's quality on real clips (N, T): multi-resolution STFT distance (spectral convergence + log-magnitude
-    L1) and mean |log-mel difference| of the reconstructions, each beside the same distance between two
-    halves of the real clips swapped (what an unrelated real clip scores)."""
+def reconstruct(codec: Codec, clips: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real clips (N, T) cut to whole latent frames, and the codec's reconstructions of them: both (N, 1, T')."""
     fs = codec.frame_samples
     x = torch.from_numpy(np.asarray(clips, dtype=np.float32)[:, : clips.shape[1] // fs * fs])[:, None]
-    y = torch.cat([codec.eval()(x[i:i + 8]) for i in range(0, len(x), 8)])
+    return x, torch.cat([codec.eval()(x[i:i + 8]) for i in range(0, len(x), 8)])
+
+
+@torch.no_grad()
+def reconstruction_report(codec: Codec, x: torch.Tensor, y: torch.Tensor) -> dict:
+    """Stage 1's quality on real clips ``x`` reconstructed as ``y`` (``reconstruct``): multi-resolution STFT distance
+    (spectral convergence + log-magnitude L1) and mean |log-mel difference|, each beside the same distance between
+    two halves of the real clips swapped (what an unrelated real clip scores)."""
     other = torch.roll(x, 1, dims=0)
     return {"n_clips": len(x), "stft_distance": float(stft_distance(y, x)), "mel_distance": float(mel_distance(codec, y, x)),
             "stft_distance_other_clip": float(stft_distance(other, x)),
