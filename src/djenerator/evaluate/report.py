@@ -575,6 +575,7 @@ def _tempo_cell(t: dict, side: str) -> str:
 def summary_rows(rep: dict) -> list[list[str]]:
     """[metric, generated, real/baseline, verdict] rows for the terminal table."""
     d, no, rh, dv, mem = rep["distribution"], rep["noise"], rep["rhythm"], rep["diversity"], rep["memorisation"]
+    tonal = no.get("tonal_share", {})  # reports written before the pitch measure have none
     kid = d["kid"]
     rows = [
         ["Frechet distance (features)", _fmt(d["frechet"]["generated"]),
@@ -586,8 +587,8 @@ def summary_rows(rep: dict) -> list[list[str]]:
          no["verdict"]],
         [f"energy above {no['hf_ratio']['cutoff_hz'] / 1000:g} kHz", _fmt(no["hf_ratio"]["generated"]),
          _fmt(no["hf_ratio"]["real"]), no["verdict"]],
-        ["harmonic lines (energy share)", _fmt(no.get("tonal_share", {}).get("generated")),
-         _fmt(no.get("tonal_share", {}).get("real")), no.get("tonal_share", {}).get("verdict", "")],
+        ["harmonic lines (energy share)", _fmt(tonal.get("generated")), _fmt(tonal.get("real")),
+         tonal.get("verdict", "")],
         ["onset contrast (noise≈1, music>2)", _fmt(no.get("onset_contrast", {}).get("generated")),
          _fmt(no.get("onset_contrast", {}).get("real")), no["verdict"]],
         ["onset rate (/s)", _fmt(rh["onset_rate"]["generated"]), _fmt(rh["onset_rate"]["real"]), rh["verdict"]],

@@ -117,16 +117,17 @@ class Codec(nn.Module):
 
 
 # --- reconstruction losses (pure functions) --------------------------------------------------------
-def _mag(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+def _stft(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    """Complex STFT of audio (B, 1, T) with a Hann window, centred frames: (B, n_fft / 2 + 1, frames)."""
     win = torch.hann_window(n_fft, device=x.device)
-    return torch.stft(x[:, 0].float(), n_fft, hop, window=win, center=True, return_complex=True).abs()
+    return torch.stft(x[:, 0].float(), n_fft, hop, window=win, center=True, return_complex=True)
 
 
 def stft_distance(fake: torch.Tensor, real: torch.Tensor, resolutions=STFT_RESOLUTIONS) -> torch.Tensor:
     """Multi-resolution STFT loss: mean over resolutions of spectral convergence + log-magnitude L1."""
     total = fake.new_zeros(())
     for n_fft, hop in resolutions:
-        f, r = _mag(fake, n_fft, hop), _mag(real, n_fft, hop)
+        f, r = _stft(fake, n_fft, hop).abs(), _stft(real, n_fft, hop).abs()
         sc = (f - r).norm(dim=(1, 2)) / r.norm(dim=(1, 2)).clamp_min(1e-7)
         total = total + sc.mean() + (torch.log(f + 1e-5) - torch.log(r + 1e-5)).abs().mean()
     return total / len(resolutions)
@@ -149,8 +150,7 @@ def phase_distance(fake: torch.Tensor, real: torch.Tensor, n_fft: int = 1024, ho
     are from the real ones: 1 - cos of each difference (so 2 pi wraps cost nothing), weighted by the real
     magnitude. The absolute phase is free, as a log-mel encoder cannot know it; its steps are what keep a
     partial one line instead of a smear. 0 for equal signals, ~1 for unrelated phases."""
-    win = torch.hann_window(n_fft, device=real.device)
-    f, r = (torch.stft(x[:, 0].float(), n_fft, hop, window=win, center=True, return_complex=True) for x in (fake, real))
+    f, r = _stft(fake, n_fft, hop), _stft(real, n_fft, hop)
     mag = r.abs()
     total = fake.new_zeros(())
     for dim in (-1, -2):  # time, frequency
