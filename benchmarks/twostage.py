@@ -107,7 +107,7 @@ def cmd_recon(a) -> None:
         else:
             from djenerator.models.codec import Codec
 
-            codec = Codec(cfg.data.sample_rate, cfg.model.dim)
+            codec = Codec(cfg.data.sample_rate, cfg.model.dim, phase=cfg.model.decoder_phase)
             ct.start_from_base(codec, a.base, lambda m: None)
         with torch.no_grad():
             rec = codec.eval()(probe)
@@ -139,12 +139,12 @@ def _codec_from(spec: str, sr: int, dim: int):
     from djenerator.checkpoint import CheckpointError, load_checkpoint
     from djenerator.models.codec import Codec
 
-    codec = Codec(sr, dim)
     try:
-        state = load_codec_base(spec)["G"]
+        ck = load_codec_base(spec)
     except CheckpointError:
-        state = load_checkpoint(spec)["G"]
-    codec.load_state_dict(state)
+        ck = load_checkpoint(spec)
+    codec = Codec(sr, dim, phase=ck["config"]["model"].get("decoder_phase", "free"))
+    codec.load_state_dict(ck["G"])
     return codec.eval()
 
 

@@ -109,10 +109,11 @@ def start_from_base(codec: Codec, codec_base: str, log=print, critic: "Critic | 
     fits = shapes == {k: tuple(v.shape) for k, v in base["G"].items()}
     if not fits or int(base["config"]["data"]["sample_rate"]) != codec.sample_rate:
         if codec_base == "auto":
-            log(f"stage 1: the shipped base autoencoder ({path.name}) is for another rate or model.dim; "
+            log(f"stage 1: the shipped base autoencoder ({path.name}) is for another rate, model.dim or model.decoder_phase; "
                 "training the autoencoder from scratch")
             return None
-        raise CheckpointError(f"train.codec_base: {path} is an autoencoder of another rate or model.dim than this run's")
+        raise CheckpointError(f"train.codec_base: {path} is an autoencoder of another rate, model.dim or "
+                              "model.decoder_phase than this run's")
     codec.load_state_dict(base["G"])
     if critic is not None and "D" in base:
         critic.start_from(base["D"], log)
@@ -205,7 +206,7 @@ def train_codec(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, budge
                 progress: bool = True, log=print) -> tuple[Codec, int, str]:
     """Stage 1. Returns (codec in eval mode, steps done, "done" | why it stopped)."""
     t, cdir = cfg.train, run_dir / "codec"
-    codec = Codec(cfg.data.sample_rate, cfg.model.dim)
+    codec = Codec(cfg.data.sample_rate, cfg.model.dim, phase=cfg.model.decoder_phase)
     opt = torch.optim.AdamW(codec.parameters(), lr=t.lr_codec, betas=(0.8, 0.99))
     critic = Critic.build(cfg) if t.codec_adversarial > 0 else None
     ck, start = _resume_state(cdir, resume, "codec"), 0

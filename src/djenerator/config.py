@@ -49,6 +49,7 @@ class ModelConfig:
     tempo_conditioning: bool = False
     beat_grid: bool = False  # spectral G + stft/msd D also read a beat clock (needs tempo_conditioning)
     bpm_range: list[float] = field(default_factory=lambda: [80.0, 160.0])  # one octave: any tempo folds into it
+    decoder_phase: str = "free"  # twostage: stage 1's phase head, a name in models.codec.PHASE_HEADS (free integrated)
 
 
 @dataclass
@@ -303,6 +304,10 @@ def _validate_model(cfg: Config) -> None:
         raise ConfigError(f"model.discriminators must be a non-empty list of {', '.join(DISCRIMINATORS)}, "
                           f"got {m.discriminators}")
     arch = ARCHS[m.arch]
+    from .models.codec import PHASE_HEADS
+
+    if m.decoder_phase not in PHASE_HEADS:
+        raise ConfigError(f"model.decoder_phase must be one of {', '.join(PHASE_HEADS)}, got '{m.decoder_phase}'")
     if m.beat_grid and (not arch.beat_grid or not m.tempo_conditioning):
         grid = ", ".join(f"model.arch={n}" for n, a in ARCHS.items() if a.beat_grid)
         raise ConfigError(f"model.beat_grid needs {grid} and model.tempo_conditioning=true")

@@ -10,6 +10,7 @@ clip (and per latent frame), never from the global RNG.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -67,20 +68,26 @@ def generator_of(ck: dict, device: str | torch.device = "cpu") -> tuple[torch.nn
     return G, cfg, int(ck["step"])
 
 
-@torch.no_grad()
-def forward(G: torch.nn.Module, z: torch.Tensor, cond: torch.Tensor | None = None, style: torch.Tensor | None = None,
-            t0: float = 0.0) -> torch.Tensor:
-    """The one generator call: ``G(z, cond)``, or with ``style`` ``G.render(z, style, cond, t0)`` (a latent frame
-    sequence, see stream.py), on G's device and in eval mode (G's mode is restored after); -> (B, T) float32
-    on the CPU, not clamped (every generator ends in tanh or a clamp)."""
-    device = next(G.parameters()).device
+@contextmanager
+def evaluating(G: torch.nn.Module) -> Iterator[torch.device]:
+    """G in eval mode and without gradients (its mode restored after); yields G's device."""
     was_training = G.training
     G.eval()
     try:
-        c = cond.to(device) if cond is not None else None
-        x = G(z.to(device), c) if style is None else G.render(z.to(device), style.to(device), c, t0=t0)
+        with torch.no_grad():
+            yield next(G.parameters()).device
     finally:
         G.train(was_training)
+
+
+def forward(G: torch.nn.Module, z: torch.Tensor, cond: torch.Tensor | None = None, style: torch.Tensor | None = None,
+            t0: float = 0.0) -> torch.Tensor:
+    """The one generator call: ``G(z, cond)``, or with ``style`` ``G.render(z, style, cond, t0)`` (a latent frame
+    sequence, see stream.py), on G's device and in eval mode; -> (B, T) float32 on the CPU, not clamped (every
+    generator ends in tanh or a clamp)."""
+    with evaluating(G) as device:
+        c = cond.to(device) if cond is not None else None
+        x = G(z.to(device), c) if style is None else G.render(z.to(device), style.to(device), c, t0=t0)
     return x.float().cpu()[:, 0]
 
 

@@ -10,7 +10,9 @@ with real neighbours just like the middle (and like training, see :mod:`djenerat
   frames of overlap on both sides, and yields only its centre; because the generator's output at a
   sample depends on nothing further away than that, the concatenated chunks equal
   :func:`render_piece_one_pass` (to float rounding: convolutions may pick other kernels for other
-  lengths). Memory is that of one chunk, whatever the length.
+  lengths). Memory is that of one chunk, whatever the length. A decoder whose phase is a running sum
+  (``G.carries_phase``) hands its phase from each chunk to the next (``G.render_carry``), so it too
+  equals one pass.
 - Interpolation along time: with ``interpolate_to``, frame k's latent and the style slerp from seed
   A's to seed B's as k goes from the first to the last output frame.
 - :func:`seam_statistics`: are the sample-to-sample jump and the short-frame spectral flux at given
@@ -25,7 +27,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .generate import forward
+from .generate import evaluating, forward
 from .latents import clip_latent, frame_latents, slerp
 
 
@@ -82,22 +84,29 @@ class PiecePlan:
         return slerp(z, zb, t)[None], styles[None]
 
 
-def _render(G: torch.nn.Module, plan: PiecePlan, start: int, stop: int, cond: torch.Tensor | None) -> torch.Tensor:
-    """Latent frames start..stop-1 of the piece through the generator -> (samples,)."""
+def _render(G: torch.nn.Module, plan: PiecePlan, start: int, stop: int, cond: torch.Tensor | None,
+            phase: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Latent frames start..stop-1 of the piece through the generator -> (samples,), and the phase to hand to
+    the next chunk when G's decoder carries one (a running sum over frames; None otherwise)."""
     z, style = plan.latents(start, stop)
     t0 = (start - plan.context) * plan.frame_samples / G.sample_rate  # the piece's clock (beat grid)
-    return forward(G, z, cond, style=style, t0=t0)[0]
+    if not getattr(G, "carries_phase", False):
+        return forward(G, z, cond, style=style, t0=t0)[0], None
+    with evaluating(G) as device:
+        c = cond.to(device) if cond is not None else None
+        audio, phase = G.render_carry(z.to(device), style.to(device), c, t0, phase)
+    return audio.float().cpu()[0, 0], phase
 
 
 def iter_piece(G: torch.nn.Module, plan: PiecePlan, cond: torch.Tensor | None = None,
                chunk_frames: int = 32) -> Iterator[np.ndarray]:
     """Yield the piece as consecutive float32 blocks (``chunk_frames`` latent frames each, the last shorter)."""
     fs, c = plan.frame_samples, plan.context
-    done = 0
+    done, phase = 0, None
     for a in range(c, c + plan.out_frames, max(1, int(chunk_frames))):
         b = min(a + chunk_frames, c + plan.out_frames)
-        audio = _render(G, plan, a - c, b + c, cond)[c * fs:(c + b - a) * fs]
-        audio = audio[: plan.n_samples - done].clamp(-1, 1).numpy()
+        audio, phase = _render(G, plan, a - c, b + c, cond, phase)
+        audio = audio[c * fs:(c + b - a) * fs][: plan.n_samples - done].clamp(-1, 1).numpy()
         done += len(audio)
         yield audio
 
@@ -105,7 +114,7 @@ def iter_piece(G: torch.nn.Module, plan: PiecePlan, cond: torch.Tensor | None = 
 def render_piece_one_pass(G: torch.nn.Module, plan: PiecePlan, cond: torch.Tensor | None = None) -> np.ndarray:
     """The whole latent sequence through the generator at once (memory grows with length; for tests)."""
     c, fs = plan.context, plan.frame_samples
-    audio = _render(G, plan, 0, plan.total, cond)
+    audio = _render(G, plan, 0, plan.total, cond)[0]
     return audio[c * fs: c * fs + plan.n_samples].clamp(-1, 1).numpy()
 
 

@@ -11,6 +11,14 @@ imperfect latents still decode to clean audio. Nothing mixes time steps but conv
 finite reach, so decoding a long latent sequence in overlapping chunks equals one pass
 (``decode_context`` latent frames of overlap on each side).
 
+The phase head is a choice (``PHASE_HEADS``, ``model.decoder_phase``). "free" draws a phase per frame and
+bin, as Vocos does: nothing ties a partial's phase from frame to frame, and the decoder draws a wash.
+"integrated" draws each bin's phase step (its instantaneous frequency: the bin's own rotation per hop plus
+pi x tanh(out)) and sums the steps over frames, as GANSynth's representation does, so a held partial stays one
+line. A running sum alone smears attacks (the alignment across bins that makes a click is lost), so a per-frame
+gate can restart the sum at an impulse's phase (-omega x tau, tau a predicted time offset). Its reach is unbounded,
+so streamed decoding hands the phase from chunk to chunk (``spectrum(z, phase, start)``).
+
 Losses (pure functions below): multi-resolution STFT (spectral convergence + log-magnitude L1) and
 log-mel L1, as in Parallel WaveGAN / Vocos.
 """
@@ -30,6 +38,10 @@ N_MELS = 80
 KERNEL = 7
 LATENT_NOISE = 0.05  # std of the noise on latents during training (decoder robustness)
 STFT_RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))
+RESTART_BIAS = -6.0  # the restart gate starts nearly shut (sigmoid(-6) = 0.0025): a running sum
+
+# name -> whether the phase is a running sum over frames (unbounded reach: streaming carries it)
+PHASE_HEADS = {"free": False, "integrated": True}
 
 
 def codec_hop(sample_rate: int) -> int:
@@ -55,8 +67,12 @@ class ConvNeXt(nn.Module):
 class Codec(nn.Module):
     """``encode(audio) -> latents``, ``decode(latents) -> audio``; ``forward`` = reconstruct (with latent noise in training)."""
 
-    def __init__(self, sample_rate: int, dim: int = 32, enc_blocks: int = 3, dec_blocks: int = 6):
+    def __init__(self, sample_rate: int, dim: int = 32, enc_blocks: int = 3, dec_blocks: int = 6,
+                 phase: str = "free"):
         super().__init__()
+        if phase not in PHASE_HEADS:
+            raise ValueError(f"phase head must be one of {', '.join(PHASE_HEADS)}, got {phase!r}")
+        self.phase, self.carries_phase = phase, PHASE_HEADS[phase]
         self.sample_rate = int(sample_rate)
         self.hop = codec_hop(self.sample_rate)
         self.n_fft = 4 * self.hop
@@ -76,6 +92,12 @@ class Codec(nn.Module):
         self.head = nn.Linear(ch, 2 * self.bins)
         with torch.no_grad():
             self.head.bias[: self.bins].fill_(math.log(0.1 * self.n_fft / math.sqrt(1.5 * self.bins)))
+        if self.carries_phase:
+            self.restart = nn.Linear(ch, 2)  # per frame: restart gate logit, impulse time offset
+            with torch.no_grad():
+                self.restart.bias[0].fill_(RESTART_BIAS)
+            omega = 2 * math.pi * torch.arange(self.bins) / self.n_fft
+            self.register_buffer("omega", omega, persistent=False)
         # decoder reach in latent frames: dec_in + (up conv + blocks + ISTFT overlap) at twice the rate
         fine = 1 + dec_blocks * (KERNEL // 2) + self.n_fft // (2 * self.hop)
         self.decode_context = KERNEL // 2 + math.ceil(fine / 2) + 1
@@ -91,13 +113,37 @@ class Codec(nn.Module):
         h = self.enc(self.enc_in(self.log_mel(audio) / 4.0))
         return torch.tanh(self.enc_out(F.gelu(self.enc_down(h))))
 
-    def spectrum(self, z: torch.Tensor) -> torch.Tensor:
-        """latents (B, LATENT_CH, N) -> the complex STFT the decoder draws (B, n_fft / 2 + 1, 2N)."""
+    def spectrum(self, z: torch.Tensor, phase: torch.Tensor | None = None, start: int = 0) -> torch.Tensor:
+        """latents (B, LATENT_CH, N) -> the complex STFT the decoder draws (B, n_fft / 2 + 1, 2N). For an
+        integrated phase head, ``phase`` (B, bins), unit complex, replaces the running phase before frame
+        ``start``: a streamed chunk continues from where the previous one handed over."""
         h = self.dec_in(z)
         h = self.dec_up(F.interpolate(h, scale_factor=2, mode="nearest"))
         h = self.dec_norm(self.dec(h).transpose(1, 2))
-        logmag, phase = self.head(h).transpose(1, 2).float().chunk(2, dim=1)
-        return torch.polar(torch.exp(logmag.clamp(max=7.0)), phase)
+        logmag, out = self.head(h).transpose(1, 2).float().chunk(2, dim=1)
+        mag = torch.exp(logmag.clamp(max=7.0))
+        if not self.carries_phase:
+            return torch.polar(mag, out)
+        gate, tau = self.restart(h).float().unbind(-1)  # (B, frames) each
+        return mag * self._integrate(out, gate, tau, phase, start)
+
+    def _integrate(self, out: torch.Tensor, gate: torch.Tensor, tau: torch.Tensor, phase: torch.Tensor | None,
+                   start: int) -> torch.Tensor:
+        """Unit phasors (B, bins, frames): u_t = (1 - g_t) u_{t-1} e^{i step_t} + g_t e^{-i omega tau_t}, renormalised;
+        step = the bin's rotation per hop + pi tanh(out), g = sigmoid(gate), tau = hop tanh(tau) samples."""
+        step = torch.polar(torch.ones_like(out), self.omega[:, None] * self.hop + math.pi * torch.tanh(out))
+        g = torch.sigmoid(gate)[:, None]
+        impulse = torch.polar(g.expand_as(out), -self.omega[:, None] * (self.hop * torch.tanh(tau))[:, None])
+        carry = (1 - g) * step
+        u = torch.ones_like(step[..., 0])
+        frames = []
+        for t in range(out.shape[-1]):
+            if t == start and phase is not None:
+                u = phase.to(u)
+            u = carry[..., t] * u + impulse[..., t]
+            u = u / (u.abs() + 1e-6)
+            frames.append(u)
+        return torch.stack(frames, -1)
 
     def istft(self, spec: torch.Tensor, frames: int) -> torch.Tensor:
         """A (B, bins, 2 frames) STFT at the decoder's resolution -> audio (B, 1, frames * frame_samples) in [-1, 1]."""
@@ -106,7 +152,7 @@ class Codec(nn.Module):
         return audio.clamp(-1, 1).unsqueeze(1)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """latents (B, LATENT_CH, N) -> audio (B, 1, N * frame_samples)."""
+        """latents (B, LATENT_CH, N) -> audio (B, 1, N * frame_samples) (an integrated phase starts at 0)."""
         return self.istft(self.spectrum(z), z.shape[-1])
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:

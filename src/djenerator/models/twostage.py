@@ -195,7 +195,7 @@ class TwoStageGenerator(nn.Module):
         super().__init__()
         m, d = cfg.model, cfg.data
         self.sample_rate, self.clip_samples = int(d.sample_rate), int(d.clip_samples)
-        self.codec = Codec(self.sample_rate, m.dim)
+        self.codec = Codec(self.sample_rate, m.dim, phase=m.decoder_phase)
         rate = self.sample_rate / self.codec.frame_samples
         self.latent = LatentGenerator(m.latent_dim, m.dim, m.tempo_conditioning, m.bpm_range, rate)
         self.latent_dim, self.frame_dim = int(m.latent_dim), FRAME_DIM
@@ -210,6 +210,23 @@ class TwoStageGenerator(nn.Module):
                t0: float = 0.0) -> torch.Tensor:
         """(B, FRAME_DIM, N) slow latents -> (B, 1, N * frame_samples) audio (crop context_frames per side)."""
         return self.codec.decode(self.latent(z_seq, style, cond, t0))
+
+    @property
+    def carries_phase(self) -> bool:
+        return self.codec.carries_phase
+
+    def render_carry(self, z_seq: torch.Tensor, style: torch.Tensor, cond: torch.Tensor | None, t0: float,
+                     phase: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``render`` for one chunk of a streamed piece when the decoder's phase is a running sum: ``phase``, handed
+        on by the previous chunk (None for the first), replaces the sum one window (n_fft) before this chunk's kept
+        audio, where both chunks' decoders see their full context; returns the audio and the phase to hand on,
+        taken just before the next chunk's hand-over frame."""
+        lat = self.latent(z_seq, style, cond, t0)
+        per = SLOW * self.codec.frame_samples // self.codec.hop  # STFT frames per slow frame
+        early = self.codec.n_fft // self.codec.hop
+        spec = self.codec.spectrum(lat, phase, start=per * self.context_frames - early)
+        hand = spec[..., per * (z_seq.shape[-1] - self.context_frames) - early - 1]
+        return self.codec.istft(spec, lat.shape[-1]), hand / hand.abs().clamp_min(1e-12)
 
     def _sequence(self, z: torch.Tensor, n: int) -> torch.Tensor:
         return SpectralGenerator._sequence(self, z, n)  # random in training, seeded by z's bytes in eval
