@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--every", type=int, default=500, help="checkpoint every N steps (all kept)")
     ap.add_argument("--adversarial", type=float, default=0.0,
                     help="train.codec_adversarial: weight of the multi-resolution STFT critic (0 = reconstruction only)")
+    ap.add_argument("--set", action="append", default=[], help="a config override for every leg, e.g. model.dim=24")
     ap.add_argument("--no-train", action="store_true", help="only export the latest checkpoint")
     ap.add_argument("--out", type=Path, default=ROOT / "src" / "djenerator" / "base" / "codec_bars.pt")
     a = ap.parse_args(argv)
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = build_config("bars", overrides=["train.codec_base=none", f"train.codec_steps={a.steps}",
                                           f"train.codec_adversarial={a.adversarial}",
                                           f"train.ckpt_every={a.every}", "train.keep_checkpoints=1000",
-                                          f"train.sample_every={a.every * 4}", "train.log_every=50"])
+                                          f"train.sample_every={a.every * 4}", "train.log_every=50", *a.set])
     data = a.work / "dataset"
     if not (data / "manifest.json").is_file():
         raw = raw_folder(a.work, a.riffs, a.riff_seed, cfg.data.sample_rate)
@@ -121,7 +122,8 @@ def main(argv: list[str] | None = None) -> None:
     legs = [leg for leg in read_legs(run) if leg["to"] <= step] or [{"from": 0, "to": step, "adversarial": 0.0}]
     cmd = "; then ".join(f"OMP_NUM_THREADS=1 python benchmarks/train_base_codec.py --steps {leg['to']} --cpu-minutes 100000 "
                          f"--riffs {a.riffs} --riff-seed {a.riff_seed} --every {a.every}"
-                         + (f" --adversarial {leg['adversarial']}" if leg["adversarial"] else "") for leg in legs)
+                         + (f" --adversarial {leg['adversarial']}" if leg["adversarial"] else "")
+                         + "".join(f" --set {o}" for o in a.set) for leg in legs)
     prov = {"command": cmd, "step": step, "preset": "bars", "clips": len(ds),
             "legs": legs,
             "data": {"riffs": f"djenerator synth: {a.riffs} riffs of 30 s, seeds {a.riff_seed}-{a.riff_seed + a.riffs - 1} "

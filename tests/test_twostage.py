@@ -106,7 +106,7 @@ def test_codec_decodes_in_chunks_like_one_pass(one_thread, phase):
         full = c.spectrum(z)
         one = c.istft(full, 60)
         hand = full[..., 2 * 20 - 5]  # the hand-over frame is 4 STFT frames before the kept audio
-        spec = c.spectrum(z[:, :, 20 - k:40 + k], hand / hand.abs(), start=2 * k - 4)
+        spec = c.spectrum(z[:, :, 20 - k:40 + k], hand.angle(), start=2 * k - 4)
         part = c.istft(spec, 20 + 2 * k)[:, :, k * fs:(k + 20) * fs]
         alone = c.decode(z[:, :, 20 - k:40 + k])[:, :, k * fs:(k + 20) * fs]
     torch.testing.assert_close(part, one[:, :, 20 * fs:40 * fs], atol=1e-5, rtol=0)
@@ -114,19 +114,18 @@ def test_codec_decodes_in_chunks_like_one_pass(one_thread, phase):
     assert torch.allclose(alone, part, atol=1e-5) == (phase == "free")
 
 
-def test_integrated_phase_holds_a_partial_and_restarts_at_an_impulse(one_thread):
-    """With the gate shut and no frequency deviation, a bin's phase turns by its own rotation per hop (a steady
-    partial); with the gate open and offset tau, every bin's phase is -omega tau (an impulse at tau)."""
-    c = Codec(SR, dim=4, enc_blocks=1, dec_blocks=1, phase="integrated")
-    b, frames = c.bins, 6
-    out, tau = torch.zeros(1, b, frames), torch.full((1, frames), 0.5)
-    u = c._integrate(out, torch.full((1, frames), -50.0), tau, None, 0)
-    turn = u[..., 1:] * u[..., :-1].conj()
-    want = torch.polar(torch.ones(b), c.omega * c.hop)[None, :, None].expand_as(turn)
-    torch.testing.assert_close(turn, want, atol=1e-4, rtol=0)
-    u = c._integrate(out, torch.full((1, frames), 50.0), tau, None, 0)
-    want = torch.polar(torch.ones(b), -c.omega * c.hop * float(np.tanh(0.5)))[None, :, None].expand_as(u)
-    torch.testing.assert_close(u, want, atol=1e-4, rtol=0)
+def test_integrated_phase_turns_each_bin_by_its_own_rotation_when_the_head_says_nothing(one_thread):
+    """With the head's phase output at 0, every bin's phase turns by 2 pi k hop / n_fft per frame, a steady
+    partial at the bin's centre: so a held note is one line, whatever the decoder's magnitude does."""
+    c = Codec(SR, dim=4, enc_blocks=1, dec_blocks=1, phase="integrated").eval()
+    with torch.no_grad():
+        c.head.weight[c.bins:].zero_()
+        c.head.bias[c.bins:].zero_()
+        spec = c.spectrum(torch.rand(1, LATENT_CH, 8) * 2 - 1)
+    turn = spec[..., 1:] / spec[..., 1:].abs() * (spec[..., :-1] / spec[..., :-1].abs()).conj()
+    k = torch.arange(c.bins, dtype=torch.float64)
+    want = torch.polar(torch.ones(c.bins, dtype=torch.float64), 2 * np.pi * k * c.hop / c.n_fft).to(turn.dtype)
+    torch.testing.assert_close(turn, want[None, :, None].expand_as(turn), atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize("clip", [16384, 30000, 131072])
@@ -454,6 +453,10 @@ def test_codec_base_loads_weights_only_and_seeds_stage1(one_thread, clip_ds, tmp
     logs.clear()
     assert ct.start_from_base(codec, "auto", logs.append) is None and "from scratch" in logs[0]
     assert ct.start_from_base(Codec(SR, 4), "auto", logs.append) == out
+    # same shapes, but the phase half of the head means something else: skipped when auto, refused when named
+    assert ct.start_from_base(Codec(SR, 4, phase="integrated"), "auto", logs.append) is None
+    with pytest.raises(CheckpointError, match="decoder_phase"):
+        ct.start_from_base(Codec(SR, 4, phase="integrated"), str(out))
     (tmp_path / "junk.pt").write_bytes(b"not a base")
     with pytest.raises(CheckpointError):
         ct.start_from_base(codec, str(tmp_path / "junk.pt"))

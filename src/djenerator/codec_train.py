@@ -107,6 +107,7 @@ def start_from_base(codec: Codec, codec_base: str, log=print, critic: "Critic | 
     base = load_codec_base(path)
     shapes = {k: tuple(v.shape) for k, v in codec.state_dict().items()}
     fits = shapes == {k: tuple(v.shape) for k, v in base["G"].items()}
+    fits = fits and base["config"]["model"].get("decoder_phase", "free") == codec.phase  # same shapes, other meaning
     if not fits or int(base["config"]["data"]["sample_rate"]) != codec.sample_rate:
         if codec_base == "auto":
             log(f"stage 1: the shipped base autoencoder ({path.name}) is for another rate, model.dim or model.decoder_phase; "

@@ -15,9 +15,8 @@ The phase head is a choice (``PHASE_HEADS``, ``model.decoder_phase``). "free" dr
 bin, as Vocos does: nothing ties a partial's phase from frame to frame, and the decoder draws a wash.
 "integrated" draws each bin's phase step (its instantaneous frequency: the bin's own rotation per hop plus
 pi x tanh(out)) and sums the steps over frames, as GANSynth's representation does, so a held partial stays one
-line. A running sum alone smears attacks (the alignment across bins that makes a click is lost), so a per-frame
-gate can restart the sum at an impulse's phase (-omega x tau, tau a predicted time offset). Its reach is unbounded,
-so streamed decoding hands the phase from chunk to chunk (``spectrum(z, phase, start)``).
+line. The price is attacks: a running sum cannot align the bins' phases at a click. Its reach is unbounded, so
+streamed decoding hands the phase from chunk to chunk (``spectrum(z, phase, start)``).
 
 Losses (pure functions below): multi-resolution STFT (spectral convergence + log-magnitude L1) and
 log-mel L1, as in Parallel WaveGAN / Vocos.
@@ -38,7 +37,6 @@ N_MELS = 80
 KERNEL = 7
 LATENT_NOISE = 0.05  # std of the noise on latents during training (decoder robustness)
 STFT_RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))
-RESTART_BIAS = -6.0  # the restart gate starts nearly shut (sigmoid(-6) = 0.0025): a running sum
 
 # name -> whether the phase is a running sum over frames (unbounded reach: streaming carries it)
 PHASE_HEADS = {"free": False, "integrated": True}
@@ -92,12 +90,9 @@ class Codec(nn.Module):
         self.head = nn.Linear(ch, 2 * self.bins)
         with torch.no_grad():
             self.head.bias[: self.bins].fill_(math.log(0.1 * self.n_fft / math.sqrt(1.5 * self.bins)))
-        if self.carries_phase:
-            self.restart = nn.Linear(ch, 2)  # per frame: restart gate logit, impulse time offset
-            with torch.no_grad():
-                self.restart.bias[0].fill_(RESTART_BIAS)
-            omega = 2 * math.pi * torch.arange(self.bins) / self.n_fft
-            self.register_buffer("omega", omega, persistent=False)
+        # each bin's own phase turn per hop (the running sum's centre)
+        turn = torch.remainder(2 * math.pi * self.hop * torch.arange(self.bins, dtype=torch.float64) / self.n_fft, 2 * math.pi)
+        self.register_buffer("turn", turn.float(), persistent=False)
         # decoder reach in latent frames: dec_in + (up conv + blocks + ISTFT overlap) at twice the rate
         fine = 1 + dec_blocks * (KERNEL // 2) + self.n_fft // (2 * self.hop)
         self.decode_context = KERNEL // 2 + math.ceil(fine / 2) + 1
@@ -115,8 +110,8 @@ class Codec(nn.Module):
 
     def spectrum(self, z: torch.Tensor, phase: torch.Tensor | None = None, start: int = 0) -> torch.Tensor:
         """latents (B, LATENT_CH, N) -> the complex STFT the decoder draws (B, n_fft / 2 + 1, 2N). For an
-        integrated phase head, ``phase`` (B, bins), unit complex, replaces the running phase before frame
-        ``start``: a streamed chunk continues from where the previous one handed over."""
+        integrated phase head, ``phase`` (B, bins) in radians replaces the running sum before frame ``start``: a
+        streamed chunk continues from where the previous one handed over."""
         h = self.dec_in(z)
         h = self.dec_up(F.interpolate(h, scale_factor=2, mode="nearest"))
         h = self.dec_norm(self.dec(h).transpose(1, 2))
@@ -124,26 +119,13 @@ class Codec(nn.Module):
         mag = torch.exp(logmag.clamp(max=7.0))
         if not self.carries_phase:
             return torch.polar(mag, out)
-        gate, tau = self.restart(h).float().unbind(-1)  # (B, frames) each
-        return mag * self._integrate(out, gate, tau, phase, start)
-
-    def _integrate(self, out: torch.Tensor, gate: torch.Tensor, tau: torch.Tensor, phase: torch.Tensor | None,
-                   start: int) -> torch.Tensor:
-        """Unit phasors (B, bins, frames): u_t = (1 - g_t) u_{t-1} e^{i step_t} + g_t e^{-i omega tau_t}, renormalised;
-        step = the bin's rotation per hop + pi tanh(out), g = sigmoid(gate), tau = hop tanh(tau) samples."""
-        step = torch.polar(torch.ones_like(out), self.omega[:, None] * self.hop + math.pi * torch.tanh(out))
-        g = torch.sigmoid(gate)[:, None]
-        impulse = torch.polar(g.expand_as(out), -self.omega[:, None] * (self.hop * torch.tanh(tau))[:, None])
-        carry = (1 - g) * step
-        u = torch.ones_like(step[..., 0])
-        frames = []
-        for t in range(out.shape[-1]):
-            if t == start and phase is not None:
-                u = phase.to(u)
-            u = carry[..., t] * u + impulse[..., t]
-            u = u / (u.abs() + 1e-6)
-            frames.append(u)
-        return torch.stack(frames, -1)
+        step = (self.turn[:, None] + math.pi * torch.tanh(out)).double()  # float64: a long sum stays precise
+        if phase is None:
+            total = torch.cumsum(step, -1)
+        else:  # the hand-over: the sum restarts from ``phase`` just before frame ``start``
+            total = torch.cat([torch.cumsum(step[..., :start], -1),
+                               phase.double()[..., None] + torch.cumsum(step[..., start:], -1)], -1)
+        return torch.polar(mag, torch.remainder(total, 2 * math.pi).float())
 
     def istft(self, spec: torch.Tensor, frames: int) -> torch.Tensor:
         """A (B, bins, 2 frames) STFT at the decoder's resolution -> audio (B, 1, frames * frame_samples) in [-1, 1]."""

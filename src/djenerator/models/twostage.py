@@ -225,8 +225,8 @@ class TwoStageGenerator(nn.Module):
         per = SLOW * self.codec.frame_samples // self.codec.hop  # STFT frames per slow frame
         early = self.codec.n_fft // self.codec.hop
         spec = self.codec.spectrum(lat, phase, start=per * self.context_frames - early)
-        hand = spec[..., per * (z_seq.shape[-1] - self.context_frames) - early - 1]
-        return self.codec.istft(spec, lat.shape[-1]), hand / hand.abs().clamp_min(1e-12)
+        hand = spec[..., per * (z_seq.shape[-1] - self.context_frames) - early - 1].angle()
+        return self.codec.istft(spec, lat.shape[-1]), hand
 
     def _sequence(self, z: torch.Tensor, n: int) -> torch.Tensor:
         return SpectralGenerator._sequence(self, z, n)  # random in training, seeded by z's bytes in eval
