@@ -7,8 +7,8 @@
 
 h = 256 at 22.05 kHz, so the latents run at ~43 frames/s (one per 2h = 512 samples). They are bounded by
 tanh, and during training a little Gaussian noise is added before the decoder, so that stage 2's
-imperfect latents still decode to clean audio. Nothing mixes time steps but convolutions with a
-finite reach, so decoding a long latent sequence in overlapping chunks equals one pass
+imperfect latents still decode to clean audio. With the free phase head nothing mixes time steps but
+convolutions with a finite reach, so decoding a long latent sequence in overlapping chunks equals one pass
 (``decode_context`` latent frames of overlap on each side).
 
 The phase head is a choice (``PHASE_HEADS``, ``model.decoder_phase``). "free" draws a phase per frame and
