@@ -151,11 +151,12 @@ def _codec_from(spec: str, sr: int, dim: int):
 def cmd_lines(a) -> None:
     """Where stage 1 loses harmonic lines: ``metrics.tonal_share`` of the 16 probe crops of DATA, of each codec's
     reconstructions, and of the two halves swapped in: the real STFT magnitude with the decoder's phase, and the
-    decoder's magnitude with the real phase."""
+    decoder's magnitude with the real phase; and ``lobe_coherence`` of the real and the drawn STFT."""
     from djenerator import codec_train as ct
     from djenerator.config import build_config
     from djenerator.data.dataset import ClipDataset
     from djenerator.evaluate.metrics import tonal_share
+    from djenerator.models.codec import lobe_coherence
 
     cfg = build_config("bars")
     sr = cfg.data.sample_rate
@@ -172,7 +173,9 @@ def cmd_lines(a) -> None:
             swap = lambda mag, ph: codec.istft(torch.polar(mag.abs(), ph.angle()), z.shape[-1])
             print({"codec": label, "real": share(x), "reconstructed": share(codec.istft(drawn, z.shape[-1])),
                    "real magnitude, decoder phase": share(swap(real, drawn)),
-                   "decoder magnitude, real phase": share(swap(drawn, real))}, flush=True)
+                   "decoder magnitude, real phase": share(swap(drawn, real)),
+                   "lobe coherence real": round(float(lobe_coherence(real)), 2),
+                   "lobe coherence drawn": round(float(lobe_coherence(drawn)), 2)}, flush=True)
 
 
 def cmd_recon_png(a) -> None:

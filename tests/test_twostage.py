@@ -11,7 +11,8 @@ from djenerator.data.dataset import ClipDataset
 from djenerator.ema import Ema
 from djenerator.generate import generate_long
 from djenerator.models import build_discriminator, build_generator
-from djenerator.models.codec import LATENT_CH, Codec, mel_distance, phase_distance, reconstruction_loss, stft_distance
+from djenerator.models.codec import (LATENT_CH, Codec, lobe_coherence, lock_to_peaks, mel_distance, phase_distance,
+                                     reconstruction_loss, stft_distance)
 from djenerator.stream import PiecePlan, iter_piece, render_piece_one_pass
 
 SR = 22050
@@ -95,7 +96,21 @@ def test_phase_distance_sees_phase_steps_not_absolute_phase(one_thread):
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("phase", ["free", "integrated"])
+def test_lobe_coherence_reads_a_partials_bins_half_a_turn_apart(one_thread):
+    """A sine at a bin's centre under a Hann window: its two neighbours are exactly pi from it (DFT of the
+    window: +-1/2 at bins +-1), so 1; the same magnitudes with each bin's phase drawn at random read ~0."""
+    n_fft, hop = 1024, 256
+    t = torch.arange(SR) / SR
+    x = torch.sin(2 * torch.pi * (40 * SR / n_fft) * t) + 0.5 * torch.sin(2 * torch.pi * (97.3 * SR / n_fft) * t)
+    spec = torch.stft(x[None], n_fft, hop, window=torch.hann_window(n_fft), center=True, return_complex=True)
+    assert float(lobe_coherence(spec)) > 0.9
+    one_bin = spec[:, 38:43]  # bins 38-42: the on-centre sine's lobe (peak 40) and nothing else
+    assert abs(float(lobe_coherence(one_bin)) - 1.0) < 1e-3
+    drawn = torch.polar(spec.abs(), 2 * torch.pi * torch.rand(spec.shape, generator=torch.Generator().manual_seed(0)))
+    assert abs(float(lobe_coherence(drawn))) < 0.15
+
+
+@pytest.mark.parametrize("phase", ["free", "integrated", "locked"])
 def test_codec_decodes_in_chunks_like_one_pass(one_thread, phase):
     """A chunk with decode_context frames each side equals the one pass; a running-sum phase needs the phase
     of the frame before the chunk's hand-over frame, and without it the chunk differs."""
@@ -103,14 +118,14 @@ def test_codec_decodes_in_chunks_like_one_pass(one_thread, phase):
     z = torch.rand(1, LATENT_CH, 60) * 2 - 1
     k, fs = c.decode_context, c.frame_samples
     with torch.no_grad():
-        full = c.spectrum(z)
+        full, total = c.spectrum_and_sum(z)
         one = c.istft(full, 60)
-        hand = full[..., 2 * 20 - 5]  # the hand-over frame is 4 STFT frames before the kept audio
-        spec = c.spectrum(z[:, :, 20 - k:40 + k], hand.angle(), start=2 * k - 4)
+        hand = total[..., 2 * 20 - 5]  # the hand-over frame is 4 STFT frames before the kept audio
+        spec = c.spectrum(z[:, :, 20 - k:40 + k], hand, start=2 * k - 4)
         part = c.istft(spec, 20 + 2 * k)[:, :, k * fs:(k + 20) * fs]
         alone = c.decode(z[:, :, 20 - k:40 + k])[:, :, k * fs:(k + 20) * fs]
     torch.testing.assert_close(part, one[:, :, 20 * fs:40 * fs], atol=1e-5, rtol=0)
-    assert c.carries_phase == (phase == "integrated")
+    assert c.carries_phase == (phase != "free")
     assert torch.allclose(alone, part, atol=1e-5) == (phase == "free")
 
 
@@ -126,6 +141,18 @@ def test_integrated_phase_turns_each_bin_by_its_own_rotation_when_the_head_says_
     k = torch.arange(c.bins, dtype=torch.float64)
     want = torch.polar(torch.ones(c.bins, dtype=torch.float64), 2 * np.pi * k * c.hop / c.n_fft).to(turn.dtype)
     torch.testing.assert_close(turn, want[None, :, None].expand_as(turn), atol=1e-4, rtol=0)
+
+
+def test_lock_to_peaks_gives_each_bin_its_nearest_peaks_phase_plus_half_turns():
+    """Peaks at bins 2 and 7 of 10 (ties go to the lower peak): the lobes take their peak's phase plus pi per
+    bin away, checked against the assignment written out by hand; a peak's own phase is kept."""
+    logmag = torch.tensor([0.0, 1.0, 3.0, 1.0, 0.5, 0.2, 2.0, 4.0, 1.0, 0.0])[None, :, None]
+    phase = torch.linspace(0.1, 1.0, 10, dtype=torch.float64)[None, :, None]
+    nearest = [2, 2, 2, 2, 2, 7, 7, 7, 7, 7]  # bin 4: 2 away from 2, 3 from 7; bin 5: 3 and 2
+    want = torch.tensor([phase[0, p, 0] + np.pi * (k - p) for k, p in enumerate(nearest)], dtype=torch.float64)
+    torch.testing.assert_close(lock_to_peaks(phase, logmag)[0, :, 0], want)
+    drawn = torch.polar(torch.exp(logmag), lock_to_peaks(phase, logmag).float())
+    assert float(lobe_coherence(drawn)) > 0.99  # the measure of a partial's lobe reads it as one
 
 
 @pytest.mark.parametrize("clip", [16384, 30000, 131072])
@@ -159,7 +186,7 @@ def test_training_window_equals_the_full_rendering(one_thread):
         G.latent(zs, z, cond, -0.3, window=(reach - 1, 64))
 
 
-@pytest.mark.parametrize("phase", ["free", "integrated"])
+@pytest.mark.parametrize("phase", ["free", "integrated", "locked"])
 def test_streamed_equals_one_pass(one_thread, phase):
     cfg = tiny_cfg(f"model.decoder_phase={phase}")
     G = build_generator(cfg).eval()
@@ -279,7 +306,7 @@ def test_config_pairs_arch_and_discriminator():
         build_config("bars", [], ["model.discriminators=[stft]"])
     with pytest.raises(ConfigError):
         build_config("spectral", [], ["model.discriminators=[latent]"])
-    with pytest.raises(ConfigError, match="decoder_phase must be one of free, integrated"):
+    with pytest.raises(ConfigError, match="decoder_phase must be one of free, integrated, locked"):
         build_config("bars", [], ["model.decoder_phase=smooth"])
 
 
