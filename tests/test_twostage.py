@@ -11,7 +11,7 @@ from djenerator.data.dataset import ClipDataset
 from djenerator.ema import Ema
 from djenerator.generate import generate_long
 from djenerator.models import build_discriminator, build_generator
-from djenerator.models.codec import (LATENT_CH, Codec, lobe_coherence, lock_to_peaks, mel_distance, phase_distance,
+from djenerator.models.codec import (LATENT_CH, Codec, lobe_coherence, mel_distance, phase_distance,
                                      reconstruction_loss, stft_distance)
 from djenerator.stream import PiecePlan, iter_piece, render_piece_one_pass
 
@@ -110,7 +110,7 @@ def test_lobe_coherence_reads_a_partials_bins_half_a_turn_apart(one_thread):
     assert abs(float(lobe_coherence(drawn))) < 0.15
 
 
-@pytest.mark.parametrize("phase", ["free", "integrated", "locked"])
+@pytest.mark.parametrize("phase", ["free", "integrated"])
 def test_codec_decodes_in_chunks_like_one_pass(one_thread, phase):
     """A chunk with decode_context frames each side equals the one pass; a running-sum phase needs the phase
     of the frame before the chunk's hand-over frame, and without it the chunk differs."""
@@ -125,7 +125,7 @@ def test_codec_decodes_in_chunks_like_one_pass(one_thread, phase):
         part = c.istft(spec, 20 + 2 * k)[:, :, k * fs:(k + 20) * fs]
         alone = c.decode(z[:, :, 20 - k:40 + k])[:, :, k * fs:(k + 20) * fs]
     torch.testing.assert_close(part, one[:, :, 20 * fs:40 * fs], atol=1e-5, rtol=0)
-    assert c.carries_phase == (phase != "free")
+    assert c.carries_phase == (phase == "integrated")
     assert torch.allclose(alone, part, atol=1e-5) == (phase == "free")
 
 
@@ -141,18 +141,6 @@ def test_integrated_phase_turns_each_bin_by_its_own_rotation_when_the_head_says_
     k = torch.arange(c.bins, dtype=torch.float64)
     want = torch.polar(torch.ones(c.bins, dtype=torch.float64), 2 * np.pi * k * c.hop / c.n_fft).to(turn.dtype)
     torch.testing.assert_close(turn, want[None, :, None].expand_as(turn), atol=1e-4, rtol=0)
-
-
-def test_lock_to_peaks_gives_each_bin_its_nearest_peaks_phase_plus_half_turns():
-    """Peaks at bins 2 and 7 of 10 (ties go to the lower peak): the lobes take their peak's phase plus pi per
-    bin away, checked against the assignment written out by hand; a peak's own phase is kept."""
-    logmag = torch.tensor([0.0, 1.0, 3.0, 1.0, 0.5, 0.2, 2.0, 4.0, 1.0, 0.0])[None, :, None]
-    phase = torch.linspace(0.1, 1.0, 10, dtype=torch.float64)[None, :, None]
-    nearest = [2, 2, 2, 2, 2, 7, 7, 7, 7, 7]  # bin 4: 2 away from 2, 3 from 7; bin 5: 3 and 2
-    want = torch.tensor([phase[0, p, 0] + np.pi * (k - p) for k, p in enumerate(nearest)], dtype=torch.float64)
-    torch.testing.assert_close(lock_to_peaks(phase, logmag)[0, :, 0], want)
-    drawn = torch.polar(torch.exp(logmag), lock_to_peaks(phase, logmag).float())
-    assert float(lobe_coherence(drawn)) > 0.99  # the measure of a partial's lobe reads it as one
 
 
 @pytest.mark.parametrize("clip", [16384, 30000, 131072])
@@ -186,7 +174,7 @@ def test_training_window_equals_the_full_rendering(one_thread):
         G.latent(zs, z, cond, -0.3, window=(reach - 1, 64))
 
 
-@pytest.mark.parametrize("phase", ["free", "integrated", "locked"])
+@pytest.mark.parametrize("phase", ["free", "integrated"])
 def test_streamed_equals_one_pass(one_thread, phase):
     cfg = tiny_cfg(f"model.decoder_phase={phase}")
     G = build_generator(cfg).eval()
@@ -306,7 +294,7 @@ def test_config_pairs_arch_and_discriminator():
         build_config("bars", [], ["model.discriminators=[stft]"])
     with pytest.raises(ConfigError):
         build_config("spectral", [], ["model.discriminators=[latent]"])
-    with pytest.raises(ConfigError, match="decoder_phase must be one of free, integrated, locked"):
+    with pytest.raises(ConfigError, match="decoder_phase must be one of free, integrated"):
         build_config("bars", [], ["model.decoder_phase=smooth"])
 
 

@@ -17,9 +17,8 @@ bin, as Vocos does: nothing ties a partial's phase from frame to frame, and the 
 pi x tanh(out)) and sums the steps over frames, as GANSynth's representation does, so a held partial stays one
 line. The price is attacks: a running sum cannot align the bins' phases at a click. Nor does it relate
 neighbouring bins, so the bins of one partial's lobe are phased at random (``lobe_coherence`` ~0, real
-music ~0.8). "locked" sums the same way and then gives each bin its magnitude peak's phase plus pi per bin
-(``lock_to_peaks``). The running sum's reach is unbounded, so streamed decoding hands it from chunk to chunk
-(``spectrum_and_sum``; ``spectrum(z, phase, start)``).
+music ~0.8; docs/two-stage.md, round 7). The running sum's reach is unbounded, so streamed decoding hands it
+from chunk to chunk (``spectrum_and_sum``; ``spectrum(z, phase, start)``).
 
 Losses (pure functions below): multi-resolution STFT (spectral convergence + log-magnitude L1) and
 log-mel L1, as in Parallel WaveGAN / Vocos.
@@ -41,11 +40,8 @@ KERNEL = 7
 LATENT_NOISE = 0.05  # std of the noise on latents during training (decoder robustness)
 STFT_RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))
 
-# name -> running: the phase is a running sum over frames (unbounded reach: streaming carries it);
-#         locked: each bin takes its magnitude peak's running phase, neighbours half a turn apart
-PHASE_HEADS = {"free": {"running": False, "locked": False},
-               "integrated": {"running": True, "locked": False},
-               "locked": {"running": True, "locked": True}}
+# name -> whether the phase is a running sum over frames (unbounded reach: streaming carries it)
+PHASE_HEADS = {"free": False, "integrated": True}
 
 
 def codec_hop(sample_rate: int) -> int:
@@ -68,21 +64,6 @@ class ConvNeXt(nn.Module):
         return x + (self.pw2(F.gelu(self.pw1(h))) * self.gamma).transpose(1, 2)
 
 
-def lock_to_peaks(phase: torch.Tensor, logmag: torch.Tensor) -> torch.Tensor:
-    """Identity phase locking (Laroche and Dolson 1999): each bin takes the phase of its nearest magnitude peak
-    (B, bins, frames) plus pi per bin away from it, as a held partial's lobe has under a Hann window with centred
-    frames. Per frame, so it adds no reach; the peaks come from ``logmag`` and carry no gradient."""
-    bins = logmag.shape[1]
-    edge = torch.full_like(logmag[:, :1], -float("inf"))
-    peak = (logmag > torch.cat([edge, logmag[:, :-1]], 1)) & (logmag >= torch.cat([logmag[:, 1:], edge], 1))
-    k = torch.arange(bins, device=logmag.device)[None, :, None].expand_as(logmag)
-    below = torch.where(peak, k, -1).cummax(1).values  # the nearest peak at or below each bin (-1: none)
-    above = bins - 1 - torch.where(peak.flip(1), k, -1).cummax(1).values.flip(1)  # at or above (bins: none)
-    use_below = (below >= 0) & ((k - below <= above - k) | (above >= bins))
-    p = torch.where(use_below, below, torch.where(above < bins, above, k))
-    return torch.gather(phase, 1, p) + math.pi * (k - p).to(phase.dtype)
-
-
 class Codec(nn.Module):
     """``encode(audio) -> latents``, ``decode(latents) -> audio``; ``forward`` = reconstruct (with latent noise in training)."""
 
@@ -91,7 +72,7 @@ class Codec(nn.Module):
         super().__init__()
         if phase not in PHASE_HEADS:
             raise ValueError(f"phase head must be one of {', '.join(PHASE_HEADS)}, got {phase!r}")
-        self.phase, self.carries_phase = phase, PHASE_HEADS[phase]["running"]
+        self.phase, self.carries_phase = phase, PHASE_HEADS[phase]
         self.sample_rate = int(sample_rate)
         self.hop = codec_hop(self.sample_rate)
         self.n_fft = 4 * self.hop
@@ -153,8 +134,7 @@ class Codec(nn.Module):
             total = torch.cat([torch.cumsum(step[..., :start], -1),
                                phase.double()[..., None] + torch.cumsum(step[..., start:], -1)], -1)
         total = torch.remainder(total, 2 * math.pi)
-        drawn = lock_to_peaks(total, logmag.detach()) if PHASE_HEADS[self.phase]["locked"] else total
-        return torch.polar(mag, drawn.float()), total
+        return torch.polar(mag, total.float()), total
 
     def istft(self, spec: torch.Tensor, frames: int) -> torch.Tensor:
         """A (B, bins, 2 frames) STFT at the decoder's resolution -> audio (B, 1, frames * frame_samples) in [-1, 1]."""
