@@ -17,8 +17,8 @@ bin, as Vocos does: nothing ties a partial's phase from frame to frame, and the 
 pi x tanh(out)) and sums the steps over frames, as GANSynth's representation does, so a held partial stays one
 line. The price is attacks: a running sum cannot align the bins' phases at a click. Nor does it relate
 neighbouring bins, so the bins of one partial's lobe are phased at random (``lobe_coherence`` ~0, real
-music ~0.8; docs/two-stage.md, round 7). The running sum's reach is unbounded, so streamed decoding hands it
-from chunk to chunk (``spectrum_and_sum``; ``spectrum(z, phase, start)``).
+music ~0.8; docs/two-stage.md, round 7). The running sum's reach is unbounded, so streamed decoding hands the
+phase from chunk to chunk (``spectrum(z, phase, start)``).
 
 Losses (pure functions below): multi-resolution STFT (spectral convergence + log-magnitude L1) and
 log-mel L1, as in Parallel WaveGAN / Vocos.
@@ -111,30 +111,23 @@ class Codec(nn.Module):
         return torch.tanh(self.enc_out(F.gelu(self.enc_down(h))))
 
     def spectrum(self, z: torch.Tensor, phase: torch.Tensor | None = None, start: int = 0) -> torch.Tensor:
-        """latents (B, LATENT_CH, N) -> the complex STFT the decoder draws (B, n_fft / 2 + 1, 2N). For a
-        running-sum phase head, ``phase`` (B, bins) in radians replaces the running sum before frame ``start``: a
+        """latents (B, LATENT_CH, N) -> the complex STFT the decoder draws (B, n_fft / 2 + 1, 2N). For an
+        integrated phase head, ``phase`` (B, bins) in radians replaces the running sum before frame ``start``: a
         streamed chunk continues from where the previous one handed over."""
-        return self.spectrum_and_sum(z, phase, start)[0]
-
-    def spectrum_and_sum(self, z: torch.Tensor, phase: torch.Tensor | None = None,
-                         start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """``spectrum`` and the phase to hand on (B, bins, 2N): the running sum (wrapped, float64), or the drawn
-        phase for the free head."""
         h = self.dec_in(z)
         h = self.dec_up(F.interpolate(h, scale_factor=2, mode="nearest"))
         h = self.dec_norm(self.dec(h).transpose(1, 2))
         logmag, out = self.head(h).transpose(1, 2).float().chunk(2, dim=1)
         mag = torch.exp(logmag.clamp(max=7.0))
         if not self.carries_phase:
-            return torch.polar(mag, out), out
+            return torch.polar(mag, out)
         step = (self.turn[:, None] + math.pi * torch.tanh(out)).double()  # float64: a long sum stays precise
         if phase is None:
             total = torch.cumsum(step, -1)
         else:  # the hand-over: the sum restarts from ``phase`` just before frame ``start``
             total = torch.cat([torch.cumsum(step[..., :start], -1),
                                phase.double()[..., None] + torch.cumsum(step[..., start:], -1)], -1)
-        total = torch.remainder(total, 2 * math.pi)
-        return torch.polar(mag, total.float()), total
+        return torch.polar(mag, torch.remainder(total, 2 * math.pi).float())
 
     def istft(self, spec: torch.Tensor, frames: int) -> torch.Tensor:
         """A (B, bins, 2 frames) STFT at the decoder's resolution -> audio (B, 1, frames * frame_samples) in [-1, 1]."""
@@ -199,13 +192,14 @@ def phase_distance(fake: torch.Tensor, real: torch.Tensor, n_fft: int = 1024, ho
 
 def lobe_coherence(spec: torch.Tensor) -> torch.Tensor:
     """How the neighbouring bins of a complex STFT (B, bins, frames) are phased at magnitude peaks: the
-    magnitude-weighted mean of -cos(phase of bin k+1 - phase of bin k) over peaks k. A held partial under a Hann window with centred frames
-    spreads over bins a half turn apart (~1); phases drawn per bin with no relation to each other read ~0."""
+    magnitude-weighted mean of -cos(phase of bin k+1 - phase of bin k) over peaks k. A held partial under a Hann
+    window with centred frames spreads over bins a half turn apart (~1); phases drawn per bin with no relation to
+    each other read ~0."""
     m = spec.abs()
     peak = (m[:, 1:-1] > m[:, :-2]) & (m[:, 1:-1] > m[:, 2:])
     w = m[:, 1:-1] * peak
-    step = (spec[:, 2:] * spec[:, 1:-1].conj()).angle()
-    return (w * -torch.cos(step)).sum() / w.sum().clamp_min(1e-12)
+    cos = _unit_products(spec, -2)[:, 1:].real  # bin k+1 against bin k, for k = 1 .. bins - 2
+    return (w * -cos).sum() / w.sum().clamp_min(1e-12)
 
 
 def reconstruction_loss(codec: Codec, fake: torch.Tensor, real: torch.Tensor, mel_weight: float = 1.0,
