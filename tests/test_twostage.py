@@ -104,8 +104,8 @@ def test_lobe_coherence_reads_a_partials_bins_half_a_turn_apart(one_thread):
     x = torch.sin(2 * torch.pi * (40 * SR / n_fft) * t) + 0.5 * torch.sin(2 * torch.pi * (97.3 * SR / n_fft) * t)
     spec = torch.stft(x[None], n_fft, hop, window=torch.hann_window(n_fft), center=True, return_complex=True)
     assert float(lobe_coherence(spec)) > 0.9
-    one_bin = spec[:, 38:43]  # bins 38-42: the on-centre sine's lobe (peak 40) and nothing else
-    assert abs(float(lobe_coherence(one_bin)) - 1.0) < 1e-3
+    lobe = spec[:, 38:43]  # bins 38-42: the on-centre sine's lobe (peak 40) and nothing else
+    assert abs(float(lobe_coherence(lobe)) - 1.0) < 1e-3
     drawn = torch.polar(spec.abs(), 2 * torch.pi * torch.rand(spec.shape, generator=torch.Generator().manual_seed(0)))
     assert abs(float(lobe_coherence(drawn))) < 0.15
 
