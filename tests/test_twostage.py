@@ -110,7 +110,7 @@ def test_lobe_coherence_reads_a_partials_bins_half_a_turn_apart(one_thread):
     assert abs(float(lobe_coherence(drawn))) < 0.15
 
 
-@pytest.mark.parametrize("phase", ["free", "integrated"])
+@pytest.mark.parametrize("phase", ["free", "integrated", "pghi"])
 def test_codec_decodes_in_chunks_like_one_pass(one_thread, phase):
     """A chunk with decode_context frames each side equals the one pass; a running-sum phase needs the phase
     of the frame before the chunk's hand-over frame, and without it the chunk differs."""
@@ -124,8 +124,9 @@ def test_codec_decodes_in_chunks_like_one_pass(one_thread, phase):
         spec = c.spectrum(z[:, :, 20 - k:40 + k], hand.angle(), start=2 * k - 4)
         part = c.istft(spec, 20 + 2 * k)[:, :, k * fs:(k + 20) * fs]
         alone = c.decode(z[:, :, 20 - k:40 + k])[:, :, k * fs:(k + 20) * fs]
-    torch.testing.assert_close(part, one[:, :, 20 * fs:40 * fs], atol=1e-5, rtol=0)
-    assert c.carries_phase == (phase == "integrated")
+    # pghi: each frame's phase goes through a remainder, so the decoders' float rounding (~1e-7) shows a little more
+    torch.testing.assert_close(part, one[:, :, 20 * fs:40 * fs], atol=1e-4 if phase == "pghi" else 1e-5, rtol=0)
+    assert c.carries_phase == (phase != "free")
     assert torch.allclose(alone, part, atol=1e-5) == (phase == "free")
 
 
@@ -174,7 +175,7 @@ def test_training_window_equals_the_full_rendering(one_thread):
         G.latent(zs, z, cond, -0.3, window=(reach - 1, 64))
 
 
-@pytest.mark.parametrize("phase", ["free", "integrated"])
+@pytest.mark.parametrize("phase", ["free", "integrated", "pghi"])
 def test_streamed_equals_one_pass(one_thread, phase):
     cfg = tiny_cfg(f"model.decoder_phase={phase}")
     G = build_generator(cfg).eval()
@@ -294,7 +295,7 @@ def test_config_pairs_arch_and_discriminator():
         build_config("bars", [], ["model.discriminators=[stft]"])
     with pytest.raises(ConfigError):
         build_config("spectral", [], ["model.discriminators=[latent]"])
-    with pytest.raises(ConfigError, match="decoder_phase must be one of free, integrated"):
+    with pytest.raises(ConfigError, match="decoder_phase must be one of free, integrated, pghi"):
         build_config("bars", [], ["model.decoder_phase=smooth"])
 
 
@@ -309,7 +310,8 @@ def _assert_same(a, b):
 
 
 @pytest.mark.parametrize("ema,adv,window,r1,phase,head", [(0.0, 0.0, 0.0, 0.0, 0.0, "free"),
-                                                           (0.5, 0.1, 0.5, 1.0, 1.0, "integrated")])
+                                                           (0.5, 0.1, 0.5, 1.0, 1.0, "integrated"),
+                                                           (0.0, 0.1, 0.0, 0.0, 0.0, "pghi")])
 def test_resume_is_exact_in_either_stage(one_thread, clip_ds, tmp_path, ema, adv, window, r1, phase, head):
     """Stage 1 cut at step 2 and resumed, then stage 2 cut at step 2 and resumed == both stages in one go,
     the moving average of the generator and stage 1's critic included."""

@@ -17,8 +17,11 @@ bin, as Vocos does: nothing ties a partial's phase from frame to frame, and the 
 pi x tanh(out)) and sums the steps over frames, as GANSynth's representation does, so a held partial stays one
 line. The price is attacks: a running sum cannot align the bins' phases at a click. Nor does it relate
 neighbouring bins, so the bins of one partial's lobe are phased at random (``lobe_coherence`` ~0, real
-music ~0.8; docs/two-stage.md, round 7). The running sum's reach is unbounded, so streamed decoding hands the
-phase from chunk to chunk (``spectrum(z, phase, start)``).
+music ~0.8; docs/two-stage.md, round 7). "pghi" draws only the magnitude and takes the phase that the
+magnitude's own gradients imply (``dsp.pghi``, as TiF-GAN does): the bins of a partial turn together and an
+attack lines them up, so a magnitude with lines decodes to lines (round 8). Training treats that phase as given
+and shapes the magnitude for it. The reach of the last two heads' phase is unbounded, so streamed decoding
+hands the phase from chunk to chunk (``spectrum(z, phase, start)``).
 
 Losses (pure functions below): multi-resolution STFT (spectral convergence + log-magnitude L1) and
 log-mel L1, as in Parallel WaveGAN / Vocos.
@@ -26,6 +29,7 @@ log-mel L1, as in Parallel WaveGAN / Vocos.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -33,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..dsp.mel import mel_filterbank
+from ..dsp.pghi import pghi_phase
 
 LATENT_CH = 16  # channels of the latent sequence stage 2 learns
 N_MELS = 80
@@ -40,8 +45,15 @@ KERNEL = 7
 LATENT_NOISE = 0.05  # std of the noise on latents during training (decoder robustness)
 STFT_RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))
 
-# name -> whether the phase is a running sum over frames (unbounded reach: streaming carries it)
-PHASE_HEADS = {"free": False, "integrated": True}
+
+
+@dataclass(frozen=True)
+class PhaseHead:
+    carries_phase: bool  # the phase runs on from frame to frame (unbounded reach: streaming hands it on)
+    outputs: int  # numbers the decoder draws per bin: log-magnitude, and a phase or a phase step if 2
+
+
+PHASE_HEADS = {"free": PhaseHead(False, 2), "integrated": PhaseHead(True, 2), "pghi": PhaseHead(True, 1)}
 
 
 def codec_hop(sample_rate: int) -> int:
@@ -72,7 +84,7 @@ class Codec(nn.Module):
         super().__init__()
         if phase not in PHASE_HEADS:
             raise ValueError(f"phase head must be one of {', '.join(PHASE_HEADS)}, got {phase!r}")
-        self.phase, self.carries_phase = phase, PHASE_HEADS[phase]
+        self.phase, self.carries_phase = phase, PHASE_HEADS[phase].carries_phase
         self.sample_rate = int(sample_rate)
         self.hop = codec_hop(self.sample_rate)
         self.n_fft = 4 * self.hop
@@ -89,7 +101,7 @@ class Codec(nn.Module):
         self.dec = nn.Sequential(*[ConvNeXt(ch) for _ in range(dec_blocks)])
         self.dec_norm = nn.LayerNorm(ch)
         self.bins = self.n_fft // 2 + 1
-        self.head = nn.Linear(ch, 2 * self.bins)
+        self.head = nn.Linear(ch, PHASE_HEADS[phase].outputs * self.bins)
         with torch.no_grad():
             self.head.bias[: self.bins].fill_(math.log(0.1 * self.n_fft / math.sqrt(1.5 * self.bins)))
         # each bin's own phase turn per hop (the running sum's centre)
@@ -111,16 +123,18 @@ class Codec(nn.Module):
         return torch.tanh(self.enc_out(F.gelu(self.enc_down(h))))
 
     def spectrum(self, z: torch.Tensor, phase: torch.Tensor | None = None, start: int = 0) -> torch.Tensor:
-        """latents (B, LATENT_CH, N) -> the complex STFT the decoder draws (B, n_fft / 2 + 1, 2N). For an
-        integrated phase head, ``phase`` (B, bins) in radians replaces the running sum before frame ``start``: a
-        streamed chunk continues from where the previous one handed over."""
+        """latents (B, LATENT_CH, N) -> the complex STFT the decoder draws (B, n_fft / 2 + 1, 2N). For a head that
+        carries its phase, ``phase`` (B, bins) in radians is taken as frame ``start - 1``'s: a streamed chunk
+        continues from where the previous one handed over."""
         h = self.dec_in(z)
         h = self.dec_up(F.interpolate(h, scale_factor=2, mode="nearest"))
         h = self.dec_norm(self.dec(h).transpose(1, 2))
-        logmag, out = self.head(h).transpose(1, 2).float().chunk(2, dim=1)
-        mag = torch.exp(logmag.clamp(max=7.0))
-        if not self.carries_phase:
+        head = self.head(h).transpose(1, 2).float()
+        mag, out = torch.exp(head[:, : self.bins].clamp(max=7.0)), head[:, self.bins:]
+        if self.phase == "free":
             return torch.polar(mag, out)
+        if self.phase == "pghi":  # the phase follows from the magnitude; training shapes the magnitude for it
+            return torch.polar(mag, pghi_phase(mag.detach(), self.n_fft, self.hop, phase, start))
         step = (self.turn[:, None] + math.pi * torch.tanh(out)).double()  # float64: a long sum stays precise
         if phase is None:
             total = torch.cumsum(step, -1)
@@ -136,7 +150,7 @@ class Codec(nn.Module):
         return audio.clamp(-1, 1).unsqueeze(1)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """latents (B, LATENT_CH, N) -> audio (B, 1, N * frame_samples) (an integrated phase starts at 0)."""
+        """latents (B, LATENT_CH, N) -> audio (B, 1, N * frame_samples) (a carried phase starts afresh)."""
         return self.istft(self.spectrum(z), z.shape[-1])
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
