@@ -24,8 +24,20 @@ def convergence(x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def test_peak_of_bin_climbs_the_magnitude():
-    mag = torch.tensor([1.0, 3.0, 2.0, 5.0, 4.0, 0.5])[None, :, None]
-    assert peak_of_bin(mag)[0, :, 0].tolist() == [1, 1, 3, 3, 3, 3]
+    mag = torch.tensor([1.0, 3.0, 2.0, 5.0, 4.0, 0.5])
+    assert peak_of_bin(mag).tolist() == [1, 1, 3, 3, 3, 3]
+    rows = torch.rand(40, 64)
+    for row, peaks in zip(rows.tolist(), peak_of_bin(rows).tolist()):  # against climbing, one step at a time
+        for k in range(64):
+            j = k
+            while True:
+                if j + 1 < 64 and row[j + 1] > row[j]:
+                    j += 1
+                elif j > 0 and row[j - 1] > row[j]:
+                    j -= 1
+                else:
+                    break
+            assert peaks[k] == j
 
 
 def test_a_sine_between_bins_turns_at_its_own_frequency_in_every_bin_of_its_lobe():
