@@ -179,7 +179,8 @@ def cmd_lines(a) -> None:
 
 
 def cmd_recon_png(a) -> None:
-    """Log-mel of probe crop ``--crop`` of DATA (the ``recon`` probes) beside its reconstruction by each codec."""
+    """Log-mel of probe crop ``--crop`` of DATA (the ``recon`` probes) beside its reconstruction by each codec; with
+    ``--linear HZ``, the linear-frequency STFT magnitude up to HZ instead (where harmonic lines show)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -197,12 +198,18 @@ def cmd_recon_png(a) -> None:
         with torch.no_grad():
             named.append((label, _codec_from(path, sr, cfg.model.dim)(x)))
     codec = _codec_from(a.codecs[0].split("=", 1)[1], sr, cfg.model.dim)
-    specs = [codec.log_mel(y)[0].numpy() for _, y in named]
+    if a.linear:
+        bins = int(a.linear * codec.n_fft / sr)
+        stft = lambda y: torch.stft(y[:, 0], codec.n_fft, codec.hop, window=codec.window, return_complex=True)
+        specs = [torch.log(stft(y)[0, :bins].abs() + 1e-4).numpy() for _, y in named]
+    else:
+        specs = [codec.log_mel(y)[0].numpy() for _, y in named]
     vmax = max(float(s.max()) for s in specs)
+    top = a.linear or specs[0].shape[0]  # Hz, or mel bands
     fig, axes = plt.subplots(len(specs), 1, figsize=(8, 1.5 * len(specs)), squeeze=False)
     for ax, (name, _), sp in zip(axes[:, 0], named, specs):
         ax.imshow(sp, origin="lower", aspect="auto", cmap="magma", vmin=vmax - 14, vmax=vmax,
-                  extent=(0, x.shape[-1] / sr, 0, sp.shape[0]))
+                  extent=(0, x.shape[-1] / sr, 0, top))
         ax.set_ylabel(name, fontsize=7)
     fig.tight_layout()
     Path(a.png).parent.mkdir(parents=True, exist_ok=True)
@@ -360,6 +367,7 @@ def main(argv=None) -> None:
     s.add_argument("png")
     s.add_argument("codecs", nargs="+", help="LABEL=FILE: a base autoencoder or a stage-1 checkpoint")
     s.add_argument("--crop", type=int, default=0)
+    s.add_argument("--linear", type=float, default=0.0, help="show the linear STFT up to this many Hz, not log-mel")
     s = sub.add_parser("lines", help="harmonic lines of the probe crops through each codec: magnitude or phase?")
     s.add_argument("data")
     s.add_argument("codecs", nargs="+", help="LABEL=FILE: a base autoencoder or a stage-1 checkpoint")
