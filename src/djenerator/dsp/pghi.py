@@ -31,13 +31,12 @@ def peak_of_bin(mag: torch.Tensor) -> torch.Tensor:
     down[..., 1:] = (mag[..., :-1] > mag[..., 1:]) & ~up[..., 1:]
     top = ~(up | down)
     # the n-th top of a frame sits at pos[n] (n from 1); `seen` counts the tops up to and including each bin
-    seen = torch.cumsum(top, -1)
-    idx = torch.arange(K, device=mag.device).expand_as(seen)
-    pos = torch.zeros(seen.shape[:-1] + (K + 2,), dtype=seen.dtype, device=mag.device)
-    pos.scatter_(-1, torch.where(top, seen, K + 1), idx)
-    left = pos.gather(-1, seen)  # the last top at or before the bin: where climbing left ends
-    right = pos.gather(-1, (seen + (~top).long()).clamp(max=K))  # the first top at or after it
-    return torch.where(up, right, torch.where(down, left, idx))
+    # (in the magnitude's float type, exact to 2^24 bins and faster than integers). Climbing left, or standing on
+    # a top, ends at the seen-th top; climbing right, at the next one.
+    seen = torch.cumsum(top, -1, dtype=mag.dtype)
+    pos = torch.zeros(mag.shape[:-1] + (K + 2,), dtype=torch.long, device=mag.device)
+    pos.scatter_(-1, torch.where(top, seen, K + 1).long(), torch.arange(K, device=mag.device).expand(mag.shape))
+    return pos.gather(-1, (seen + up).long())
 
 
 def pghi_phase(mag: torch.Tensor, n_fft: int, hop: int, phase: torch.Tensor | None = None,
@@ -45,27 +44,38 @@ def pghi_phase(mag: torch.Tensor, n_fft: int, hop: int, phase: torch.Tensor | No
     """A phase (B, K, T) in radians for the magnitude ``mag`` (B, K, T). ``phase`` (B, K), if given, is taken as the
     phase of frame ``start - 1`` (a stream's hand-over: the frames before ``start`` are context, and the gradients
     at ``start`` still see them); otherwise the first frame's peaks start at 0."""
-    m = mag.transpose(1, 2).contiguous()  # (B, T, K): bins last, so that each frame is contiguous
-    logm = torch.log(m.clamp_min(1e-7))
-    gamma, K = HANN_GAMMA * n_fft ** 2, m.shape[-1]
-    k = torch.arange(K, dtype=m.dtype, device=m.device)
-    per_frame = 2 * math.pi * hop / n_fft * k + hop * n_fft / gamma * torch.gradient(logm, dim=2)[0]
-    d_frame = torch.gradient(logm, dim=1)[0] if m.shape[1] > 1 else torch.zeros_like(logm)
-    per_bin = -gamma / (hop * n_fft) * d_frame
-    peaks = peak_of_bin(m)
-    # across bins: F[k] = the trapezoid steps summed from bin 0 to k; a bin lies F[k] - F[peak] from its peak
-    F = torch.cumsum(torch.cat([torch.zeros_like(per_bin[..., :1]), (per_bin[..., 1:] + per_bin[..., :-1]) / 2], -1), -1)
-    # over frames: the peak's trapezoid step from the frame before
-    prev = torch.cat([per_frame[:, :1], per_frame[:, :-1]], 1)
-    step = ((per_frame + prev) / 2 - F).gather(-1, peaks) + F
-    alt = _alternate(K, m)
-    last, out = torch.zeros_like(m[:, 0]), torch.empty_like(m)
-    for t in range(m.shape[1]):
+    logm = torch.log(mag.clamp_min(1e-7)).transpose(1, 2).contiguous()
+    return pghi_frames(logm, n_fft, hop, phase, start).transpose(1, 2)
+
+
+def pghi_frames(logmag: torch.Tensor, n_fft: int, hop: int, phase: torch.Tensor | None = None,
+                start: int = 0) -> torch.Tensor:
+    """``pghi_phase`` for a natural-log magnitude laid out (B, T, K), bins last, so that each frame is contiguous
+    (a decoder's head draws it so); returns the phase in the same layout."""
+    gamma, K = HANN_GAMMA * n_fft ** 2, logmag.shape[-1]
+    k = torch.arange(K, dtype=logmag.dtype, device=logmag.device)
+    # over frames: the trapezoid of this frame's and the last frame's step (d log|S| / dk, to phase per hop)
+    d_bin = torch.gradient(logmag, dim=2)[0]
+    d_bin[:, 1:] += d_bin[:, :-1].clone()
+    d_bin[:, 1:] *= 0.5
+    per_frame = torch.addcmul(2 * math.pi * hop / n_fft * k, d_bin, torch.tensor(hop * n_fft / gamma))
+    # across bins: F[k] = the trapezoid steps (d log|S| / dframe, to phase per bin) summed from bin 0 to k;
+    # a bin lies F[k] - F[peak] from its peak
+    d_frame = torch.gradient(logmag, dim=1)[0] if logmag.shape[1] > 1 else torch.zeros_like(logmag)
+    F = (torch.cumsum(d_frame, -1) - (d_frame + d_frame[..., :1]) / 2).mul_(-gamma / (hop * n_fft))
+    peaks = peak_of_bin(logmag)
+    step = (per_frame - F).gather(-1, peaks).add_(F).remainder_(2 * math.pi)
+    alt = _alternate(K, logmag)
+    # the one sequential part; wrapped now and then to keep float32's precision
+    last, out = torch.zeros_like(logmag[:, 0]), []
+    for t, (peak, turn) in enumerate(zip(peaks.unbind(1), step.unbind(1))):
         if t == start and phase is not None:
-            last = phase.to(m.dtype) - alt
-        last = torch.remainder(last.gather(-1, peaks[:, t]) + step[:, t], 2 * math.pi)
-        out[:, t] = last
-    return (out + alt).transpose(1, 2)
+            last = phase.to(logmag.dtype) - alt
+        last = last.gather(-1, peak).add_(turn)
+        if t % 32 == 31:
+            last.remainder_(2 * math.pi)
+        out.append(last)
+    return torch.stack(out, 1).add_(alt).remainder_(2 * math.pi)
 
 
 def _alternate(K: int, like: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..dsp.mel import mel_filterbank
-from ..dsp.pghi import pghi_phase
+from ..dsp.pghi import pghi_frames
 
 LATENT_CH = 16  # channels of the latent sequence stage 2 learns
 N_MELS = 80
@@ -129,12 +129,15 @@ class Codec(nn.Module):
         h = self.dec_in(z)
         h = self.dec_up(F.interpolate(h, scale_factor=2, mode="nearest"))
         h = self.dec_norm(self.dec(h).transpose(1, 2))
-        head = self.head(h).transpose(1, 2).float()
+        head = self.head(h).float()  # (B, frames, bins x outputs)
+        if self.phase == "pghi":  # the phase follows from the magnitude; training shapes the magnitude for it
+            logmag = head.clamp(max=7.0)
+            ph = pghi_frames(logmag.detach(), self.n_fft, self.hop, phase, start)
+            return torch.polar(torch.exp(logmag), ph).transpose(1, 2)
+        head = head.transpose(1, 2)
         mag, out = torch.exp(head[:, : self.bins].clamp(max=7.0)), head[:, self.bins:]
         if self.phase == "free":
             return torch.polar(mag, out)
-        if self.phase == "pghi":  # the phase follows from the magnitude; training shapes the magnitude for it
-            return torch.polar(mag, pghi_phase(mag.detach(), self.n_fft, self.hop, phase, start))
         step = (self.turn[:, None] + math.pi * torch.tanh(out)).double()  # float64: a long sum stays precise
         if phase is None:
             total = torch.cumsum(step, -1)
