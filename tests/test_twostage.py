@@ -278,7 +278,7 @@ def test_r1_is_lazy_and_changes_the_critic_step(one_thread):
     def critic_after(r1, step):
         torch.manual_seed(0)
         cfg = tiny_cfg(f"train.r1={r1}")
-        G, D, opt_g, opt_d = ct._stage2_models(cfg, Codec(SR, 4))
+        G, D, opt_g, opt_d = ct._stage2_models(cfg, Codec(SR, 4, phase=cfg.model.decoder_phase))
         real, cond = torch.rand(2, LATENT_CH, 24) - 0.5, torch.tensor([[0.5, 0.0], [0.4, 0.2]])
         ct.gan_step(G, D, opt_g, opt_d, real, cond, torch.randn(2, 8), cfg, step)
         return D.state_dict()
@@ -447,7 +447,8 @@ def test_codec_base_loads_weights_only_and_seeds_stage1(one_thread, clip_ds, tmp
     from djenerator.base import export_codec_base, load_codec_base
     from djenerator.checkpoint import CheckpointError, latest_checkpoint
 
-    ct.train_twostage(tiny_cfg("train.codec_steps=60", "train.steps=0", "train.lr_codec=3e-3"), clip_ds,
+    free = "model.decoder_phase=free"  # so that a base of the integrated head has the same shapes
+    ct.train_twostage(tiny_cfg("train.codec_steps=60", "train.steps=0", "train.lr_codec=3e-3", free), clip_ds,
                       tmp_path / "base_run", progress=False, log=lambda m: None)
     out = export_codec_base(latest_checkpoint(tmp_path / "base_run" / "codec"), tmp_path / "codec_base.pt",
                             {"command": "test"})
@@ -456,11 +457,11 @@ def test_codec_base_loads_weights_only_and_seeds_stage1(one_thread, clip_ds, tmp
     assert load_codec_base(out)["provenance"]["command"] == "test"
     logs = []
     for name, base in (("seeded", str(out)), ("scratch", "none")):
-        cfg = tiny_cfg("train.codec_steps=1", "train.steps=0", f"train.codec_base={base}")
+        cfg = tiny_cfg("train.codec_steps=1", "train.steps=0", f"train.codec_base={base}", free)
         ct.train_twostage(cfg, clip_ds, tmp_path / name, progress=False, log=logs.append)
     assert any("starting from the base autoencoder" in m for m in logs)
     assert _first_codec_loss(tmp_path / "seeded") < 0.85 * _first_codec_loss(tmp_path / "scratch")
-    wide = tiny_cfg("model.dim=8", "train.codec_steps=1", "train.steps=0", f"train.codec_base={out}")
+    wide = tiny_cfg("model.dim=8", "train.codec_steps=1", "train.steps=0", f"train.codec_base={out}", free)
     with pytest.raises(CheckpointError):
         ct.train_twostage(wide, clip_ds, tmp_path / "wide", progress=False, log=lambda m: None)
     codec = Codec(SR, 8)
@@ -505,7 +506,7 @@ def test_a_base_trained_with_a_critic_ships_it_and_fine_tuning_goes_on_against_i
     assert "D" in base and "opt_d" not in base
     critic = ct.Critic.build(tiny_cfg(*adv))
     fresh = {k: v.clone() for k, v in critic.D.state_dict().items()}
-    assert ct.start_from_base(Codec(SR, 4), str(out), lambda m: None, critic) == out
+    assert ct.start_from_base(Codec(SR, 4, phase=tiny_cfg().model.decoder_phase), str(out), lambda m: None, critic) == out
     _assert_same(critic.D.state_dict(), base["D"])
     assert any(not torch.equal(fresh[k], base["D"][k]) for k in fresh)
     logs = []

@@ -66,7 +66,8 @@ PRESETS: dict[str, dict] = {
     },
     "bars": {
         "summary": "Music by the bar, at 22.05 kHz (two stages, after Musika): an autoencoder (log-mel encoder -> "
-        "16 latent channels at 43 frames/s -> ConvNeXt + ISTFT decoder, multi-resolution STFT + mel loss; "
+        "16 latent channels at 43 frames/s -> ConvNeXt decoder of the STFT magnitude, its phase from the magnitude "
+        "by phase-gradient integration, ISTFT; multi-resolution STFT + mel loss; "
         "train.codec_steps steps), then a GAN over 6-s latent sequences with a bar clock, a riff input that comes "
         "round every bar and dilations reaching 4.5 s, judged in latent space with each frame's difference from "
         "the bar before. Stage 1 starts from the shipped base autoencoder (train.codec_base=auto). "
@@ -75,7 +76,7 @@ PRESETS: dict[str, dict] = {
         "config": {
             "data": {"sample_rate": 22050, "clip_samples": 131072, "hop_samples": 65536},
             "model": {"arch": "twostage", "discriminators": ["latent"], "dim": 24, "latent_dim": 64,
-                      "tempo_conditioning": True},
+                      "tempo_conditioning": True, "decoder_phase": "pghi"},  # docs/two-stage.md, round 8
             "train": {**HINGE_ADAM, "batch_size": 8, "codec_steps": 300, "codec_base": "auto", "steps": 4000,
                       "sample_every": 500, "ema": 0.99},  # a short window: see docs/two-stage.md, round 2
         },

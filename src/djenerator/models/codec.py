@@ -19,9 +19,9 @@ line. The price is attacks: a running sum cannot align the bins' phases at a cli
 neighbouring bins, so the bins of one partial's lobe are phased at random (``lobe_coherence`` ~0, real
 music ~0.8; docs/two-stage.md, round 7). "pghi" draws only the magnitude and takes the phase that the
 magnitude's own gradients imply (``dsp.pghi``, as TiF-GAN does): the bins of a partial turn together and an
-attack lines them up, so a magnitude with lines decodes to lines (round 8). Training treats that phase as given
-and shapes the magnitude for it. The reach of the last two heads' phase is unbounded, so streamed decoding
-hands the phase from chunk to chunk (``spectrum(z, phase, start)``).
+attack lines them up, so a magnitude with lines decodes to lines (``bars`` uses it; round 8). Training takes
+that phase as given and shapes the magnitude for it. The reach of the last two heads' phase is unbounded, so
+streamed decoding hands the phase from chunk to chunk (``spectrum(z, phase, start)``).
 
 Losses (pure functions below): multi-resolution STFT (spectral convergence + log-magnitude L1) and
 log-mel L1, as in Parallel WaveGAN / Vocos.
