@@ -56,9 +56,8 @@ def pghi_frames(logmag: torch.Tensor, n_fft: int, hop: int, phase: torch.Tensor 
     k = torch.arange(K, dtype=logmag.dtype, device=logmag.device)
     # over frames: the trapezoid of this frame's and the last frame's step (d log|S| / dk, to phase per hop)
     d_bin = torch.gradient(logmag, dim=2)[0]
-    d_bin[:, 1:] += d_bin[:, :-1].clone()
-    d_bin[:, 1:] *= 0.5
-    per_frame = torch.addcmul(2 * math.pi * hop / n_fft * k, d_bin, torch.tensor(hop * n_fft / gamma))
+    d_bin = (d_bin + torch.cat([d_bin[:, :1], d_bin[:, :-1]], 1)) / 2
+    per_frame = 2 * math.pi * hop / n_fft * k + hop * n_fft / gamma * d_bin
     # across bins: F[k] = the trapezoid steps (d log|S| / dframe, to phase per bin) summed from bin 0 to k;
     # a bin lies F[k] - F[peak] from its peak
     d_frame = torch.gradient(logmag, dim=1)[0] if logmag.shape[1] > 1 else torch.zeros_like(logmag)

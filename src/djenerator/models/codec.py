@@ -46,7 +46,6 @@ LATENT_NOISE = 0.05  # std of the noise on latents during training (decoder robu
 STFT_RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))
 
 
-
 @dataclass(frozen=True)
 class PhaseHead:
     carries_phase: bool  # the phase runs on from frame to frame (unbounded reach: streaming hands it on)
