@@ -86,3 +86,18 @@ def test_the_hand_over_continues_a_stream_exactly():
     part = pghi_phase(mag[..., 4:], N_FFT, HOP, whole[..., s - 1], start=s - 4)
     torch.testing.assert_close(torch.polar(torch.ones_like(part), part)[..., s - 4:],
                                torch.polar(torch.ones_like(whole), whole)[..., s:], atol=1e-4, rtol=0)
+
+
+def test_the_phase_does_not_depend_on_the_block_of_frames_worked_through(monkeypatch):
+    """Blocks are a speed-up only: one frame at a time, 7 or 32 give the same phase (a hand-over inside a block
+    included)."""
+    from djenerator.dsp import pghi
+
+    logmag = torch.log(stft(torch.randn(2, SR // 2)).abs() + 1e-7).transpose(1, 2).contiguous()
+    hand = torch.rand(2, logmag.shape[-1]) * 2 * math.pi
+    out = []
+    for block in (1, 7, 32):
+        monkeypatch.setattr(pghi, "BLOCK", block)
+        out.append(torch.polar(torch.ones_like(logmag), pghi.pghi_frames(logmag, N_FFT, HOP, hand, start=11)))
+    for other in out[1:]:
+        torch.testing.assert_close(other, out[0], atol=1e-4, rtol=0)

@@ -13,6 +13,7 @@ from djenerator.generate import generate_long
 from djenerator.models import build_discriminator, build_generator
 from djenerator.models.codec import (LATENT_CH, Codec, lobe_coherence, mel_distance, phase_distance,
                                      reconstruction_loss, stft_distance)
+from djenerator.models.twostage import DECODED_FRAMES, DecodedCritic
 from djenerator.stream import PiecePlan, iter_piece, render_piece_one_pass
 
 SR = 22050
@@ -292,11 +293,43 @@ def test_r1_is_lazy_and_changes_the_critic_step(one_thread):
         build_config("laptop", [], ["train.r1=1"])
 
 
+def test_the_decoded_critic_hears_a_crop_of_the_latents_through_the_lent_decoder(one_thread):
+    """It judges the log-magnitude the frozen decoder draws from a crop (the middle one in eval mode): gradients
+    reach those latents and their decoder context only, never the decoder's weights, which it neither owns nor
+    saves; a short sequence is heard whole."""
+    torch.manual_seed(0)
+    cfg = tiny_cfg("model.discriminators=[latent,decoded]")
+    G, D, opt_g, opt_d = ct._stage2_models(cfg, Codec(SR, 4, phase="pghi"))
+    critic = D.discs["decoded"]
+    assert critic.codec is G.codec
+    assert not any(k.startswith("codec") or ".codec." in k for k in D.state_dict())
+    assert {id(p) for p in G.codec.parameters()}.isdisjoint(id(p) for p in D.parameters())
+    critic.eval()
+    x = (torch.rand(2, LATENT_CH, 100) - 0.5).requires_grad_()
+    logits, feats = critic(x)
+    assert logits.shape[:3] == (2, 1, 2 * DECODED_FRAMES) and len(feats) == 5
+    logits.sum().backward()
+    c = G.codec.decode_context
+    s = c + (100 - 2 * c - DECODED_FRAMES) // 2
+    heard = x.grad.abs().sum((0, 1)) > 0
+    assert heard[s:s + DECODED_FRAMES].all() and not heard[:s - c].any() and not heard[s + DECODED_FRAMES + c:].any()
+    assert all(p.grad is None for p in G.codec.parameters())
+    assert critic(torch.rand(2, LATENT_CH, 20) - 0.5)[0].shape[2] == 40
+    with pytest.raises(RuntimeError, match="bind"):
+        DecodedCritic(cfg)(x)
+    before = _state(critic)  # and a stage-2 step trains it
+    critic.train()
+    ct.gan_step(G, D, opt_g, opt_d, torch.rand(2, LATENT_CH, 80) - 0.5, None, torch.randn(2, 8), cfg)
+    assert any(not torch.equal(before[k], v) for k, v in critic.state_dict().items())
+
+
 def test_config_pairs_arch_and_discriminator():
     with pytest.raises(ConfigError):
         build_config("bars", [], ["model.discriminators=[stft]"])
     with pytest.raises(ConfigError):
         build_config("spectral", [], ["model.discriminators=[latent]"])
+    with pytest.raises(ConfigError):
+        build_config("laptop", [], ["model.discriminators=[decoded]"])
     with pytest.raises(ConfigError, match="decoder_phase must be one of free, integrated, pghi"):
         build_config("bars", [], ["model.decoder_phase=smooth"])
 
@@ -311,23 +344,23 @@ def _assert_same(a, b):
         torch.testing.assert_close(a[k], b[k], atol=0, rtol=0)
 
 
-@pytest.mark.parametrize("ema,adv,window,r1,phase,head", [(0.0, 0.0, 0.0, 0.0, 0.0, "free"),
-                                                           (0.5, 0.1, 0.5, 1.0, 1.0, "integrated"),
-                                                           (0.0, 0.1, 0.0, 0.0, 0.0, "pghi")])
-def test_resume_is_exact_in_either_stage(one_thread, clip_ds, tmp_path, ema, adv, window, r1, phase, head):
+@pytest.mark.parametrize("ema,adv,window,r1,phase,head,discs", [(0.0, 0.0, 0.0, 0.0, 0.0, "free", "latent"),
+                                                                 (0.5, 0.1, 0.5, 1.0, 1.0, "integrated", "latent"),
+                                                                 (0.0, 0.1, 0.0, 0.0, 0.0, "pghi", "latent,decoded")])
+def test_resume_is_exact_in_either_stage(one_thread, clip_ds, tmp_path, ema, adv, window, r1, phase, head, discs):
     """Stage 1 cut at step 2 and resumed, then stage 2 cut at step 2 and resumed == both stages in one go,
-    the moving average of the generator and stage 1's critic included."""
-    cfg = tiny_cfg("train.codec_steps=4", "train.steps=4", "train.ckpt_every=100", "train.sample_every=100",
-                   f"train.ema={ema}", f"train.codec_adversarial={adv}", f"train.critic_seconds={window}", f"train.r1={r1}",
-                   f"train.codec_phase={phase}", f"model.decoder_phase={head}")
-    whole = ct.train_twostage(cfg.copy(), clip_ds, tmp_path / "a", progress=False, log=lambda m: None)
+    the moving average of the generator, stage 1's critic and the decoded critic's random crops included."""
+    def cfg_of(codec_steps, steps):
+        return tiny_cfg(f"train.codec_steps={codec_steps}", f"train.steps={steps}", "train.ckpt_every=100",
+                        "train.sample_every=100", f"train.ema={ema}", f"train.codec_adversarial={adv}",
+                        f"train.critic_seconds={window}", f"train.r1={r1}", f"train.codec_phase={phase}",
+                        f"model.decoder_phase={head}", f"model.discriminators=[{discs}]")
+
+    whole = ct.train_twostage(cfg_of(4, 4), clip_ds, tmp_path / "a", progress=False, log=lambda m: None)
     assert whole.step == 4 and whole.stopped == "done"
     b = tmp_path / "b"
     for codec_steps, steps, resume in ((2, 0, False), (4, 2, True), (4, 4, True)):
-        c = tiny_cfg(f"train.codec_steps={codec_steps}", f"train.steps={steps}", "train.ckpt_every=100",
-                     "train.sample_every=100", f"train.ema={ema}", f"train.codec_adversarial={adv}",
-                     f"train.critic_seconds={window}", f"train.r1={r1}", f"train.codec_phase={phase}",
-                     f"model.decoder_phase={head}")
+        c = cfg_of(codec_steps, steps)
         ct.train_twostage(c, clip_ds, b, resume=resume, progress=False, log=lambda m: None)
     ca = torch.load(tmp_path / "a" / "codec" / "checkpoints" / "step_0000004.pt", weights_only=False)
     cb = torch.load(b / "codec" / "checkpoints" / "step_0000004.pt", weights_only=False)

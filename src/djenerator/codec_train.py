@@ -32,7 +32,7 @@ from .config import Config, ConfigError
 from .data.dataset import ClipDataset
 from .ema import Ema
 from .io import StepLog
-from .models import build_discriminator, build_generator, tempo_cond
+from .models import DISCRIMINATORS, build_discriminator, build_generator, tempo_cond
 from .models.codec import Codec, mel_distance, reconstruction_loss, stft_distance
 from .models.grid import shift_phase
 from .train_report import progress_bar
@@ -329,6 +329,9 @@ def _stage2_models(cfg: Config, codec: Codec):
     G, D = build_generator(cfg), build_discriminator(cfg)
     G.codec.load_state_dict(codec.state_dict())
     G.codec.requires_grad_(False)
+    for name, d in D.discs.items():
+        if DISCRIMINATORS[name].decodes:
+            d.bind(G.codec)
     return G, D, make_optimizer(G.latent.parameters(), cfg, cfg.train.lr_g), make_optimizer(D.parameters(), cfg, cfg.train.lr_d)
 
 

@@ -121,14 +121,22 @@ class Codec(nn.Module):
         h = self.enc(self.enc_in(self.log_mel(audio) / 4.0))
         return torch.tanh(self.enc_out(F.gelu(self.enc_down(h))))
 
+    def head_out(self, z: torch.Tensor) -> torch.Tensor:
+        """latents (B, LATENT_CH, N) -> what the decoder's head draws, (B, 2N frames, outputs x bins): the
+        log-magnitude's bins first."""
+        h = self.dec_in(z)
+        h = self.dec_up(F.interpolate(h, scale_factor=2, mode="nearest"))
+        return self.head(self.dec_norm(self.dec(h).transpose(1, 2))).float()
+
+    def log_magnitude(self, z: torch.Tensor) -> torch.Tensor:
+        """latents (B, LATENT_CH, N) -> the natural-log STFT magnitude the decoder draws, (B, 2N frames, bins)."""
+        return self.head_out(z)[..., : self.bins].clamp(max=7.0)
+
     def spectrum(self, z: torch.Tensor, phase: torch.Tensor | None = None, start: int = 0) -> torch.Tensor:
         """latents (B, LATENT_CH, N) -> the complex STFT the decoder draws (B, n_fft / 2 + 1, 2N). For a head that
         carries its phase, ``phase`` (B, bins) in radians is taken as frame ``start - 1``'s: a streamed chunk
         continues from where the previous one handed over."""
-        h = self.dec_in(z)
-        h = self.dec_up(F.interpolate(h, scale_factor=2, mode="nearest"))
-        h = self.dec_norm(self.dec(h).transpose(1, 2))
-        head = self.head(h).float()  # (B, frames, bins x outputs)
+        head = self.head_out(z)
         if self.phase == "pghi":  # the phase follows from the magnitude; training shapes the magnitude for it
             logmag = head.clamp(max=7.0)
             ph = pghi_frames(logmag.detach(), self.n_fft, self.hop, phase, start)

@@ -286,6 +286,7 @@ class Disc:
 
     build: Callable[[Config], nn.Module]
     latent: bool = False  # judges the two-stage model's latent sequences, not audio
+    decodes: bool = False  # hears latents through the run's frozen decoder: stage 2 lends it with bind(codec)
 
 
 def _dense(cfg: Config) -> nn.Module:
@@ -298,12 +299,19 @@ def _latent(cfg: Config) -> nn.Module:
     return LatentDiscriminator(cfg)
 
 
+def _decoded(cfg: Config) -> nn.Module:
+    from .twostage import DecodedCritic
+
+    return DecodedCritic(cfg)
+
+
 DISCRIMINATORS: dict[str, Disc] = {
     "dense": Disc(_dense),
     "wave": Disc(WaveDiscriminator),
     "msd": Disc(MultiScaleDiscriminator),
     "stft": Disc(MultiResolutionSTFTDiscriminator),
     "latent": Disc(_latent, latent=True),
+    "decoded": Disc(_decoded, latent=True, decodes=True),
 }
 
 

@@ -4,7 +4,7 @@ The generator makes the codec's latents (~43 frames/s) from slow latents, a styl
 per-bar latent (a vector per run of four bars and per sixteenth of its bar, so a riff comes round at the bar),
 and the frozen codec decoder (:mod:`.codec`) turns them into audio, so callers get one ``G(z, cond) -> audio``.
 The latent critic reads latents, their difference to the bar before, and the clock, so it can tell whether
-bars repeat as real ones do. Output depends only on latents within ``context_frames``, so :mod:`djenerator.stream`
+bars repeat as real ones do; the decoded critic hears a short crop of them through the frozen decoder. Output depends only on latents within ``context_frames``, so :mod:`djenerator.stream`
 renders any length in chunks. Design: docs/two-stage.md.
 """
 from __future__ import annotations
@@ -179,6 +179,44 @@ class LatentDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None):
         clock = bar_clock(cond, x.shape[0], x.shape[-1], self.rate, self.bpm_range).to(x)
         h = torch.cat([x, bar_lag_difference(x, cond, self.rate, self.bpm_range), clock], 1)
+        feats = []
+        for conv in self.convs:
+            h = F.leaky_relu(conv(h), 0.2)
+            feats.append(h)
+        return self.out(h), feats
+
+
+DECODED_FRAMES = 24  # latent frames (~0.56 s) of each sequence the decoded critic hears
+
+
+class DecodedCritic(nn.Module):
+    """D(latents (B, LATENT_CH, F), cond) -> (patch logits (B, 1, frames, bins'), features): a 2-D critic on the
+    log-magnitude that the run's frozen decoder draws from a random ``DECODED_FRAMES`` crop of the latents (the
+    middle one in eval mode), so that stage 2 is judged by what its latents sound like (harmonic lines or a wash),
+    not only by the codes. Strided over frequency only, as DAC's STFT critic is. ``bind(codec)`` lends it the
+    decoder, which stays out of its parameters and state (it is the generator's, frozen)."""
+
+    def __init__(self, cfg: Config, ch: int = 16):
+        super().__init__()
+        self.convs = nn.ModuleList([nn.Conv2d(1, ch, (3, 9), stride=(1, 4), padding=(1, 4))] + [
+            nn.Conv2d(ch, ch, (3, 9), stride=(1, 2), padding=(1, 4)) for _ in range(3)] + [
+            nn.Conv2d(ch, ch, 3, padding=1)])
+        self.out = nn.Conv2d(ch, 1, 3, padding=1)
+        self.codec: Codec | None = None
+
+    def bind(self, codec: Codec) -> None:
+        self.__dict__["codec"] = codec  # a plain attribute: not a submodule, so not trained or saved here
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None):
+        if self.codec is None:
+            raise RuntimeError("DecodedCritic needs the run's decoder: call bind(codec) first")
+        c, n = self.codec.decode_context, x.shape[-1]
+        if n < DECODED_FRAMES + 2 * c:  # a short sequence: all of it, edges included
+            c, keep = 0, n
+        else:
+            keep = DECODED_FRAMES
+        s = c + (int(torch.randint(0, n - 2 * c - keep + 1, ())) if self.training else (n - 2 * c - keep) // 2)
+        h = self.codec.log_magnitude(x[:, :, s - c:s + keep + c])[:, 2 * c:2 * (c + keep), None].transpose(1, 2)
         feats = []
         for conv in self.convs:
             h = F.leaky_relu(conv(h), 0.2)
