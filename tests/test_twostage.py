@@ -458,9 +458,11 @@ def test_ema_and_codec_base_config():
     cfg = build_config("bars")
     assert cfg.train.ema == 0.99 and cfg.train.codec_base == "auto"
     assert build_config("laptop").train.ema == 0.999 and build_config("recommended").train.ema == 0.0
-    for bad in ("train.ema=1.0", "train.ema=-0.1", "train.codec_base=''", "train.codec_phase=-1"):
+    assert build_config("bars", [], ["train.codec_steps=0"]).train.codec_steps == 0  # the base as it is
+    for bad in ("train.ema=1.0", "train.ema=-0.1", "train.codec_base=''", "train.codec_phase=-1",
+                "train.codec_steps=-1", "train.codec_steps=0,train.codec_base=none"):
         with pytest.raises(ConfigError):
-            build_config("bars", [], [bad])
+            build_config("bars", [], bad.split(","))
     assert build_config("original", [], ["train.ema=0.9"]).train.ema == 0.9  # every GAN loop averages G
     with pytest.raises(ConfigError):
         ct.resolve_codec_base("/no/such/base.pt", SR)
@@ -513,6 +515,15 @@ def test_codec_base_loads_weights_only_and_seeds_stage1(one_thread, clip_ds, tmp
     (tmp_path / "junk.pt").write_bytes(b"not a base")
     with pytest.raises(CheckpointError):
         ct.start_from_base(codec, str(tmp_path / "junk.pt"))
+    # train.codec_steps=0: stage 2 runs on the base as it is; with no base that fits, a clear error
+    cfg = tiny_cfg("train.codec_steps=0", "train.steps=1", f"train.codec_base={out}", free)
+    ct.train_twostage(cfg, clip_ds, tmp_path / "as_is", progress=False, log=lambda m: None)
+    G = torch.load(latest_checkpoint(tmp_path / "as_is"), weights_only=True)["G"]
+    base_w = load_codec_base(out)["G"]
+    assert all(torch.equal(G[f"codec.{k}"], v) for k, v in base_w.items())
+    with pytest.raises(ConfigError, match="needs a base"):
+        ct.train_twostage(tiny_cfg("train.codec_steps=0", "train.steps=1", "train.codec_base=auto", "model.dim=8"),
+                          clip_ds, tmp_path / "no_base", progress=False, log=lambda m: None)
 
 
 def test_a_checkpoint_of_another_model_shape_is_a_clear_error(one_thread, tmp_path):

@@ -83,7 +83,7 @@ class TrainConfig:
     eval_every: int = 0  # run cheap metrics at checkpoints (0 = off)
     amp: bool = False  # bf16 autocast on CUDA
     compile: bool = False
-    codec_steps: int = 2000  # twostage: stage-1 (autoencoder) steps before the latent GAN's train.steps
+    codec_steps: int = 2000  # twostage: stage-1 (autoencoder) steps before the latent GAN's train.steps; 0 = the base as it is
     codec_batch: int = 8  # twostage: stage-1 batch of codec_seconds crops
     codec_seconds: float = 1.0
     lr_codec: float = 1e-3
@@ -316,8 +316,11 @@ def _validate_model(cfg: Config) -> None:
         why = "must all be" if arch.two_stage else "cannot include"
         raise ConfigError(f"model.discriminators {why} the latent-space ones ({latent}) with model.arch={m.arch}: "
                           "a two-stage model's GAN is judged in latent space, every other model's in audio")
-    if arch.two_stage and (t.codec_steps < 1 or t.codec_batch < 1 or t.codec_seconds <= 0 or t.lr_codec <= 0):
-        raise ConfigError("train.codec_steps, codec_batch, codec_seconds and lr_codec must be positive")
+    if arch.two_stage and (t.codec_steps < 0 or t.codec_batch < 1 or t.codec_seconds <= 0 or t.lr_codec <= 0):
+        raise ConfigError("train.codec_batch, codec_seconds and lr_codec must be positive, and train.codec_steps "
+                          "0 (the base autoencoder as it is) or more")
+    if arch.two_stage and t.codec_steps == 0 and t.codec_base == "none":
+        raise ConfigError("train.codec_steps=0 uses the base autoencoder as it is, so train.codec_base cannot be 'none'")
     if t.r1 < 0:
         raise ConfigError(f"train.r1 must be 0 (off) or a positive gamma, got {t.r1}")
     if t.r1 > 0 and not arch.two_stage:
