@@ -273,6 +273,9 @@ def test_permission_denied_mid_run(tiny_dataset, tmp_path, monkeypatch):
     (["--batch-size", "0"], ["--batch-size", "0"]),
     (["--bpm", "-10"], ["--bpm", "20", "400", "-10"]),
     (["--bpm", "-10", "--seconds", "0.1"], ["--bpm", "-10"]),
+    (["--repeat", "0.5"], ["--repeat", "--seconds"]),
+    (["--repeat", "2", "--seconds", "0.1"], ["--repeat", "0 to 1", "2"]),
+    (["--repeat", "0.5", "--seconds", "0.1"], ["--repeat", "bar clock"]),
 ])
 def test_bad_generate_values(tiny_run, tmp_path, args, words):
     assert_one_line_error(*cli("generate", tiny_run[0], "-o", tmp_path / "g", *args), *words)

@@ -213,6 +213,11 @@ def test_limits_answer_422_with_a_clear_message(live):
     assert r.status_code == 422 and "seconds" in r.json()["detail"]
     r = post(seconds=2)  # a dense model makes one 0.128-s window: no 2-s pieces
     assert r.status_code == 422 and "fixed" in r.json()["detail"]
+    r = post(repeat=0.5)  # repeat shapes pieces
+    assert r.status_code == 422 and "repeat" in r.json()["detail"] and "seconds" in r.json()["detail"]
+    r = post(seconds=0.1, repeat=0.5)  # a dense model has no bar clock to lock its latents to
+    assert r.status_code == 422 and "bar clock" in r.json()["detail"]
+    assert post(seconds=0.1, repeat=1.5).status_code == 422
     assert post(count=0).status_code == 422 and post(seed=-1).status_code == 422
     assert post(bpm=10000).status_code == 422 and post(unknown=1).status_code == 422
     r = post(seed=1, interpolate_to=2, steps=3)

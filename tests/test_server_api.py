@@ -16,7 +16,7 @@ import pytest
 
 from test_server import AUTH, TOKEN, LiveServer, client, live_server, make_runs  # noqa: F401  (tests/ is on sys.path)
 
-GENERATE_FIELDS = ("count", "seed", "bpm", "seconds", "steps", "interpolate_to")
+GENERATE_FIELDS = ("count", "seed", "bpm", "seconds", "steps", "interpolate_to", "repeat")
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_non_finite_numbers_are_422_naming_the_field(live, literal):
 
 
 @pytest.mark.parametrize("field,value", [("count", True), ("seed", False), ("bpm", True), ("seconds", True),
-                                         ("count", "2"), ("count", 2.5), ("seed", "0"), ("steps", 1e3 + 0.5)])
+                                         ("repeat", True), ("count", "2"), ("count", 2.5), ("seed", "0"), ("steps", 1e3 + 0.5)])
 def test_numbers_are_strict(live, field, value):
     r = post(live, json.dumps({"run": "tiny", field: value}))
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == field, r.text

@@ -179,11 +179,12 @@ def test_training_window_equals_the_full_rendering(one_thread):
 
 
 @pytest.mark.parametrize("phase", ["free", "integrated", "pghi"])
-def test_streamed_equals_one_pass(one_thread, phase):
+@pytest.mark.parametrize("repeat", [0.0, 0.7])
+def test_streamed_equals_one_pass(one_thread, phase, repeat):
     cfg = tiny_cfg(f"model.decoder_phase={phase}")
     G = build_generator(cfg).eval()
     n = int(9.5 * SR)
-    plan = PiecePlan.for_generator(G, n, seed=3)
+    plan = PiecePlan.for_generator(G, n, seed=3, repeat=repeat)
     cond = torch.tensor([[0.5, 0.0]])
     one = render_piece_one_pass(G, plan, cond)
     for chunk in (1, 4):
@@ -193,6 +194,48 @@ def test_streamed_equals_one_pass(one_thread, phase):
         np.testing.assert_allclose(streamed, one, atol=1e-5 if phase == "free" else 2e-4)
     assert one.std() > 1e-2
     assert generate_long(G, cfg, 3.0, seed=1).shape == (3 * SR,)
+
+
+def _bar_of_four_slow_frames(G) -> torch.Tensor:
+    """The condition of a tempo (~81 BPM) at which one 4/4 bar lasts exactly four slow latent frames, from beat 0."""
+    from djenerator.models import tempo_cond
+
+    bar = 4 * G.frame_samples / SR
+    return tempo_cond(torch.tensor([4 * 60.0 / bar]), tiny_cfg(), torch.zeros(1))
+
+
+def test_bar_locked_slow_latents_come_round_each_bar_of_a_run():
+    from djenerator.models.twostage import RUN_BARS
+
+    G = build_generator(tiny_cfg()).eval()
+    cond = _bar_of_four_slow_frames(G)
+    z = torch.randn(1, G.frame_dim, 8 * RUN_BARS)  # two runs of RUN_BARS bars, four slow frames a bar
+    assert torch.equal(G.lock_to_bar(z, 5, cond, 0.0, 0.0), z)
+    locked = G.lock_to_bar(z, 5, cond, 0.0, 1.0)
+    per_run = 4 * RUN_BARS
+    for run in range(2):
+        frames = locked[0, :, run * per_run:(run + 1) * per_run]
+        torch.testing.assert_close(frames[:, 4:], frames[:, :-4])  # bar after bar
+    assert (locked[0, :, 0] - locked[0, :, per_run]).abs().mean() > 0.3  # the next run plays another pattern
+    assert (locked[0, :, 0] - locked[0, :, 1]).abs().mean() > 0.3  # and the pattern moves within the bar
+    # the same seed and place give the same pattern wherever the chunk starts; half the variance is the pattern
+    late = G.lock_to_bar(z[..., 3:], 5, cond, 3 * G.frame_samples / SR, 1.0)
+    torch.testing.assert_close(late, locked[..., 3:])
+    half = G.lock_to_bar(torch.randn(1, G.frame_dim, 4000), 5, _bar_of_four_slow_frames(G), 0.0, 0.5)
+    assert 0.9 < float(half.std()) < 1.1
+
+
+def test_a_bar_locked_piece_repeats_by_the_bar():
+    from djenerator.evaluate.structure import bar_repetition
+
+    G = build_generator(tiny_cfg()).eval()
+    cond = _bar_of_four_slow_frames(G)
+    bpm = 4 * 60.0 / (4 * G.frame_samples / SR)
+    score = {}
+    for repeat in (0.0, 1.0):
+        piece = render_piece_one_pass(G, PiecePlan.for_generator(G, 24 * SR, seed=2, repeat=repeat), cond)
+        score[repeat] = bar_repetition(piece, SR, bpm=bpm, first_beat=0.0)["score"]
+    assert score[1.0] > score[0.0] + 0.2, score
 
 
 def test_riff_latents_come_round_each_bar_of_a_run_and_change_between_runs():
@@ -411,6 +454,11 @@ def test_prepare_train_generate_evaluate_end_to_end(one_thread, tmp_path):
     assert r.exit_code == 0, r.output
     x, got_sr = sf.read(tmp_path / "out.wav")
     assert got_sr == SR and len(x) == 4 * SR and np.isfinite(x).all()
+    r = CliRunner().invoke(app, ["generate", str(tmp_path / "run"), "--seconds", "4", "-o", str(tmp_path / "rep.wav"),
+                                 "--quiet", "--repeat", "1"])
+    assert r.exit_code == 0, r.output
+    rep_x = sf.read(tmp_path / "rep.wav")[0]
+    assert len(rep_x) == len(x) and np.abs(rep_x - x).max() > 1e-3  # the bar-locked latents are other latents
     rep = evaluate(tmp_path / "run", n=4, plots=False)
     ae = rep["autoencoder"]
     assert rep["sample_rate"] == SR and np.isfinite(ae["stft_distance"]) and np.isfinite(ae["mel_distance"])

@@ -178,6 +178,7 @@ def generate(checkpoint: Path = typer.Argument(..., help="Checkpoint file or run
              batch_size: int = typer.Option(16, help="Clips per forward pass."),
              interpolate_to: Optional[int] = typer.Option(None, "--interpolate-to", help="Interpolate from --seed to this seed: in n clips, or along time with --seconds."),
              bpm: Optional[float] = typer.Option(None, help="Requested tempo (tempo-conditioned models)."),
+             repeat: float = typer.Option(0.0, "--repeat", help="With --seconds: the share (0 to 1) of the latents that comes round each bar, so riffs repeat (bars models)."),
              device: str = typer.Option("cpu", help="cpu | cuda"),
              quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
              trust_checkpoint: bool = TrustOpt):
@@ -187,7 +188,7 @@ def generate(checkpoint: Path = typer.Argument(..., help="Checkpoint file or run
     count = n if n is not None else (8 if seconds is None else 1)
     paths = generate_to_files(checkpoint, output, n=count, seed=seed, batch_size=batch_size, bpm=bpm,
                               interpolate_to=interpolate_to, device=device, log=console.print, seconds=seconds,
-                              progress=not quiet)
+                              progress=not quiet, repeat=repeat)
     if seconds is None:
         out.print(f"wrote {len(paths)} clip(s) to {output}")
     else:

@@ -137,29 +137,41 @@ def _fixed_window_piece(G: torch.nn.Module, cfg: Config, n_samples: int, seed: i
     return generate_clips(G, cfg, 1, seed, 1, bpm, z)[0, :n_samples]
 
 
+def check_repeat(G: torch.nn.Module | None, repeat: float) -> None:
+    """``repeat`` is a share in [0, 1], and above 0 needs a generator that can lock its latents to the bar."""
+    if not (0.0 <= repeat <= 1.0):
+        raise ConfigError(f"--repeat is the share of the latents that comes round each bar, 0 to 1; got {repeat}")
+    if repeat > 0 and G is not None and not hasattr(G, "lock_to_bar"):
+        raise ConfigError("--repeat needs a model with a bar clock (model.arch=twostage, as in --preset bars)")
+
+
 def piece_blocks(G: torch.nn.Module, cfg: Config, seconds: float, seed: int = 0, bpm: float | None = None,
-                 interpolate_to: int | None = None, chunk_seconds: float = 8.0) -> tuple[int, Iterator[np.ndarray]]:
+                 interpolate_to: int | None = None, chunk_seconds: float = 8.0,
+                 repeat: float = 0.0) -> tuple[int, Iterator[np.ndarray]]:
     """(samples, the piece as consecutive float32 blocks) of one piece of ``seconds``.
 
     A length-agnostic generator renders it chunk by chunk (see :mod:`djenerator.stream`), so memory stays that
     of one chunk; a fixed-window one makes one block, and refuses more than one window. With
-    ``interpolate_to`` the piece morphs along time from seed's latents to that seed's.
+    ``interpolate_to`` the piece morphs along time from seed's latents to that seed's; ``repeat`` (0 to 1) is
+    the share of the latents that comes round each bar (two-stage models; see ``lock_to_bar``).
     """
     from .stream import PiecePlan, is_longform, iter_piece
 
     _check_seconds(seconds)
+    check_repeat(G, repeat)
     n = max(1, int(round(seconds * cfg.data.sample_rate)))
     if not is_longform(G):
         return n, iter([_fixed_window_piece(G, cfg, n, seed, bpm, interpolate_to)])
     chunk_frames = max(1, int(round(chunk_seconds * cfg.data.sample_rate / G.frame_samples)))
-    return n, iter_piece(G, PiecePlan.for_generator(G, n, seed, interpolate_to), bpm_cond(cfg, bpm, 1), chunk_frames)
+    plan = PiecePlan.for_generator(G, n, seed, interpolate_to, repeat)
+    return n, iter_piece(G, plan, bpm_cond(cfg, bpm, 1), chunk_frames)
 
 
 def generate_long(G: torch.nn.Module, cfg: Config, seconds: float, seed: int = 0, bpm: float | None = None,
-                  interpolate_to: int | None = None, chunk_seconds: float = 8.0) -> np.ndarray:
+                  interpolate_to: int | None = None, chunk_seconds: float = 8.0, repeat: float = 0.0) -> np.ndarray:
     """One piece of ``seconds`` as float32 (samples,), in memory (the HTTP API's call); see :func:`piece_blocks`.
     Same (model, seconds, seed) -> same audio."""
-    n, blocks = piece_blocks(G, cfg, seconds, seed, bpm, interpolate_to, chunk_seconds)
+    n, blocks = piece_blocks(G, cfg, seconds, seed, bpm, interpolate_to, chunk_seconds, repeat)
     out = np.empty(n, dtype=np.float32)
     pos = 0
     for block in blocks:
@@ -170,7 +182,8 @@ def generate_long(G: torch.nn.Module, cfg: Config, seconds: float, seed: int = 0
 
 def generate_long_to_file(checkpoint_or_G, path: str | Path, seconds: float, seed: int = 0, bpm: float | None = None,
                           interpolate_to: int | None = None, cfg: Config | None = None, device: str = "cpu",
-                          progress: bool = True, chunk_seconds: float = 8.0, subtype: str = "PCM_16") -> Path:
+                          progress: bool = True, chunk_seconds: float = 8.0, subtype: str = "PCM_16",
+                          repeat: float = 0.0) -> Path:
     """Stream one piece of ``seconds`` to a wav file at ``path``, chunk by chunk, in bounded memory.
 
     ``checkpoint_or_G`` is a checkpoint file, a run folder, or a generator (then pass its ``cfg``).
@@ -189,7 +202,7 @@ def generate_long_to_file(checkpoint_or_G, path: str | Path, seconds: float, see
     else:
         G, cfg, _ = load_generator(checkpoint_or_G, device)
     sr, path = cfg.data.sample_rate, Path(path)
-    n, blocks = piece_blocks(G, cfg, seconds, seed, bpm, interpolate_to, chunk_seconds)
+    n, blocks = piece_blocks(G, cfg, seconds, seed, bpm, interpolate_to, chunk_seconds, repeat)
     bar = None
     if progress and seconds >= 20:
         from tqdm import tqdm
@@ -222,6 +235,7 @@ class Request:
     seconds: float | None = None
     interpolate_to: int | None = None
     batch_size: int = 16
+    repeat: float = 0.0  # pieces: the share of the latents that comes round each bar
 
     def seeds(self) -> list[int]:
         """The seed of each output, in order."""
@@ -248,6 +262,8 @@ def render(G: torch.nn.Module, cfg: Config, req: Request) -> list[np.ndarray]:
         return list(request_clips(G, cfg, req))
     # interpolate_to only when set: a stand-in for generate_long (the server's tests use one) need not take it
     extra = {"interpolate_to": req.interpolate_to} if req.interpolate_to is not None else {}
+    if req.repeat:
+        extra["repeat"] = req.repeat
     return [generate_long(G, cfg, float(req.seconds), s, bpm=req.bpm, **extra) for s in req.seeds()]
 
 
@@ -264,19 +280,24 @@ def write_files(G: torch.nn.Module, cfg: Config, req: Request, out: str | Path, 
     paths = [out if one_file else out / f"piece_{file_tag(s, req.interpolate_to)}_{req.seconds:g}s.wav"
              for s in req.seeds()]
     return [generate_long_to_file(G, p, req.seconds, seed=s, bpm=req.bpm, interpolate_to=req.interpolate_to, cfg=cfg,
-                                  progress=progress) for p, s in zip(paths, req.seeds())]
+                                  progress=progress, repeat=req.repeat) for p, s in zip(paths, req.seeds())]
 
 
 def generate_to_files(checkpoint: str | Path, out_dir: str | Path, n: int = 8, seed: int = 0, batch_size: int = 16,
                       bpm: float | None = None, interpolate_to: int | None = None, device: str = "cpu",
                       prefix: str = "clip", log=lambda m: None, seconds: float | None = None,
-                      progress: bool = True) -> list[Path]:
+                      progress: bool = True, repeat: float = 0.0) -> list[Path]:
     """Load a checkpoint and write n clips (an n-step interpolation from seed to ``interpolate_to``), or with
     ``seconds`` n pieces, as wav files; see :class:`Request`."""
     check_request(n=n, batch_size=batch_size, bpm=bpm)
+    check_repeat(None, repeat)
+    if repeat > 0 and seconds is None:
+        raise ConfigError("--repeat shapes pieces: give --seconds as well")
     if seconds is not None and Path(out_dir).suffix.lower() == ".wav" and n > 1:
         raise ConfigError(f"-o {out_dir} names one file but -n asks for {n} pieces; give a folder")
     G, cfg, _ = load_generator(checkpoint, device)
     if bpm is not None and not cfg.model.tempo_conditioning:
         log(BPM_IGNORED)
-    return write_files(G, cfg, Request(n, seed, bpm, seconds, interpolate_to, batch_size), out_dir, prefix, progress)
+    check_repeat(G, repeat)
+    req = Request(n, seed, bpm, seconds, interpolate_to, batch_size, repeat)
+    return write_files(G, cfg, req, out_dir, prefix, progress)

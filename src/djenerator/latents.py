@@ -17,6 +17,14 @@ def clip_latent(seed: int, i: int, dim: int) -> torch.Tensor:
     return torch.randn(dim, generator=torch.Generator().manual_seed(seed * 1_000_003 + i))
 
 
+def run_latents(seed: int, runs, dim: int) -> torch.Tensor:
+    """(3, dim, K) standard normal vectors of runs[0..K-1] of seed ``seed``; run r's depend only on (seed, r)."""
+    s = int(seed) % (2**63)
+    cols = [np.random.default_rng([s, int(r) % (2**63), 9157]).standard_normal((3, dim), dtype=np.float32)
+            for r in runs]
+    return torch.from_numpy(np.stack(cols, axis=2)) if cols else torch.zeros(3, dim, 0)
+
+
 def latents(n: int, dim: int, seed: int) -> torch.Tensor:
     """(n, dim): clips 0..n-1 of seed ``seed``."""
     return torch.stack([clip_latent(seed, i, dim) for i in range(n)])

@@ -51,10 +51,13 @@ class PiecePlan:
     frame_dim: int
     style_dim: int
     interpolate_to: int | None = None
+    repeat: float = 0.0
 
     @classmethod
-    def for_generator(cls, G: torch.nn.Module, n_samples: int, seed: int, interpolate_to: int | None = None) -> "PiecePlan":
-        return cls(int(n_samples), int(seed), G.frame_samples, G.context_frames, G.frame_dim, G.latent_dim, interpolate_to)
+    def for_generator(cls, G: torch.nn.Module, n_samples: int, seed: int, interpolate_to: int | None = None,
+                      repeat: float = 0.0) -> "PiecePlan":
+        return cls(int(n_samples), int(seed), G.frame_samples, G.context_frames, G.frame_dim, G.latent_dim,
+                   interpolate_to, float(repeat))
 
     @property
     def out_frames(self) -> int:
@@ -90,6 +93,8 @@ def _render(G: torch.nn.Module, plan: PiecePlan, start: int, stop: int, cond: to
     the next chunk when G's decoder carries one (a running sum over frames; None otherwise)."""
     z, style = plan.latents(start, stop)
     t0 = (start - plan.context) * plan.frame_samples / G.sample_rate  # the piece's clock (beat grid)
+    if plan.repeat > 0:
+        z = G.lock_to_bar(z, plan.seed, cond, t0, plan.repeat)
     if not getattr(G, "carries_phase", False):
         return forward(G, z, cond, style=style, t0=t0)[0], None
     with evaluating(G) as device:

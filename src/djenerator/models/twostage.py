@@ -241,6 +241,27 @@ class TwoStageGenerator(nn.Module):
         reach = self.latent.reach + self.codec.decode_context + SLOW // 2 + 1
         self.context_frames = math.ceil(reach / SLOW)
 
+    def lock_to_bar(self, z_seq: torch.Tensor, seed: int, cond: torch.Tensor | None, t0: float,
+                    share: float) -> torch.Tensor:
+        """Slow latents (B, FRAME_DIM, N) starting at ``t0`` s, with ``share`` of their variance replaced by a
+        pattern that comes round every bar of a run of RUN_BARS bars: (a + b cos 2 pi x + c sin 2 pi x) / sqrt 2,
+        x the place in the bar, a, b, c drawn per (seed, run). The rest of the generator's input already comes
+        round at the bar (clock, riff), so ``share`` = 1 makes each run repeat bar by bar, 0 leaves the piece as
+        drawn. Slow frame j is where the generator's linear upsampling puts it, codec frame (j + 1/2) SLOW - 1/2."""
+        from ..latents import run_latents
+
+        b, d, n = z_seq.shape
+        t = t0 + (SLOW / 2 - 0.5) / self.latent.rate
+        beats, _ = beat_positions(cond, b, n, self.latent.rate / SLOW, self.latent.bpm_range, t)
+        run = torch.floor(beats / (BEATS_PER_BAR * RUN_BARS)).long()
+        x = 2 * math.pi * torch.remainder(beats, BEATS_PER_BAR) / BEATS_PER_BAR
+        pattern = []
+        for i in range(b):
+            a, c, s = run_latents(seed, run[i].tolist(), d)
+            pattern.append((a + c * torch.cos(x[i]).float() + s * torch.sin(x[i]).float()) / math.sqrt(2))
+        g = torch.stack(pattern).to(z_seq)
+        return math.sqrt(1 - share) * z_seq + math.sqrt(share) * g
+
     def render_latents(self, z_seq, style, cond=None, t0: float = 0.0) -> torch.Tensor:
         return self.latent(z_seq, style, cond, t0)
 

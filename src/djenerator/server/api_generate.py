@@ -32,6 +32,8 @@ def check_limits(s, req) -> int:
         n = req.steps if req.steps is not None else max(req.count, 2)
         if n > s.max_steps:
             raise HTTPException(422, f"steps must be between 2 and {s.max_steps}, got {n}")
+    if req.repeat > 0 and req.seconds is None:
+        raise HTTPException(422, "repeat shapes pieces: give seconds as well")
     if req.seconds is not None:
         if req.seconds > s.max_seconds:
             raise HTTPException(422, f"seconds must be at most {s.max_seconds:g}, got {req.seconds:g}")
@@ -43,7 +45,8 @@ def make_audio(G, cfg, req, n: int) -> tuple[list[np.ndarray], list[int]]:
     """The clips (or long pieces) of one request, and the seed of each."""
     from .. import generate as gen
 
-    r = gen.Request(n=n, seed=req.seed, bpm=req.bpm, seconds=req.seconds, interpolate_to=req.interpolate_to)
+    r = gen.Request(n=n, seed=req.seed, bpm=req.bpm, seconds=req.seconds, interpolate_to=req.interpolate_to,
+                    repeat=req.repeat)
     try:
         audio = gen.render(G, cfg, r)
     except ValueError as e:  # e.g. a fixed-window model asked for more than one window
