@@ -144,11 +144,11 @@ def judge(gen: np.ndarray, sr: int, ref: dict) -> dict:
     }
 
 
-def model_output(run: Path, n: int, n_pieces: int, repeat: float = 0.0) -> dict:
+def model_output(run: Path, n: int, n_pieces: int, repeat: float | None = None) -> dict:
     """n clips and, for models that make any length, ``n_pieces`` 30-s pieces, at the model's own rate (with
-    ``repeat`` of their latents locked to the bar where the model has a bar clock)."""
+    ``repeat`` of their latents locked to the bar where the model has a bar clock; None: the model's default)."""
     G, cfg, step = load_generator(run)
-    extra = {"repeat": repeat} if repeat > 0 and hasattr(G, "lock_to_bar") else {}
+    extra = {"repeat": repeat} if repeat is not None and hasattr(G, "lock_to_bar") else {}
     with torch.no_grad():
         clips = generate_clips(G, cfg, n, seed=0)
         pieces = [generate_long(G, cfg, PIECE_SECONDS, seed=s, **extra) for s in range(n_pieces)] if is_longform(G) else []
@@ -236,8 +236,8 @@ def main() -> None:
     ap.add_argument("--eval-sr", default="22050,16000", help="rates the output is judged at")
     ap.add_argument("-n", type=int, default=64, help="generated clips per model")
     ap.add_argument("--pieces", type=int, default=4, help="30-s pieces per model (bar repetition)")
-    ap.add_argument("--repeat", type=float, default=0.0, help="pieces: the share of the latents locked to the bar "
-                    "(generate --repeat), for models with a bar clock")
+    ap.add_argument("--repeat", type=float, default=None, help="pieces: the share of the latents locked to the bar "
+                    "(generate --repeat), for models with a bar clock (default: each model's model.bar_repeat)")
     ap.add_argument("--seeds", default=None, help="comma-separated train.seed values: each preset trains once per seed")
     ap.add_argument("--set", action="append", help="a config override for every run, e.g. train.batch_size=8")
     ap.add_argument("--work", type=Path, default=None, help="keep data and runs here (default: a temp folder)")
@@ -274,7 +274,7 @@ def main() -> None:
     console.print(table(rows, f"{args.cpu_minutes:g} CPU-minutes per run, {args.threads} thread(s)"))
     if len(seeds) > 1:
         console.print(spread_table(rows))
-    out = work / ("quality.json" if args.repeat == 0 else f"quality_repeat{args.repeat:g}.json")
+    out = work / ("quality.json" if args.repeat is None else f"quality_repeat{args.repeat:g}.json")
     out.write_text(json.dumps([{k: v for k, v in r.items()} for r in rows], indent=1, default=float))
     console.print(f"rows in {out}")
 

@@ -228,14 +228,24 @@ def test_bar_locked_slow_latents_come_round_each_bar_of_a_run():
 def test_a_bar_locked_piece_repeats_by_the_bar():
     from djenerator.evaluate.structure import bar_repetition
 
+    from djenerator.models.twostage import CLOCK_DIM, RIFF_DIM
+
+    torch.manual_seed(0)
     G = build_generator(tiny_cfg()).eval()
+    with torch.no_grad():  # deaf to the clock and the riff, which come round each bar anyway: only z can repeat
+        G.latent.inp.weight[:, -(CLOCK_DIM + 2 * RIFF_DIM):] = 0
     cond = _bar_of_four_slow_frames(G)
     bpm = 4 * 60.0 / (4 * G.frame_samples / SR)
     score = {}
     for repeat in (0.0, 1.0):
         piece = render_piece_one_pass(G, PiecePlan.for_generator(G, 24 * SR, seed=2, repeat=repeat), cond)
         score[repeat] = bar_repetition(piece, SR, bpm=bpm, first_beat=0.0)["score"]
-    assert score[1.0] > score[0.0] + 0.2, score
+    assert score[1.0] > 0.5 > 0.2 > score[0.0], score
+    # a piece follows the model's model.bar_repeat unless the request says otherwise
+    cfg = tiny_cfg("model.bar_repeat=1.0")
+    by_default = generate_long(G, cfg, 3.0, seed=2)
+    np.testing.assert_array_equal(by_default, generate_long(G, cfg, 3.0, seed=2, repeat=1.0))
+    assert np.abs(by_default - generate_long(G, cfg, 3.0, seed=2, repeat=0.0)).max() > 1e-3
 
 
 def test_riff_latents_come_round_each_bar_of_a_run_and_change_between_runs():
@@ -508,10 +518,12 @@ def test_ema_and_codec_base_config():
     assert build_config("laptop").train.ema == 0.999 and build_config("recommended").train.ema == 0.0
     assert build_config("bars", [], ["train.codec_steps=0"]).train.codec_steps == 0  # the base as it is
     for bad in ("train.ema=1.0", "train.ema=-0.1", "train.codec_base=''", "train.codec_phase=-1",
-                "train.codec_steps=-1", "train.codec_steps=0,train.codec_base=none"):
+                "train.codec_steps=-1", "train.codec_steps=0,train.codec_base=none", "model.bar_repeat=1.5"):
         with pytest.raises(ConfigError):
             build_config("bars", [], bad.split(","))
     assert build_config("original", [], ["train.ema=0.9"]).train.ema == 0.9  # every GAN loop averages G
+    with pytest.raises(ConfigError, match="bar_repeat"):
+        build_config("laptop", [], ["model.bar_repeat=0.5"])  # no bar clock to lock to
     with pytest.raises(ConfigError):
         ct.resolve_codec_base("/no/such/base.pt", SR)
     assert ct.resolve_codec_base("none", SR) is None

@@ -50,6 +50,7 @@ class ModelConfig:
     beat_grid: bool = False  # spectral G + stft/msd D also read a beat clock (needs tempo_conditioning)
     bpm_range: list[float] = field(default_factory=lambda: [80.0, 160.0])  # one octave: any tempo folds into it
     decoder_phase: str = "free"  # twostage: stage 1's phase head, a name in models.codec.PHASE_HEADS (free integrated pghi)
+    bar_repeat: float = 0.0  # twostage: pieces' share of slow latents locked to the bar, unless generate --repeat says
 
 
 @dataclass
@@ -306,6 +307,8 @@ def _validate_model(cfg: Config) -> None:
     arch = ARCHS[m.arch]
     from .models.codec import PHASE_HEADS
 
+    if not 0.0 <= m.bar_repeat <= 1.0 or (m.bar_repeat > 0 and not arch.two_stage):
+        raise ConfigError(f"model.bar_repeat is a share from 0 to 1 read by model.arch=twostage only, got {m.bar_repeat}")
     if m.decoder_phase not in PHASE_HEADS:
         raise ConfigError(f"model.decoder_phase must be one of {', '.join(PHASE_HEADS)}, got '{m.decoder_phase}'")
     if m.beat_grid and (not arch.beat_grid or not m.tempo_conditioning):

@@ -137,8 +137,11 @@ def _fixed_window_piece(G: torch.nn.Module, cfg: Config, n_samples: int, seed: i
     return generate_clips(G, cfg, 1, seed, 1, bpm, z)[0, :n_samples]
 
 
-def check_repeat(G: torch.nn.Module | None, repeat: float) -> None:
-    """``repeat`` is a share in [0, 1], and above 0 needs a generator that can lock its latents to the bar."""
+def check_repeat(G: torch.nn.Module | None, repeat: float | None) -> None:
+    """``repeat`` is None (the model's ``bar_repeat``) or a share in [0, 1], and above 0 needs a generator that
+    can lock its latents to the bar."""
+    if repeat is None:
+        return
     if not (0.0 <= repeat <= 1.0):
         raise ConfigError(f"--repeat is the share of the latents that comes round each bar, 0 to 1; got {repeat}")
     if repeat > 0 and G is not None and not hasattr(G, "lock_to_bar"):
@@ -147,18 +150,20 @@ def check_repeat(G: torch.nn.Module | None, repeat: float) -> None:
 
 def piece_blocks(G: torch.nn.Module, cfg: Config, seconds: float, seed: int = 0, bpm: float | None = None,
                  interpolate_to: int | None = None, chunk_seconds: float = 8.0,
-                 repeat: float = 0.0) -> tuple[int, Iterator[np.ndarray]]:
+                 repeat: float | None = None) -> tuple[int, Iterator[np.ndarray]]:
     """(samples, the piece as consecutive float32 blocks) of one piece of ``seconds``.
 
     A length-agnostic generator renders it chunk by chunk (see :mod:`djenerator.stream`), so memory stays that
     of one chunk; a fixed-window one makes one block, and refuses more than one window. With
     ``interpolate_to`` the piece morphs along time from seed's latents to that seed's; ``repeat`` (0 to 1) is
-    the share of the latents that comes round each bar (two-stage models; see ``lock_to_bar``).
+    the share of the latents that comes round each bar (two-stage models; see ``lock_to_bar``), by default the
+    model's ``model.bar_repeat``.
     """
     from .stream import PiecePlan, is_longform, iter_piece
 
     _check_seconds(seconds)
     check_repeat(G, repeat)
+    repeat = cfg.model.bar_repeat if repeat is None else repeat
     n = max(1, int(round(seconds * cfg.data.sample_rate)))
     if not is_longform(G):
         return n, iter([_fixed_window_piece(G, cfg, n, seed, bpm, interpolate_to)])
@@ -168,7 +173,8 @@ def piece_blocks(G: torch.nn.Module, cfg: Config, seconds: float, seed: int = 0,
 
 
 def generate_long(G: torch.nn.Module, cfg: Config, seconds: float, seed: int = 0, bpm: float | None = None,
-                  interpolate_to: int | None = None, chunk_seconds: float = 8.0, repeat: float = 0.0) -> np.ndarray:
+                  interpolate_to: int | None = None, chunk_seconds: float = 8.0,
+                  repeat: float | None = None) -> np.ndarray:
     """One piece of ``seconds`` as float32 (samples,), in memory (the HTTP API's call); see :func:`piece_blocks`.
     Same (model, seconds, seed) -> same audio."""
     n, blocks = piece_blocks(G, cfg, seconds, seed, bpm, interpolate_to, chunk_seconds, repeat)
@@ -183,7 +189,7 @@ def generate_long(G: torch.nn.Module, cfg: Config, seconds: float, seed: int = 0
 def generate_long_to_file(checkpoint_or_G, path: str | Path, seconds: float, seed: int = 0, bpm: float | None = None,
                           interpolate_to: int | None = None, cfg: Config | None = None, device: str = "cpu",
                           progress: bool = True, chunk_seconds: float = 8.0, subtype: str = "PCM_16",
-                          repeat: float = 0.0) -> Path:
+                          repeat: float | None = None) -> Path:
     """Stream one piece of ``seconds`` to a wav file at ``path``, chunk by chunk, in bounded memory.
 
     ``checkpoint_or_G`` is a checkpoint file, a run folder, or a generator (then pass its ``cfg``).
@@ -235,7 +241,7 @@ class Request:
     seconds: float | None = None
     interpolate_to: int | None = None
     batch_size: int = 16
-    repeat: float = 0.0  # pieces: the share of the latents that comes round each bar
+    repeat: float | None = None  # pieces: the share of the latents that comes round each bar (None: the model's)
 
     def seeds(self) -> list[int]:
         """The seed of each output, in order."""
@@ -262,7 +268,7 @@ def render(G: torch.nn.Module, cfg: Config, req: Request) -> list[np.ndarray]:
         return list(request_clips(G, cfg, req))
     # interpolate_to only when set: a stand-in for generate_long (the server's tests use one) need not take it
     extra = {"interpolate_to": req.interpolate_to} if req.interpolate_to is not None else {}
-    if req.repeat:
+    if req.repeat is not None:
         extra["repeat"] = req.repeat
     return [generate_long(G, cfg, float(req.seconds), s, bpm=req.bpm, **extra) for s in req.seeds()]
 
@@ -286,12 +292,12 @@ def write_files(G: torch.nn.Module, cfg: Config, req: Request, out: str | Path, 
 def generate_to_files(checkpoint: str | Path, out_dir: str | Path, n: int = 8, seed: int = 0, batch_size: int = 16,
                       bpm: float | None = None, interpolate_to: int | None = None, device: str = "cpu",
                       prefix: str = "clip", log=lambda m: None, seconds: float | None = None,
-                      progress: bool = True, repeat: float = 0.0) -> list[Path]:
+                      progress: bool = True, repeat: float | None = None) -> list[Path]:
     """Load a checkpoint and write n clips (an n-step interpolation from seed to ``interpolate_to``), or with
     ``seconds`` n pieces, as wav files; see :class:`Request`."""
     check_request(n=n, batch_size=batch_size, bpm=bpm)
     check_repeat(None, repeat)
-    if repeat > 0 and seconds is None:
+    if repeat is not None and seconds is None:
         raise ConfigError("--repeat shapes pieces: give --seconds as well")
     if seconds is not None and Path(out_dir).suffix.lower() == ".wav" and n > 1:
         raise ConfigError(f"-o {out_dir} names one file but -n asks for {n} pieces; give a folder")

@@ -32,7 +32,7 @@ def check_limits(s, req) -> int:
         n = req.steps if req.steps is not None else max(req.count, 2)
         if n > s.max_steps:
             raise HTTPException(422, f"steps must be between 2 and {s.max_steps}, got {n}")
-    if req.repeat > 0 and req.seconds is None:
+    if req.repeat is not None and req.seconds is None:
         raise HTTPException(422, "repeat shapes pieces: give seconds as well")
     if req.seconds is not None:
         if req.seconds > s.max_seconds:
