@@ -2,7 +2,7 @@
 
     python benchmarks/twostage.py bars   DATA22 RUN --cpu-minutes 10 [--codec-share 0.4]
     python benchmarks/twostage.py laptop DATA8  RUN --cpu-minutes 10
-    python benchmarks/twostage.py judge  SRC_AUDIO RUN [RUN ...] [--pieces 8]
+    python benchmarks/twostage.py judge  SRC_AUDIO RUN[@REPEAT] [RUN ...] [--pieces 8] [--png OUT.png]
     python benchmarks/twostage.py recon  DATA22 RUN --base FILE|none --steps 2000 --probe-every 250
     python benchmarks/twostage.py recon-png DATA22 OUT.png LABEL=CODEC_FILE [...] [--crop 0]
     python benchmarks/twostage.py lines DATA22 LABEL=CODEC_FILE [...]
@@ -274,15 +274,17 @@ def cmd_judge(a) -> None:
     rows = [("real (other half)", _stats(real_b, clip_features(_segments(real_a), EVAL_SR), metrics))]
     rows[0][1]["fd"] = floor
     firsts = []
-    for run in a.runs:
+    for spec in a.runs:  # RUN, or RUN@SHARE for pieces with that share locked to the bar (generate --repeat)
+        run, repeat = (spec.rsplit("@", 1)[0], float(spec.rsplit("@", 1)[1])) if "@" in spec else (spec, None)
         G, cfg, step = load_generator(run)
         sr = cfg.data.sample_rate
-        pieces = [resample(generate_long(G, cfg, 30.0, seed=s), sr, EVAL_SR) for s in range(a.pieces)]
-        rows.append((f"{cfg.preset} ({Path(run).name}, {step} steps, {sr} Hz)", _stats(pieces, real_feats, metrics)))
+        pieces = [resample(generate_long(G, cfg, 30.0, seed=s, repeat=repeat), sr, EVAL_SR) for s in range(a.pieces)]
+        tag = "" if repeat is None else f", repeat {repeat:g}"
+        rows.append((f"{cfg.preset} ({Path(run).name}, {step} steps, {sr} Hz{tag})", _stats(pieces, real_feats, metrics)))
         firsts.append(pieces[0])
     if a.png:
         _spectrograms([("real", real_long[0])] + [(n.split(" (")[0] + " " + Path(r).name, p) for (n, _), r, p in
-                                                   zip(rows[1:], a.runs, firsts)], Path(a.png))
+                                                   zip(rows[1:], a.runs, firsts)], Path(a.png))  # r: RUN[@SHARE]
     print(f"| model | log-mel FD @16k (x floor) | flatness | onsets/s | bar repetition |\n|---|---|---|---|---|")
     for name, s in rows:
         print(f"| {name} | {s['fd']:.1f} ({s['fd'] / floor:.1f}x) | {s['flatness']:.3f} | {s['onsets_per_s']:.2f} | "
@@ -373,7 +375,7 @@ def main(argv=None) -> None:
     s.add_argument("codecs", nargs="+", help="LABEL=FILE: a base autoencoder or a stage-1 checkpoint")
     s = sub.add_parser("judge")
     s.add_argument("src")
-    s.add_argument("runs", nargs="+")
+    s.add_argument("runs", nargs="+", help="RUN, or RUN@SHARE: its pieces with that share locked to the bar")
     s.add_argument("--pieces", type=int, default=8)
     s.add_argument("--png", default=None, help="write a spectrogram of the first 30-s piece of each, beside real")
     s = sub.add_parser("speed")

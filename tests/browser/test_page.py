@@ -55,6 +55,7 @@ def test_page_generates_plays_and_draws(server, tmp_path):
                                    "document.querySelector('#checkpoint').options.length > 0")
             assert page.locator("#run").input_value() == "tiny"
             assert "architecture\ndense" in page.locator("#run-info").inner_text()
+            assert page.locator("#repeat").is_disabled()  # no bar clock: a dense model's clips cannot be locked to it
             page.wait_for_function(f"({NONBLANK})('#loss-chart') > 500")
             page.fill("#count", "3")
             page.fill("#seed", "0")

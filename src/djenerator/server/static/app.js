@@ -252,6 +252,7 @@ async function loadRun(id) {
   ];
   $("run-info").innerHTML = rows.map(([k, v]) => `<dt>${k}</dt><dd>${escapeHtml(fmt(v))}</dd>`).join("");
   $("seconds").disabled = !run.long_form;
+  $("repeat").disabled = !(run.long_form && cfg.model && cfg.model.arch === "twostage");
   $("seconds-wrap").title = run.long_form ? "Length of each piece" : "This model makes fixed-length clips";
   const ev = $("evaluation");
   if (run.evaluation) {
@@ -275,7 +276,10 @@ function request() {
   const body = { run: $("run").value, checkpoint: $("checkpoint").value, count: num("count") || 1, seed: num("seed") || 0 };
   if (num("bpm") !== null) body.bpm = num("bpm");
   if ($("interp").checked) { body.interpolate_to = num("interp-to"); body.steps = num("interp-steps"); }
-  else if (!$("seconds").disabled && num("seconds") !== null) body.seconds = num("seconds");
+  else if (!$("seconds").disabled && num("seconds") !== null) {
+    body.seconds = num("seconds");
+    if (!$("repeat").disabled && num("repeat") !== null) body.repeat = num("repeat");
+  }
   return body;
 }
 
