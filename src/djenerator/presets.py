@@ -72,11 +72,12 @@ PRESETS: dict[str, dict] = {
         "round every bar and dilations reaching 4.5 s, judged in latent space with each frame's difference from "
         "the bar before. Stage 1 starts from the shipped base autoencoder (train.codec_base=auto). "
         "Prepare with --preset bars (6-s clips); "
-        "pieces of any length.",
+        "pieces of any length, three quarters of their slow latents locked to the bar (generate --repeat).",
         "config": {
             "data": {"sample_rate": 22050, "clip_samples": 131072, "hop_samples": 65536},
             "model": {"arch": "twostage", "discriminators": ["latent"], "dim": 24, "latent_dim": 64,
-                      "tempo_conditioning": True, "decoder_phase": "pghi"},  # docs/two-stage.md, round 8
+                      "tempo_conditioning": True, "decoder_phase": "pghi",  # docs/two-stage.md, round 8
+                      "bar_repeat": 0.75},  # round 10
             "train": {**HINGE_ADAM, "batch_size": 8, "codec_steps": 300, "codec_base": "auto", "steps": 4000,
                       "sample_every": 500, "ema": 0.99},  # a short window: see docs/two-stage.md, round 2
         },
