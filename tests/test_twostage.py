@@ -518,7 +518,8 @@ def test_ema_and_codec_base_config():
     assert build_config("laptop").train.ema == 0.999 and build_config("recommended").train.ema == 0.0
     assert build_config("bars", [], ["train.codec_steps=0"]).train.codec_steps == 0  # the base as it is
     for bad in ("train.ema=1.0", "train.ema=-0.1", "train.codec_base=''", "train.codec_phase=-1",
-                "train.codec_steps=-1", "train.codec_steps=0,train.codec_base=none", "model.bar_repeat=1.5"):
+                "train.codec_steps=-1", "train.codec_steps=0,train.codec_base=none", "model.bar_repeat=1.5",
+                "train.codec_tune=decoder", "train.codec_tune=encoder,train.codec_base=none"):
         with pytest.raises(ConfigError):
             build_config("bars", [], bad.split(","))
     assert build_config("original", [], ["train.ema=0.9"]).train.ema == 0.9  # every GAN loop averages G
@@ -581,6 +582,11 @@ def test_codec_base_loads_weights_only_and_seeds_stage1(one_thread, clip_ds, tmp
     G = torch.load(latest_checkpoint(tmp_path / "as_is"), weights_only=True)["G"]
     base_w = load_codec_base(out)["G"]
     assert all(torch.equal(G[f"codec.{k}"], v) for k, v in base_w.items())
+    # train.codec_tune=encoder: stage 1 trains the encoder and keeps the base's decoder
+    cfg = tiny_cfg("train.codec_steps=2", "train.steps=0", f"train.codec_base={out}", "train.codec_tune=encoder", free)
+    ct.train_twostage(cfg, clip_ds, tmp_path / "enc", progress=False, log=lambda m: None)
+    tuned = torch.load(latest_checkpoint(tmp_path / "enc" / "codec"), weights_only=True)["G"]
+    assert all(torch.equal(tuned[k], v) == (not k.startswith("enc")) for k, v in base_w.items())
     with pytest.raises(ConfigError, match="needs a base"):
         ct.train_twostage(tiny_cfg("train.codec_steps=0", "train.steps=1", "train.codec_base=auto", "model.dim=8"),
                           clip_ds, tmp_path / "no_base", progress=False, log=lambda m: None)

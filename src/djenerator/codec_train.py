@@ -33,7 +33,7 @@ from .data.dataset import ClipDataset
 from .ema import Ema
 from .io import StepLog
 from .models import DISCRIMINATORS, build_discriminator, build_generator, tempo_cond
-from .models.codec import Codec, mel_distance, reconstruction_loss, stft_distance
+from .models.codec import TUNED_PARTS, Codec, mel_distance, reconstruction_loss, stft_distance
 from .models.grid import shift_phase
 from .train_report import progress_bar
 
@@ -208,7 +208,8 @@ def train_codec(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, budge
     """Stage 1. Returns (codec in eval mode, steps done, "done" | why it stopped)."""
     t, cdir = cfg.train, run_dir / "codec"
     codec = Codec(cfg.data.sample_rate, cfg.model.dim, phase=cfg.model.decoder_phase)
-    opt = torch.optim.AdamW(codec.parameters(), lr=t.lr_codec, betas=(0.8, 0.99))
+    tuned = [p for n, p in codec.named_parameters() if n.startswith(TUNED_PARTS[t.codec_tune])]
+    opt = torch.optim.AdamW(tuned, lr=t.lr_codec, betas=(0.8, 0.99))
     critic = Critic.build(cfg) if t.codec_adversarial > 0 else None
     ck, start = _resume_state(cdir, resume, "codec"), 0
     if ck is not None:

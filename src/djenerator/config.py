@@ -88,6 +88,7 @@ class TrainConfig:
     codec_batch: int = 8  # twostage: stage-1 batch of codec_seconds crops
     codec_seconds: float = 1.0
     lr_codec: float = 1e-3
+    codec_tune: str = "all"  # twostage: what stage 1 trains, a name in models.codec.TUNED_PARTS (all encoder)
     codec_adversarial: float = 0.0  # twostage: weight of a multi-resolution STFT critic (hinge + feature matching) in stage 1; 0 = reconstruction only
     codec_phase: float = 0.0  # twostage: weight of the phase-step loss (models.codec.phase_distance) in stage 1; 0 = off
     r1: float = 0.0  # twostage: gamma of the R1 penalty, gamma/2 E||grad D(real)||^2 in stage 2's critic loss (0 = off)
@@ -305,10 +306,14 @@ def _validate_model(cfg: Config) -> None:
         raise ConfigError(f"model.discriminators must be a non-empty list of {', '.join(DISCRIMINATORS)}, "
                           f"got {m.discriminators}")
     arch = ARCHS[m.arch]
-    from .models.codec import PHASE_HEADS
+    from .models.codec import PHASE_HEADS, TUNED_PARTS
 
     if not 0.0 <= m.bar_repeat <= 1.0 or (m.bar_repeat > 0 and not arch.two_stage):
         raise ConfigError(f"model.bar_repeat is a share from 0 to 1 read by model.arch=twostage only, got {m.bar_repeat}")
+    if t.codec_tune not in TUNED_PARTS:
+        raise ConfigError(f"train.codec_tune must be one of {', '.join(TUNED_PARTS)}, got '{t.codec_tune}'")
+    if t.codec_tune != "all" and t.codec_base == "none":
+        raise ConfigError(f"train.codec_tune={t.codec_tune} keeps part of a base autoencoder: give train.codec_base")
     if m.decoder_phase not in PHASE_HEADS:
         raise ConfigError(f"model.decoder_phase must be one of {', '.join(PHASE_HEADS)}, got '{m.decoder_phase}'")
     if m.beat_grid and (not arch.beat_grid or not m.tempo_conditioning):

@@ -53,6 +53,8 @@ class PhaseHead:
 
 
 PHASE_HEADS = {"free": PhaseHead(False, 2), "integrated": PhaseHead(True, 2), "pghi": PhaseHead(True, 1)}
+# what stage 1 trains (train.codec_tune): parameter-name prefixes; "encoder" keeps a base's decoder as it is
+TUNED_PARTS = {"all": ("",), "encoder": ("enc",)}
 
 
 def codec_hop(sample_rate: int) -> int:
