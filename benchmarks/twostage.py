@@ -275,7 +275,8 @@ def cmd_judge(a) -> None:
     rows[0][1]["fd"] = floor
     firsts = []
     for spec in a.runs:  # RUN, or RUN@SHARE for pieces with that share locked to the bar (generate --repeat)
-        run, repeat = (spec.rsplit("@", 1)[0], float(spec.rsplit("@", 1)[1])) if "@" in spec else (spec, None)
+        run, at, share = spec.rpartition("@")
+        run, repeat = (run, float(share)) if at else (spec, None)
         G, cfg, step = load_generator(run)
         sr = cfg.data.sample_rate
         pieces = [resample(generate_long(G, cfg, 30.0, seed=s, repeat=repeat), sr, EVAL_SR) for s in range(a.pieces)]

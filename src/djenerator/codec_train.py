@@ -221,7 +221,7 @@ def train_codec(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, budge
         start = int(ck["step"])
     elif start_from_base(codec, t.codec_base, log, critic) is None and t.codec_steps == 0:
         raise ConfigError(f"train.codec_steps=0 needs a base autoencoder, and {t.codec_base!r} gave none "
-                              "for this rate, model.dim and model.decoder_phase")
+                          "for this rate, model.dim and model.decoder_phase")
     if start >= t.codec_steps:
         return codec.eval(), start, "done"
     if start:

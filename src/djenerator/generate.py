@@ -304,6 +304,5 @@ def generate_to_files(checkpoint: str | Path, out_dir: str | Path, n: int = 8, s
     G, cfg, _ = load_generator(checkpoint, device)
     if bpm is not None and not cfg.model.tempo_conditioning:
         log(BPM_IGNORED)
-    check_repeat(G, repeat)
-    req = Request(n, seed, bpm, seconds, interpolate_to, batch_size, repeat)
+    req = Request(n, seed, bpm, seconds, interpolate_to, batch_size, repeat)  # piece_blocks checks G's bar clock
     return write_files(G, cfg, req, out_dir, prefix, progress)

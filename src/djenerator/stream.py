@@ -15,6 +15,8 @@ with real neighbours just like the middle (and like training, see :mod:`djenerat
   equals one pass.
 - Interpolation along time: with ``interpolate_to``, frame k's latent and the style slerp from seed
   A's to seed B's as k goes from the first to the last output frame.
+- Repetition by the bar: with ``repeat`` > 0, a share of each chunk's latents is replaced by a pattern of
+  the place in the bar (``G.lock_to_bar``, two-stage models), a function of (seed, time) like the rest.
 - :func:`seam_statistics`: are the sample-to-sample jump and the short-frame spectral flux at given
   join positions distributed like everywhere else? (rank-based, two-sample style KS test).
 """
