@@ -56,6 +56,11 @@ def bar_clock(cond: torch.Tensor | None, b: int, n: int, rate: float, bpm_range,
     return (torch.cat([torch.sin(ang), torch.cos(ang)], 1) * known[:, None, None]).float()
 
 
+def run_of(beats: torch.Tensor) -> torch.Tensor:
+    """The run of RUN_BARS bars that each beat position falls in (the riff latent's and the bar lock's)."""
+    return torch.floor(beats / (BEATS_PER_BAR * RUN_BARS)).long()
+
+
 class RiffLatents(nn.Module):
     """The per-bar latent. Each run of ``RUN_BARS`` bars has a vector, and one for each sixteenth of its bar:
     N(0, 1) entries of a fixed table indexed by the run, so the pattern under a bar comes round in every bar
@@ -126,7 +131,7 @@ class LatentGenerator(nn.Module):
         """(run of RUN_BARS bars, sixteenth within the bar), each (B, k), of every frame; in training the run is
         shifted by a random offset per item, so no run is learnt by heart (generation starts at run 0)."""
         beats, _ = beat_positions(cond, b, k, self.rate, self.bpm_range, t0)
-        run = torch.floor(beats / (BEATS_PER_BAR * RUN_BARS)).long()
+        run = run_of(beats)
         step = torch.floor(torch.remainder(beats, BEATS_PER_BAR) * (STEPS_PER_BAR / BEATS_PER_BAR)).long()
         if self.training:
             run = run + torch.randint(0, 2**20, (b, 1), device=run.device)
@@ -253,11 +258,12 @@ class TwoStageGenerator(nn.Module):
         b, d, n = z_seq.shape
         t = t0 + (SLOW / 2 - 0.5) / self.latent.rate
         beats, _ = beat_positions(cond, b, n, self.latent.rate / SLOW, self.latent.bpm_range, t)
-        run = torch.floor(beats / (BEATS_PER_BAR * RUN_BARS)).long()
+        run = run_of(beats)
         x = 2 * math.pi * torch.remainder(beats, BEATS_PER_BAR) / BEATS_PER_BAR
         pattern = []
         for i in range(b):
-            a, c, s = run_latents(seed, run[i].tolist(), d)
+            runs, where = torch.unique(run[i], return_inverse=True)  # a chunk spans a few runs: draw each once
+            a, c, s = run_latents(seed, runs.tolist(), d)[..., where]
             pattern.append((a + c * torch.cos(x[i]).float() + s * torch.sin(x[i]).float()) / math.sqrt(2))
         g = torch.stack(pattern).to(z_seq)
         return math.sqrt(1 - share) * z_seq + math.sqrt(share) * g
