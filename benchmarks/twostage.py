@@ -107,7 +107,7 @@ def cmd_recon(a) -> None:
         else:
             from djenerator.models.codec import Codec
 
-            codec = Codec(cfg.data.sample_rate, cfg.model.dim, phase=cfg.model.decoder_phase)
+            codec = Codec.of(cfg)
             ct.start_from_base(codec, a.base, lambda m: None)
         with torch.no_grad():
             rec = codec.eval()(probe)
@@ -143,7 +143,8 @@ def _codec_from(spec: str, sr: int, dim: int):
         ck = load_codec_base(spec)
     except CheckpointError:
         ck = load_checkpoint(spec)
-    codec = Codec(sr, dim, phase=ck["config"]["model"].get("decoder_phase", "free"))
+    made = ck["config"]["model"]
+    codec = Codec(sr, dim, phase=made.get("decoder_phase", "free"), reads=made.get("codec_input", "mel"))
     codec.load_state_dict(ck["G"])
     return codec.eval()
 

@@ -1,5 +1,6 @@
 """The two-stage model: autoencoder round trip, latent-GAN shapes, streaming, exact resume in either stage."""
 import json
+import math
 
 import numpy as np
 import pytest
@@ -60,6 +61,23 @@ def test_codec_shapes_and_bounded_latents(one_thread):
     z = c.encode(x)
     assert z.shape == (2, LATENT_CH, 40) and z.abs().max() < 1
     assert c.decode(z).shape == x.shape
+
+
+def test_stft_encoder_input_keeps_partials_apart_that_mel_merges(one_thread):
+    """Two tones 65 Hz apart (three STFT bins): at 1 kHz both inputs show two peaks; at 3 kHz, where one mel band
+    is ~160 Hz wide, the log-mel the "mel" encoder reads shows one, the log power the "stft" encoder reads two."""
+    t = torch.arange(40 * 512) / SR
+
+    def peaks(reads: str, f: float) -> int:
+        c = Codec(SR, dim=4, enc_blocks=1, dec_blocks=1, reads=reads)
+        pair = (torch.sin(2 * math.pi * f * t) + torch.sin(2 * math.pi * (f + 3 * SR / 1024) * t))[None, None]
+        assert c.encode(pair).shape == (1, LATENT_CH, 40)
+        p = c.features(pair).exp()[0].mean(-1)  # power, averaged over frames
+        assert p.shape[0] == (80 if reads == "mel" else c.bins)
+        return int(((p[1:-1] > p[:-2]) & (p[1:-1] > p[2:]) & (p[1:-1] > 0.1 * p.max())).sum())
+
+    assert peaks("mel", 1000.0) == peaks("stft", 1000.0) == 2
+    assert peaks("mel", 3000.0) == 1 and peaks("stft", 3000.0) == 2
 
 
 @pytest.mark.parametrize("phase", ["free", "pghi"])
@@ -385,6 +403,8 @@ def test_config_pairs_arch_and_discriminator():
         build_config("laptop", [], ["model.discriminators=[decoded]"])
     with pytest.raises(ConfigError, match="decoder_phase must be one of free, integrated, pghi"):
         build_config("bars", [], ["model.decoder_phase=smooth"])
+    with pytest.raises(ConfigError, match="codec_input must be one of mel, stft"):
+        build_config("bars", [], ["model.codec_input=cqt"])
 
 
 def _state(m):
@@ -573,6 +593,9 @@ def test_codec_base_loads_weights_only_and_seeds_stage1(one_thread, clip_ds, tmp
     assert ct.start_from_base(Codec(SR, 4, phase="integrated"), "auto", logs.append) is None
     with pytest.raises(CheckpointError, match="decoder_phase"):
         ct.start_from_base(Codec(SR, 4, phase="integrated"), str(out))
+    assert ct.start_from_base(Codec(SR, 4, reads="stft"), "auto", logs.append) is None  # a mel base for a bin encoder
+    with pytest.raises(CheckpointError, match="codec_input"):
+        ct.start_from_base(Codec(SR, 4, reads="stft"), str(out))
     (tmp_path / "junk.pt").write_bytes(b"not a base")
     with pytest.raises(CheckpointError):
         ct.start_from_base(codec, str(tmp_path / "junk.pt"))

@@ -107,14 +107,15 @@ def start_from_base(codec: Codec, codec_base: str, log=print, critic: "Critic | 
     base = load_codec_base(path)
     shapes = {k: tuple(v.shape) for k, v in codec.state_dict().items()}
     fits = shapes == {k: tuple(v.shape) for k, v in base["G"].items()}
-    fits = fits and base["config"]["model"].get("decoder_phase", "free") == codec.phase  # same shapes, other meaning
+    made = base["config"]["model"]  # same shapes can mean another thing: the phase head and the encoder's input
+    fits = fits and (made.get("decoder_phase", "free"), made.get("codec_input", "mel")) == (codec.phase, codec.reads)
     if not fits or int(base["config"]["data"]["sample_rate"]) != codec.sample_rate:
         if codec_base == "auto":
-            log(f"stage 1: the shipped base autoencoder ({path.name}) is for another rate, model.dim or model.decoder_phase; "
-                "training the autoencoder from scratch")
+            log(f"stage 1: the shipped base autoencoder ({path.name}) is for another rate, model.dim, model.decoder_phase "
+                "or model.codec_input; training the autoencoder from scratch")
             return None
-        raise CheckpointError(f"train.codec_base: {path} is an autoencoder of another rate, model.dim or "
-                              "model.decoder_phase than this run's")
+        raise CheckpointError(f"train.codec_base: {path} is an autoencoder of another rate, model.dim, "
+                              "model.decoder_phase or model.codec_input than this run's")
     codec.load_state_dict(base["G"])
     if critic is not None and "D" in base:
         critic.start_from(base["D"], log)
@@ -207,7 +208,7 @@ def train_codec(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, budge
                 progress: bool = True, log=print) -> tuple[Codec, int, str]:
     """Stage 1. Returns (codec in eval mode, steps done, "done" | why it stopped)."""
     t, cdir = cfg.train, run_dir / "codec"
-    codec = Codec(cfg.data.sample_rate, cfg.model.dim, phase=cfg.model.decoder_phase)
+    codec = Codec.of(cfg)
     tuned = [p for n, p in codec.named_parameters() if n.startswith(TUNED_PARTS[t.codec_tune])]
     opt = torch.optim.AdamW(tuned, lr=t.lr_codec, betas=(0.8, 0.99))
     critic = Critic.build(cfg) if t.codec_adversarial > 0 else None
@@ -221,7 +222,7 @@ def train_codec(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, budge
         start = int(ck["step"])
     elif start_from_base(codec, t.codec_base, log, critic) is None and t.codec_steps == 0:
         raise ConfigError(f"train.codec_steps=0 needs a base autoencoder, and {t.codec_base!r} gave none "
-                          "for this rate, model.dim and model.decoder_phase")
+                          "for this rate, model.dim, model.decoder_phase and model.codec_input")
     if start >= t.codec_steps:
         return codec.eval(), start, "done"
     if start:

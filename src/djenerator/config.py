@@ -50,6 +50,7 @@ class ModelConfig:
     beat_grid: bool = False  # spectral G + stft/msd D also read a beat clock (needs tempo_conditioning)
     bpm_range: list[float] = field(default_factory=lambda: [80.0, 160.0])  # one octave: any tempo folds into it
     decoder_phase: str = "free"  # twostage: stage 1's phase head, a name in models.codec.PHASE_HEADS (free integrated pghi)
+    codec_input: str = "mel"  # twostage: what stage 1's encoder reads, a name in models.codec.ENCODER_INPUTS (mel stft)
     bar_repeat: float = 0.0  # twostage: pieces' share of slow latents locked to the bar, unless generate --repeat says
 
 
@@ -306,7 +307,7 @@ def _validate_model(cfg: Config) -> None:
         raise ConfigError(f"model.discriminators must be a non-empty list of {', '.join(DISCRIMINATORS)}, "
                           f"got {m.discriminators}")
     arch = ARCHS[m.arch]
-    from .models.codec import PHASE_HEADS, TUNED_PARTS
+    from .models.codec import ENCODER_INPUTS, PHASE_HEADS, TUNED_PARTS
 
     if not 0.0 <= m.bar_repeat <= 1.0 or (m.bar_repeat > 0 and not arch.two_stage):
         raise ConfigError(f"model.bar_repeat is a share from 0 to 1 read by model.arch=twostage only, got {m.bar_repeat}")
@@ -316,6 +317,8 @@ def _validate_model(cfg: Config) -> None:
         raise ConfigError(f"train.codec_tune={t.codec_tune} keeps part of a base autoencoder: give train.codec_base")
     if m.decoder_phase not in PHASE_HEADS:
         raise ConfigError(f"model.decoder_phase must be one of {', '.join(PHASE_HEADS)}, got '{m.decoder_phase}'")
+    if m.codec_input not in ENCODER_INPUTS:
+        raise ConfigError(f"model.codec_input must be one of {', '.join(ENCODER_INPUTS)}, got '{m.codec_input}'")
     if m.beat_grid and (not arch.beat_grid or not m.tempo_conditioning):
         grid = ", ".join(f"model.arch={n}" for n, a in ARCHS.items() if a.beat_grid)
         raise ConfigError(f"model.beat_grid needs {grid} and model.tempo_conditioning=true")

@@ -53,6 +53,10 @@ class PhaseHead:
 
 
 PHASE_HEADS = {"free": PhaseHead(False, 2), "integrated": PhaseHead(True, 2), "pghi": PhaseHead(True, 1)}
+# what the encoder reads (model.codec_input): "mel", 80 log-mel bands as Vocos's vocoder does (above ~1 kHz a band
+# is wider than the spacing of a low note's partials, so the decoder must guess them); "stft", the log power of
+# every STFT bin as Musika's encoder does (partials stay apart at every pitch, at ~6x the input convolution's cost)
+ENCODER_INPUTS = ("mel", "stft")
 # what stage 1 trains (train.codec_tune): parameter-name prefixes; "encoder" keeps a base's decoder as it is
 TUNED_PARTS = {"all": ("",), "encoder": ("enc",)}
 
@@ -81,11 +85,13 @@ class Codec(nn.Module):
     """``encode(audio) -> latents``, ``decode(latents) -> audio``; ``forward`` = reconstruct (with latent noise in training)."""
 
     def __init__(self, sample_rate: int, dim: int = 32, enc_blocks: int = 3, dec_blocks: int = 6,
-                 phase: str = "free"):
+                 phase: str = "free", reads: str = "mel"):
         super().__init__()
         if phase not in PHASE_HEADS:
             raise ValueError(f"phase head must be one of {', '.join(PHASE_HEADS)}, got {phase!r}")
-        self.phase, self.carries_phase = phase, PHASE_HEADS[phase].carries_phase
+        if reads not in ENCODER_INPUTS:
+            raise ValueError(f"encoder input must be one of {', '.join(ENCODER_INPUTS)}, got {reads!r}")
+        self.phase, self.carries_phase, self.reads = phase, PHASE_HEADS[phase].carries_phase, reads
         self.sample_rate = int(sample_rate)
         self.hop = codec_hop(self.sample_rate)
         self.n_fft = 4 * self.hop
@@ -93,7 +99,8 @@ class Codec(nn.Module):
         ch = 4 * max(int(dim), 4)
         self.register_buffer("mel", mel_filterbank(self.sample_rate, self.n_fft, N_MELS), persistent=False)
         self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
-        self.enc_in = nn.Conv1d(N_MELS, ch, KERNEL, padding=KERNEL // 2)
+        self.bins = self.n_fft // 2 + 1
+        self.enc_in = nn.Conv1d(N_MELS if reads == "mel" else self.bins, ch, KERNEL, padding=KERNEL // 2)
         self.enc = nn.Sequential(*[ConvNeXt(ch) for _ in range(enc_blocks)])
         self.enc_down = nn.Conv1d(ch, ch, 4, stride=2, padding=1)
         self.enc_out = nn.Conv1d(ch, LATENT_CH, 1)
@@ -101,7 +108,6 @@ class Codec(nn.Module):
         self.dec_up = nn.Conv1d(ch, ch, 3, padding=1)
         self.dec = nn.Sequential(*[ConvNeXt(ch) for _ in range(dec_blocks)])
         self.dec_norm = nn.LayerNorm(ch)
-        self.bins = self.n_fft // 2 + 1
         self.head = nn.Linear(ch, PHASE_HEADS[phase].outputs * self.bins)
         with torch.no_grad():
             self.head.bias[: self.bins].fill_(math.log(0.1 * self.n_fft / math.sqrt(1.5 * self.bins)))
@@ -112,15 +118,29 @@ class Codec(nn.Module):
         fine = 1 + dec_blocks * (KERNEL // 2) + self.n_fft // (2 * self.hop)
         self.decode_context = KERNEL // 2 + math.ceil(fine / 2) + 1
 
-    def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
-        """(B, 1, T) -> (B, N_MELS, T / hop) log-mel, centred frames (the last frame dropped)."""
+    @classmethod
+    def of(cls, cfg) -> "Codec":
+        """The autoencoder a config names (its rate, ``model.dim``, phase head and encoder input)."""
+        m = cfg.model
+        return cls(cfg.data.sample_rate, m.dim, phase=m.decoder_phase, reads=m.codec_input)
+
+    def power(self, audio: torch.Tensor) -> torch.Tensor:
+        """(B, 1, T) -> (B, bins, T / hop) STFT power, centred frames (the last frame dropped)."""
         spec = torch.stft(audio[:, 0].float(), self.n_fft, self.hop, window=self.window, center=True,
                           return_complex=True)[..., : audio.shape[-1] // self.hop]
-        return torch.log(torch.matmul(self.mel, spec.abs().square()) + 1e-5)
+        return spec.abs().square()
+
+    def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
+        """(B, 1, T) -> (B, N_MELS, T / hop) log-mel, centred frames (the last frame dropped)."""
+        return torch.log(torch.matmul(self.mel, self.power(audio)) + 1e-5)
+
+    def features(self, audio: torch.Tensor) -> torch.Tensor:
+        """What the encoder reads: (B, 1, T) -> log-mel (B, N_MELS, T / hop) or log power (B, bins, T / hop)."""
+        return self.log_mel(audio) if self.reads == "mel" else torch.log(self.power(audio) + 1e-5)
 
     def encode(self, audio: torch.Tensor) -> torch.Tensor:
         """(B, 1, T) with T a multiple of frame_samples -> latents (B, LATENT_CH, T / frame_samples) in (-1, 1)."""
-        h = self.enc(self.enc_in(self.log_mel(audio) / 4.0))
+        h = self.enc(self.enc_in(self.features(audio) / 4.0))
         return torch.tanh(self.enc_out(F.gelu(self.enc_down(h))))
 
     def head_out(self, z: torch.Tensor) -> torch.Tensor:

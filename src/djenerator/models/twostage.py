@@ -238,7 +238,7 @@ class TwoStageGenerator(nn.Module):
         super().__init__()
         m, d = cfg.model, cfg.data
         self.sample_rate, self.clip_samples = int(d.sample_rate), int(d.clip_samples)
-        self.codec = Codec(self.sample_rate, m.dim, phase=m.decoder_phase)
+        self.codec = Codec.of(cfg)
         rate = self.sample_rate / self.codec.frame_samples
         self.latent = LatentGenerator(m.latent_dim, m.dim, m.tempo_conditioning, m.bpm_range, rate)
         self.latent_dim, self.frame_dim = int(m.latent_dim), FRAME_DIM
