@@ -364,6 +364,24 @@ def test_r1_is_lazy_and_changes_the_critic_step(one_thread):
         build_config("laptop", [], ["train.r1=1"])
 
 
+def test_modulation_loss_moves_the_generator_step_only(one_thread):
+    """train.modulation adds losses.modulation_distance to the generator's loss: the critic's update is the same,
+    the generator's differs."""
+    def after(weight):
+        torch.manual_seed(0)
+        cfg = tiny_cfg(f"train.modulation={weight}")
+        G, D, opt_g, opt_d = ct._stage2_models(cfg, Codec(SR, 4, phase=cfg.model.decoder_phase))
+        real, cond = torch.rand(2, LATENT_CH, 24) - 0.5, torch.tensor([[0.5, 0.0], [0.4, 0.2]])
+        ct.gan_step(G, D, opt_g, opt_d, real, cond, torch.randn(2, 8), cfg, 0)
+        return G.latent.state_dict(), D.state_dict()
+
+    (g0, d0), (g1, d1) = after(0.0), after(1.0)
+    _assert_same(d0, d1)
+    assert any(not torch.equal(g0[k], g1[k]) for k in g0)
+    with pytest.raises(ConfigError, match="modulation"):
+        tiny_cfg("train.modulation=-1")
+
+
 def test_the_decoded_critic_hears_a_crop_of_the_latents_through_the_lent_decoder(one_thread):
     """It judges the log-magnitude the frozen decoder draws from a crop (the middle one in eval mode): gradients
     reach those latents and their decoder context only, never the decoder's weights, which it neither owns nor
@@ -422,10 +440,11 @@ def _assert_same(a, b):
                                                                  (0.0, 0.1, 0.0, 0.0, 0.0, "pghi", "latent,decoded")])
 def test_resume_is_exact_in_either_stage(one_thread, clip_ds, tmp_path, ema, adv, window, r1, phase, head, discs):
     """Stage 1 cut at step 2 and resumed, then stage 2 cut at step 2 and resumed == both stages in one go,
-    the moving average of the generator, stage 1's critic and the decoded critic's random crops included."""
+    the modulation loss (with r1), the moving average of the generator, stage 1's critic and the decoded critic's random crops included."""
     def cfg_of(codec_steps, steps):
         return tiny_cfg(f"train.codec_steps={codec_steps}", f"train.steps={steps}", "train.ckpt_every=100",
                         "train.sample_every=100", f"train.ema={ema}", f"train.codec_adversarial={adv}",
+                        f"train.modulation={r1}",
                         f"train.critic_seconds={window}", f"train.r1={r1}", f"train.codec_phase={phase}",
                         f"model.decoder_phase={head}", f"model.discriminators=[{discs}]")
 

@@ -93,6 +93,7 @@ class TrainConfig:
     codec_adversarial: float = 0.0  # twostage: weight of a multi-resolution STFT critic (hinge + feature matching) in stage 1; 0 = reconstruction only
     codec_phase: float = 0.0  # twostage: weight of the phase-step loss (models.codec.phase_distance) in stage 1; 0 = off
     r1: float = 0.0  # twostage: gamma of the R1 penalty, gamma/2 E||grad D(real)||^2 in stage 2's critic loss (0 = off)
+    modulation: float = 0.0  # twostage: weight of losses.modulation_distance (how fast latents change, fake vs real) in stage 2's generator loss
     critic_seconds: float = 0.0  # twostage: stage 2's critic sees this much of each real clip, at a random offset (0 = all of it)
     codec_base: str = "none"  # twostage: start stage 1 from a base autoencoder: "auto" (the shipped one for the rate), a file, "none"
     ema: float = 0.0  # decay of the moving average of the generator's weights that outputs use (0 = off; e.g. 0.999)
@@ -336,6 +337,8 @@ def _validate_model(cfg: Config) -> None:
         raise ConfigError(f"train.r1 must be 0 (off) or a positive gamma, got {t.r1}")
     if t.r1 > 0 and not arch.two_stage:
         raise ConfigError("train.r1 is read by the latent GAN of the two-stage model (model.arch=twostage) only")
+    if t.modulation < 0:
+        raise ConfigError(f"train.modulation must be 0 (off) or a positive weight, got {t.modulation}")
     if t.critic_seconds < 0:
         raise ConfigError(f"train.critic_seconds must be 0 (the whole clip) or a length in seconds, got {t.critic_seconds}")
     if t.codec_phase < 0:

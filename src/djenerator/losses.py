@@ -173,3 +173,29 @@ def d_accuracy(name: str, real_out: DOut, fake_out: DOut) -> tuple[float, float]
     real_acc = torch.stack([(r.reshape(r.shape[0], -1).mean(1) > mid).float().mean() for r, _ in real_out]).mean()
     fake_acc = torch.stack([(f.reshape(f.shape[0], -1).mean(1) < mid).float().mean() for f, _ in fake_out]).mean()
     return float(real_acc), float(fake_acc)
+
+
+# --- statistics the generator matches directly --------------------------------------------------------
+MODULATION_EDGES_HZ = (1.0, 2.0, 4.0, 6.0, 8.0, 11.0, 16.0)  # bands below 1 Hz, between these, and above 16 Hz
+
+
+def modulation_shares(x: Tensor, rate: float, edges=MODULATION_EDGES_HZ) -> Tensor:
+    """How a batch of sequences (B, C, F) at ``rate`` frames/s changes over time: each channel's power spectrum
+    along F (mean removed, Hann window, averaged over the batch), summed into bands at ``edges`` Hz, as shares of
+    the channel's total, (C, len(edges) + 1). Notes and beats live at 4-11 Hz; a held drone puts it all below 1."""
+    win = torch.hann_window(x.shape[-1], dtype=x.dtype, device=x.device)
+    power = torch.fft.rfft((x - x.mean(-1, keepdim=True)) * win, dim=-1).abs().square().mean(0)
+    power[..., 1:(x.shape[-1] + 1) // 2] *= 2  # one-sided: each bin but 0 Hz and Nyquist stands for two
+    freq = torch.fft.rfftfreq(x.shape[-1], 1.0 / rate).to(x.device)
+    band = torch.bucketize(freq, torch.tensor(edges, dtype=freq.dtype, device=x.device), right=True)
+    sums = power.new_zeros(power.shape[0], len(edges) + 1).index_add_(1, band, power)
+    return sums / sums.sum(-1, keepdim=True).clamp_min(1e-12)
+
+
+def modulation_distance(fake: Tensor, real: Tensor, rate: float, edges=MODULATION_EDGES_HZ) -> Tensor:
+    """Mean |log share| difference of the two batches' ``modulation_shares``: 0 when fake changes at the rates and
+    in the proportions real does; ~1.6 for a band with a fifth of its real share. Stage 2 adds it to the generator's
+    loss (``train.modulation``) so that its latents change at the rate of notes, not only of bars."""
+    f = modulation_shares(fake, rate, edges)
+    r = modulation_shares(real.detach(), rate, edges)
+    return (torch.log(f + 1e-4) - torch.log(r + 1e-4)).abs().mean()
