@@ -33,7 +33,7 @@ from .data.dataset import ClipDataset
 from .ema import Ema
 from .io import StepLog
 from .models import DISCRIMINATORS, build_discriminator, build_generator, tempo_cond
-from .models.codec import TUNED_PARTS, Codec, codec_hop, mel_distance, reconstruction_loss, stft_distance
+from .models.codec import TUNED_PARTS, Codec, mel_distance, reconstruction_loss, stft_distance
 from .models.grid import shift_phase
 from .train_report import progress_bar
 
@@ -320,9 +320,8 @@ def gan_step(G, D, opt_g, opt_d, real, cond, z, cfg: Config, step: int = 0) -> t
     loss_d.backward()
     opt_d.step()
     loss_g, _ = losses.g_objective(t.loss, D, lambda x: D(x, cond), fake, real, t.feature_matching)
-    if t.modulation > 0:
-        rate = cfg.data.sample_rate / (2 * codec_hop(cfg.data.sample_rate))
-        loss_g = loss_g + t.modulation * losses.modulation_distance(fake, real, rate)
+    if t.modulation > 0:  # G.latent.rate: its latent frames per second
+        loss_g = loss_g + t.modulation * losses.modulation_distance(fake, real, G.latent.rate)
     opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     opt_g.step()

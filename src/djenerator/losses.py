@@ -4,6 +4,7 @@
 Every ``d_*`` function returns the loss the discriminator minimises, every ``g_*`` the loss the
 generator minimises. :data:`LOSSES` names the objectives (``train.loss``) with their properties;
 :func:`d_loss` and :func:`g_loss` sum a named objective over the outputs of several discriminators.
+At the end, :func:`modulation_distance` is a statistic of the samples themselves that a generator may match.
 """
 from __future__ import annotations
 
