@@ -133,7 +133,7 @@ def _texture_ratios(rec: np.ndarray, real: np.ndarray, sr: int) -> dict:
     return {"flatness_x": round(flat, 2), "onsets_x": round(onsets, 2), "tonal_x": round(tonal, 2)}
 
 
-def _codec_from(spec: str, sr: int, dim: int):
+def _codec_from(spec: str):
     """A codec from a base autoencoder file or a stage-1 checkpoint (RUN/codec/checkpoints/step_*.pt)."""
     from djenerator.base import load_codec_base
     from djenerator.checkpoint import CheckpointError, load_checkpoint
@@ -143,8 +143,7 @@ def _codec_from(spec: str, sr: int, dim: int):
         ck = load_codec_base(spec)
     except CheckpointError:
         ck = load_checkpoint(spec)
-    made = ck["config"]["model"]
-    codec = Codec(sr, dim, phase=made.get("decoder_phase", "free"), reads=made.get("codec_input", "mel"))
+    codec = Codec.of(ck["config"])
     codec.load_state_dict(ck["G"])
     return codec.eval()
 
@@ -165,7 +164,7 @@ def cmd_lines(a) -> None:
     share = lambda y: round(float(np.mean(tonal_share(y[:, 0].numpy(), sr))), 3)
     for spec in a.codecs:
         label, path = spec.split("=", 1)
-        codec = _codec_from(path, sr, cfg.model.dim)
+        codec = _codec_from(path)
         with torch.no_grad():
             z = codec.encode(x)
             drawn = codec.spectrum(z)
@@ -197,8 +196,8 @@ def cmd_recon_png(a) -> None:
     for spec in a.codecs:
         label, path = spec.split("=", 1)
         with torch.no_grad():
-            named.append((label, _codec_from(path, sr, cfg.model.dim)(x)))
-    codec = _codec_from(a.codecs[0].split("=", 1)[1], sr, cfg.model.dim)
+            named.append((label, _codec_from(path)(x)))
+    codec = _codec_from(a.codecs[0].split("=", 1)[1])
     if a.linear:
         bins = int(a.linear * codec.n_fft / sr)
         stft = lambda y: torch.stft(y[:, 0], codec.n_fft, codec.hop, window=codec.window, return_complex=True)

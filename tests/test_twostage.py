@@ -12,8 +12,8 @@ from djenerator.data.dataset import ClipDataset
 from djenerator.ema import Ema
 from djenerator.generate import generate_long
 from djenerator.models import build_discriminator, build_generator
-from djenerator.models.codec import (LATENT_CH, Codec, lobe_coherence, mel_distance, phase_distance,
-                                     reconstruction_loss, stft_distance)
+from djenerator.models.codec import (LATENT_CH, Codec, consistency_distance, lobe_coherence, mel_distance,
+                                     phase_distance, reconstruction_loss, stft_distance)
 from djenerator.models.twostage import DECODED_FRAMES, DecodedCritic
 from djenerator.stream import PiecePlan, iter_piece, render_piece_one_pass
 
@@ -101,6 +101,28 @@ def test_codec_round_trips_a_known_signal(one_thread, phase):
     assert s1 < 0.6 * s0 and m1 < 0.5 * m0
     assert m1 < 1.5  # mean |log-mel difference| in nepers: a recognisable reconstruction, not silence
     assert 0.3 < float(y.std() / x.std()) < 3
+
+
+def test_consistency_distance_reads_zero_for_a_signals_stft_and_can_be_descended(one_thread):
+    """The STFT of a signal, through the ISTFT and back, reads ~0; the same magnitude under phases drawn at random per
+    bin (which no signal has) reads far from it; and following the gradient of a free log-magnitude under that
+    random phase brings the distance down, so it can train a decoder."""
+    c = Codec(SR, dim=8, enc_blocks=1, dec_blocks=1)
+    x = torch.from_numpy(chugs(0.75)[: 16 * c.frame_samples])[None, None]
+    spec, frames = c.stft(x), x.shape[-1] // c.frame_samples
+    assert float(consistency_distance(c, spec, c.istft(spec, frames))) < 0.02
+    phase = 2 * torch.pi * torch.rand(spec.shape, generator=torch.Generator().manual_seed(0))
+    logmag = torch.log(spec.abs() + 1e-5).requires_grad_(True)
+    drawn = lambda: torch.polar(torch.exp(logmag), phase)  # noqa: E731
+    with torch.no_grad():
+        d0 = float(consistency_distance(c, drawn(), c.istft(drawn(), frames)))
+    opt = torch.optim.Adam([logmag], lr=0.05)
+    for _ in range(60):
+        loss = consistency_distance(c, drawn(), c.istft(drawn(), frames))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert d0 > 0.5 and float(loss.detach()) < 0.7 * d0
 
 
 def test_phase_distance_sees_phase_steps_not_absolute_phase(one_thread):
@@ -440,13 +462,14 @@ def _assert_same(a, b):
                                                                  (0.0, 0.1, 0.0, 0.0, 0.0, "pghi", "latent,decoded")])
 def test_resume_is_exact_in_either_stage(one_thread, clip_ds, tmp_path, ema, adv, window, r1, phase, head, discs):
     """Stage 1 cut at step 2 and resumed, then stage 2 cut at step 2 and resumed == both stages in one go, the
-    modulation loss (with r1), the moving average of the generator, stage 1's critic and the decoded critic's random
+    modulation loss (with r1), the consistency loss (with the phase loss), the moving average of the generator, stage 1's critic and the decoded critic's random
     crops included."""
     def cfg_of(codec_steps, steps):
         return tiny_cfg(f"train.codec_steps={codec_steps}", f"train.steps={steps}", "train.ckpt_every=100",
                         "train.sample_every=100", f"train.ema={ema}", f"train.codec_adversarial={adv}",
                         f"train.modulation={r1}",
                         f"train.critic_seconds={window}", f"train.r1={r1}", f"train.codec_phase={phase}",
+                        f"train.codec_consistency={phase}",
                         f"model.decoder_phase={head}", f"model.discriminators=[{discs}]")
 
     whole = ct.train_twostage(cfg_of(4, 4), clip_ds, tmp_path / "a", progress=False, log=lambda m: None)
@@ -559,7 +582,8 @@ def test_ema_and_codec_base_config():
     assert build_config("bars", [], ["train.codec_steps=0"]).train.codec_steps == 0  # the base as it is
     for bad in ("train.ema=1.0", "train.ema=-0.1", "train.codec_base=''", "train.codec_phase=-1",
                 "train.codec_steps=-1", "train.codec_steps=0,train.codec_base=none", "model.bar_repeat=1.5",
-                "train.codec_tune=decoder", "train.codec_tune=encoder,train.codec_base=none"):
+                "train.codec_tune=decoder", "train.codec_tune=encoder,train.codec_base=none",
+                "train.codec_consistency=-0.5"):
         with pytest.raises(ConfigError):
             build_config("bars", [], bad.split(","))
     assert build_config("original", [], ["train.ema=0.9"]).train.ema == 0.9  # every GAN loop averages G

@@ -33,7 +33,7 @@ from .data.dataset import ClipDataset
 from .ema import Ema
 from .io import StepLog
 from .models import DISCRIMINATORS, build_discriminator, build_generator, tempo_cond
-from .models.codec import TUNED_PARTS, Codec, mel_distance, reconstruction_loss, stft_distance
+from .models.codec import TUNED_PARTS, Codec, consistency_distance, mel_distance, reconstruction_loss, stft_distance
 from .models.grid import shift_phase
 from .train_report import progress_bar
 
@@ -105,11 +105,9 @@ def start_from_base(codec: Codec, codec_base: str, log=print, critic: "Critic | 
     if path is None:
         return None
     base = load_codec_base(path)
-    shapes = {k: tuple(v.shape) for k, v in codec.state_dict().items()}
-    fits = shapes == {k: tuple(v.shape) for k, v in base["G"].items()}
-    made = base["config"]["model"]  # same shapes can mean another thing: the phase head and the encoder's input
-    fits = fits and (made.get("decoder_phase", "free"), made.get("codec_input", "mel")) == (codec.phase, codec.reads)
-    if not fits or int(base["config"]["data"]["sample_rate"]) != codec.sample_rate:
+    made = Codec.of(base["config"])  # what the base was trained as: same shapes can mean another head or input
+    fits = {k: tuple(v.shape) for k, v in codec.state_dict().items()} == {k: tuple(v.shape) for k, v in base["G"].items()}
+    if not fits or (made.sample_rate, made.phase, made.reads) != (codec.sample_rate, codec.phase, codec.reads):
         if codec_base == "auto":
             log(f"stage 1: the shipped base autoencoder ({path.name}) is for another rate, model.dim, model.decoder_phase "
                 "or model.codec_input; training the autoencoder from scratch")
@@ -189,14 +187,16 @@ def codec_state(codec: Codec, opt, critic: Critic | None) -> dict:
     return state
 
 
-def codec_step(codec: Codec, opt, critic: Critic | None, real: torch.Tensor, weight: float, phase: float = 0.0):
-    """One stage-1 update: reconstruction loss (with ``phase`` x ``phase_distance``) (+ ``weight`` x the critic's,
-    after the critic's own step)."""
-    fake = codec(real)
-    loss = reconstruction_loss(codec, fake, real, phase_weight=phase)
+def codec_step(codec: Codec, opt, critic: Critic | None, real: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
+    """One stage-1 update: reconstruction loss, + ``t.codec_phase`` x ``phase_distance``, + ``t.codec_consistency``
+    x ``consistency_distance``, + ``t.codec_adversarial`` x the critic's (after the critic's own step)."""
+    fake, spec = codec.draw(real)
+    loss = reconstruction_loss(codec, fake, real, phase_weight=t.codec_phase)
+    if t.codec_consistency > 0:
+        loss = loss + t.codec_consistency * consistency_distance(codec, spec, fake)
     if critic is not None:
         critic.step(fake, real)
-        loss = loss + weight * critic.g_loss(fake, real)
+        loss = loss + t.codec_adversarial * critic.g_loss(fake, real)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(codec.parameters(), 10.0)
@@ -237,7 +237,7 @@ def train_codec(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, budge
             if (stopped := budget.halt() or "done") != "done":
                 break
             real = crops(ds, t.seed, step, t.codec_batch, length)
-            loss, fake = codec_step(codec, opt, critic, real, t.codec_adversarial, t.codec_phase)
+            loss, fake = codec_step(codec, opt, critic, real, t)
             step += 1
             if step % t.log_every == 0 or step == t.codec_steps:
                 with torch.no_grad():

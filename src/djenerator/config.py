@@ -92,6 +92,7 @@ class TrainConfig:
     codec_tune: str = "all"  # twostage: what stage 1 trains, a name in models.codec.TUNED_PARTS (all encoder)
     codec_adversarial: float = 0.0  # twostage: weight of a multi-resolution STFT critic (hinge + feature matching) in stage 1; 0 = reconstruction only
     codec_phase: float = 0.0  # twostage: weight of the phase-step loss (models.codec.phase_distance) in stage 1; 0 = off
+    codec_consistency: float = 0.0  # twostage: weight of models.codec.consistency_distance (drawn magnitude vs its audio's) in stage 1; 0 = off
     r1: float = 0.0  # twostage: gamma of the R1 penalty, gamma/2 E||grad D(real)||^2 in stage 2's critic loss (0 = off)
     modulation: float = 0.0  # twostage: weight of losses.modulation_distance (how fast latents change, fake vs real) in stage 2's generator loss
     critic_seconds: float = 0.0  # twostage: stage 2's critic sees this much of each real clip, at a random offset (0 = all of it)
@@ -343,5 +344,7 @@ def _validate_model(cfg: Config) -> None:
         raise ConfigError(f"train.critic_seconds must be 0 (the whole clip) or a length in seconds, got {t.critic_seconds}")
     if t.codec_phase < 0:
         raise ConfigError(f"train.codec_phase must be 0 (off) or a positive weight, got {t.codec_phase}")
+    if t.codec_consistency < 0:
+        raise ConfigError(f"train.codec_consistency must be 0 (off) or a positive weight, got {t.codec_consistency}")
     if t.codec_adversarial < 0:
         raise ConfigError(f"train.codec_adversarial must be 0 (off) or a positive weight, got {t.codec_adversarial}")

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import Config
 from ..dsp.mel import mel_filterbank
 from ..dsp.pghi import pghi_frames
 
@@ -119,16 +120,23 @@ class Codec(nn.Module):
         self.decode_context = KERNEL // 2 + math.ceil(fine / 2) + 1
 
     @classmethod
-    def of(cls, cfg) -> "Codec":
-        """The autoencoder a config names (its rate, ``model.dim``, phase head and encoder input)."""
+    def of(cls, cfg: "Config | dict") -> "Codec":
+        """The autoencoder a config names (its rate, ``model.dim``, phase head and encoder input); ``cfg`` may be
+        a config as a checkpoint or a base autoencoder stores it (a dict, missing keys at their defaults)."""
+        if isinstance(cfg, dict):
+            cfg = Config.from_dict(cfg)
         m = cfg.model
         return cls(cfg.data.sample_rate, m.dim, phase=m.decoder_phase, reads=m.codec_input)
 
-    def power(self, audio: torch.Tensor) -> torch.Tensor:
-        """(B, 1, T) -> (B, bins, T / hop) STFT power, centred frames (the last frame dropped)."""
-        spec = torch.stft(audio[:, 0].float(), self.n_fft, self.hop, window=self.window, center=True,
+    def stft(self, audio: torch.Tensor) -> torch.Tensor:
+        """(B, 1, T) -> (B, bins, T / hop) complex STFT at the decoder's resolution, centred frames (the last one
+        dropped): the frames the decoder draws."""
+        return torch.stft(audio[:, 0].float(), self.n_fft, self.hop, window=self.window, center=True,
                           return_complex=True)[..., : audio.shape[-1] // self.hop]
-        return spec.abs().square()
+
+    def power(self, audio: torch.Tensor) -> torch.Tensor:
+        """(B, 1, T) -> (B, bins, T / hop) STFT power (``stft``)."""
+        return self.stft(audio).abs().square()
 
     def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
         """(B, 1, T) -> (B, N_MELS, T / hop) log-mel, centred frames (the last frame dropped)."""
@@ -185,11 +193,17 @@ class Codec(nn.Module):
         """latents (B, LATENT_CH, N) -> audio (B, 1, N * frame_samples) (a carried phase starts afresh)."""
         return self.istft(self.spectrum(z), z.shape[-1])
 
-    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+    def draw(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 1, T) -> (its reconstruction (B, 1, T), the complex STFT the decoder drew for it (B, bins, 2 T /
+        frame_samples)); with latent noise in training."""
         z = self.encode(audio)
         if self.training and LATENT_NOISE > 0:
             z = z + LATENT_NOISE * torch.randn_like(z)
-        return self.decode(z)
+        spec = self.spectrum(z)
+        return self.istft(spec, z.shape[-1]), spec
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.draw(audio)[0]
 
 
 # --- reconstruction losses (pure functions) --------------------------------------------------------
@@ -199,14 +213,25 @@ def _stft(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
     return torch.stft(x[:, 0].float(), n_fft, hop, window=win, center=True, return_complex=True)
 
 
+def magnitude_distance(f: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """Spectral convergence + log-magnitude L1 of STFT magnitudes (B, bins, frames) ``f`` against ``r``."""
+    sc = (f - r).norm(dim=(1, 2)) / r.norm(dim=(1, 2)).clamp_min(1e-7)
+    return sc.mean() + (torch.log(f + 1e-5) - torch.log(r + 1e-5)).abs().mean()
+
+
 def stft_distance(fake: torch.Tensor, real: torch.Tensor, resolutions=STFT_RESOLUTIONS) -> torch.Tensor:
     """Multi-resolution STFT loss: mean over resolutions of spectral convergence + log-magnitude L1."""
     total = fake.new_zeros(())
     for n_fft, hop in resolutions:
-        f, r = _stft(fake, n_fft, hop).abs(), _stft(real, n_fft, hop).abs()
-        sc = (f - r).norm(dim=(1, 2)) / r.norm(dim=(1, 2)).clamp_min(1e-7)
-        total = total + sc.mean() + (torch.log(f + 1e-5) - torch.log(r + 1e-5)).abs().mean()
+        total = total + magnitude_distance(_stft(fake, n_fft, hop).abs(), _stft(real, n_fft, hop).abs())
     return total / len(resolutions)
+
+
+def consistency_distance(codec: Codec, spec: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+    """How far the magnitude a decoder drew (``spec``, from ``Codec.draw``) is from the STFT magnitude of the audio it
+    decodes to (``magnitude_distance``, at the decoder's own resolution). An STFT whose magnitude and phase do not
+    belong together loses its peaks in the overlap-add: 0 only for a drawn STFT that some signal has."""
+    return magnitude_distance(spec.abs(), codec.stft(audio)[..., : spec.shape[-1]].abs())
 
 
 def mel_distance(codec: Codec, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
