@@ -12,6 +12,8 @@ real clips, and the table gives per set, rate and preset:
 - FD and KID of log-mel clip statistics against the real segments, with the real-vs-real floor (two halves);
 - spectral flatness, onset rate and the inter-onset-interval distance (generated vs real; IOI beside its floor);
 - tonal: the share of energy in harmonic lines (``metrics.tonal_share``; noise ~0, a drone ~1), generated vs real;
+- drone: the share of that line energy held all segment long (``metrics.drone_share``; changing notes ~0, a drone
+  ~1), generated and real (a difference: real is often ~0);
 - bar: bar-level repetition of 30-s pieces (``evaluate.structure``; models that make any length), beside the real
   one of the middle 30 s of up to 32 of the set's files (``REAL_PIECES``; it ranges ~0 to ~0.6 from track to track);
 - copies: generated clips whose normalised cross-correlation with a training clip reaches 0.8;
@@ -145,6 +147,8 @@ def judge(gen: np.ndarray, sr: int, ref: dict) -> dict:
         "flat_real": float(np.mean(metrics.spectral_flatness(real, sr))),
         "tonal_gen": float(np.mean(metrics.tonal_share(gen, sr))),
         "tonal_real": float(np.mean(metrics.tonal_share(real, sr))),
+        "drone_gen": float(np.mean(metrics.drone_share(gen, sr))),
+        "drone_real": float(np.mean(metrics.drone_share(real, sr))),
         "onsets_gen": rs_gen["onset_rate_mean"], "onsets_real": rs_real["onset_rate_mean"],
         "ioi": metrics.ioi_distance(rs_gen["ioi_hist"], rs_real["ioi_hist"]),
         "ioi_floor": metrics.ioi_distance(rs_a["ioi_hist"], rs_b["ioi_hist"]),
@@ -194,7 +198,9 @@ def ratios(r: dict) -> dict:
     """Each score of one row against its reference: FD and IOI over their real-vs-real floors, the rest over real."""
     j = r["judge"]
     return {"FD / floor": j["fd"] / j["fd_floor"], "flatness gen/real": j["flat_gen"] / j["flat_real"],
-            "tonal gen/real": j["tonal_gen"] / j["tonal_real"], "onsets gen/real": j["onsets_gen"] / j["onsets_real"],
+            "tonal gen/real": j["tonal_gen"] / j["tonal_real"],
+            "drone gen-real": j.get("drone_gen", np.nan) - j.get("drone_real", np.nan),  # judged before: nan
+            "onsets gen/real": j["onsets_gen"] / j["onsets_real"],
             "IOI / floor": j["ioi"] / j["ioi_floor"],
             "bar gen/real": r["bar_gen"] / r["bar_real"]}
 
@@ -217,7 +223,7 @@ def spread_table(rows: list[dict]) -> Table:
 def table(rows: list[dict], title: str) -> Table:
     t = Table(title=title)
     for col in ("set", "eval sr", "preset", "seed", "model sr", "steps", "CPU s", "FD / floor", "KID (floor)",
-                "flatness gen/real", "tonal gen/real", "onsets/s gen/real", "IOI (floor)", "bar gen/real", "copies"):
+                "flatness gen/real", "tonal gen/real", "drone gen/real", "onsets/s gen/real", "IOI (floor)", "bar gen/real", "copies"):
         t.add_column(col, justify="right" if col not in ("set", "preset") else "left")
     for r in rows:
         j = r["judge"]
@@ -226,6 +232,7 @@ def table(rows: list[dict], title: str) -> Table:
                   f"{j['fd']:.1f} / {j['fd_floor']:.1f} = {j['fd'] / j['fd_floor']:.1f}x",
                   f"{j['kid']:.3g} +- {j['kid_se']:.2g} ({j['kid_floor']:.2g})",
                   f"{j['flat_gen']:.3f} / {j['flat_real']:.3f}", f"{j['tonal_gen']:.2f} / {j['tonal_real']:.2f}",
+                  f"{j.get('drone_gen', np.nan):.2f} / {j.get('drone_real', np.nan):.2f}",
                   f"{j['onsets_gen']:.2f} / {j['onsets_real']:.2f}",
                   f"{j['ioi']:.3f} ({j['ioi_floor']:.3f})", f"{r['bar_gen']:.2f} / {r['bar_real']:.2f}",
                   str(r["copies"]))

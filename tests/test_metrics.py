@@ -20,6 +20,7 @@ from djenerator.evaluate.metrics import (
     spectral_flatness,
     standardise,
     tonal_share,
+    drone_share,
 )
 
 SR = 16000
@@ -185,6 +186,20 @@ def test_tonal_share_reads_the_energy_in_held_tones():
     assert s[6] < 0.1  # clicks: broadband, no lines
     assert s[7] > 0.8  # a note every 0.25 s is still pitched
     assert s[8] == 0.0  # silence
+
+
+def test_drone_share_tells_a_held_tone_from_notes_that_change():
+    """A tone held all clip long reads ~1, a riff of changing notes ~0, noise and silence 0; a held 55 Hz tone at a
+    fifth of a riff's power (frequencies apart) reads its share of the line energy, 1/6, known by construction."""
+    rng = np.random.default_rng(9)
+    held = sine(55.0, 2.0)
+    riff = np.concatenate([sine(f, 0.25) for f in (82.4, 110.0, 98.0, 123.5, 82.4, 146.8, 110.0, 98.0)])
+    mix = riff + held * np.sqrt(0.2)
+    x = np.stack([held, riff, mix, rng.standard_normal(2 * SR).astype(np.float32), np.zeros(2 * SR, np.float32)])
+    d = drone_share(x, SR)
+    assert d[0] > 0.95 and d[1] < 0.05 and d[3] == 0.0 and d[4] == 0.0
+    assert d[2] == pytest.approx(1 / 6, abs=0.04)
+    assert drone_share(riff[None], SR, held=0.1)[0] > 0.3  # a short enough hold counts every note as held
 
 
 def test_high_freq_energy_ratio():

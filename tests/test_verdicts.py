@@ -83,6 +83,10 @@ def test_pitch_verdict_table():
         "a wash (few harmonic lines)", "fewer harmonic lines than real", "like real", "more harmonic lines than real",
         "held tones (a drone)"]
     assert v(float("nan"), 0.4) == "n/a" and v(0.3, 0.0) == "n/a"
+    # with the drone share, held lines decide, not how many lines there are
+    assert v(0.7, 0.4, 0.1, 0.05) == "more harmonic lines than real"
+    assert v(0.4, 0.4, 0.1 + verdicts.DRONE_MARGIN + 0.01, 0.1) == "held tones (a drone)"
+    assert v(0.1, 0.4, 0.9, 0.1) == "a wash (few harmonic lines)"
 
 
 def test_onset_contrast_separates_noise_from_music(sets):

@@ -22,6 +22,7 @@ __all__ = [
     "spectral_flatness",
     "high_freq_energy_ratio",
     "tonal_share",
+    "drone_share",
     "diversity",
     "fidelity_coverage",
     "rhythm_stats",
@@ -195,17 +196,10 @@ def high_freq_energy_ratio(x, sr: int, cutoff_hz: float = 4000.0) -> np.ndarray:
     return torch.where(total > 0, high / total.clamp_min(1e-300), torch.zeros_like(total)).numpy()
 
 
-def tonal_share(x, sr: int, n_fft: int | None = None, hold: int = 5, width_hz: float = 200.0,
-                peak_db: float = 10.0, fmin_hz: float = 30.0, silence_db: float = -40.0) -> np.ndarray:
-    """Share of each clip's energy in harmonic lines (N,), in [0, 1]: the pitch a spectrogram shows.
-
-    A bin is on a line when its power, held by a median over ``hold`` frames (~0.1 s), stands ``peak_db`` above
-    the median of the ``width_hz`` around it. Noise and clicks read ~0 (a noise bin's chance peak does not last),
-    a held tone or chord ~1, and a mix the tones' share of the energy. Recordings read ~0.1-0.8; a wash of noisy
-    pulses reads far lower and a drone far higher, where flatness and onset statistics see neither. Frames
-    ``silence_db`` below the clip's loudest are ignored; an all-silent clip gives 0. ``n_fft`` (default: the power
-    of two nearest 93 ms, 2048 at 22.05 kHz) sets the resolution; frames hop by a quarter of it.
-    """
+def _line_bins(x, sr: int, n_fft: int | None, hold: int, width_hz: float, peak_db: float, fmin_hz: float,
+               silence_db: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(power (N, F, frames), which bins are on a harmonic line (N, F, frames), which frames are loud (N, frames))
+    as ``tonal_share`` defines them."""
     from scipy.ndimage import median_filter
 
     from .features import power_spectrogram
@@ -217,9 +211,39 @@ def tonal_share(x, sr: int, n_fft: int | None = None, hold: int = 5, width_hz: f
     held = median_filter(p, size=(1, 1, hold), mode="nearest")
     line = held > median_filter(held, size=(1, width, 1), mode="nearest") * 10.0 ** (peak_db / 10.0)
     energy = p.sum(1)  # (N, frames)
-    share = (p * line).sum(1) / np.maximum(energy, 1e-30)
     loud = (energy > energy.max(-1, keepdims=True) * 10.0 ** (silence_db / 10.0)) & (energy > 1e-12)
+    return p, line, loud
+
+
+def tonal_share(x, sr: int, n_fft: int | None = None, hold: int = 5, width_hz: float = 200.0,
+                peak_db: float = 10.0, fmin_hz: float = 30.0, silence_db: float = -40.0) -> np.ndarray:
+    """Share of each clip's energy in harmonic lines (N,), in [0, 1]: the pitch a spectrogram shows.
+
+    A bin is on a line when its power, held by a median over ``hold`` frames (~0.1 s), stands ``peak_db`` above
+    the median of the ``width_hz`` around it. Noise and clicks read ~0 (a noise bin's chance peak does not last),
+    a held tone or chord ~1, and a mix the tones' share of the energy. Recordings read ~0.1-0.8; a wash of noisy
+    pulses reads far lower and a drone far higher, where flatness and onset statistics see neither. Frames
+    ``silence_db`` below the clip's loudest are ignored; an all-silent clip gives 0. ``n_fft`` (default: the power
+    of two nearest 93 ms, 2048 at 22.05 kHz) sets the resolution; frames hop by a quarter of it.
+    """
+    p, line, loud = _line_bins(x, sr, n_fft, hold, width_hz, peak_db, fmin_hz, silence_db)
+    share = (p * line).sum(1) / np.maximum(p.sum(1), 1e-30)
     return (share * loud).sum(-1) / np.maximum(loud.sum(-1), 1)
+
+
+def drone_share(x, sr: int, held: float = 0.8, **line_args) -> np.ndarray:
+    """Share of each clip's line energy (``tonal_share``'s lines) in bins that are on a line in at least ``held``
+    of its loud frames (N,), in [0, 1]: ~1 for a drone, a tone held all clip long; ~0 for notes that change
+    (a melody, a riff). A clip with no lines gives 0. Measured over a clip, so it reads more on short clips:
+    compare clips of one length."""
+    p, line, loud = _line_bins(x, sr, line_args.pop("n_fft", None), **{**LINE_DEFAULTS, **line_args})
+    line = line & loud[:, None]
+    fixed = line.sum(-1) >= held * np.maximum(loud.sum(-1), 1)[:, None]  # (N, F): a bin lined all along
+    on_line = (p * line).sum((1, 2))
+    return (p * line * fixed[..., None]).sum((1, 2)) / np.maximum(on_line, 1e-30) * (on_line > 0)
+
+
+LINE_DEFAULTS = {"hold": 5, "width_hz": 200.0, "peak_db": 10.0, "fmin_hz": 30.0, "silence_db": -40.0}
 
 
 def diversity(x_feats, max_n: int = 2000, seed: int = 0) -> float:

@@ -46,15 +46,20 @@ def noise_verdict(flat_g: float, flat_r: float, hf_g: float, hf_r: float, contra
     return "like real"
 
 
-def pitch_verdict(tonal_g: float, tonal_r: float) -> str:
+DRONE_MARGIN = 0.25  # drone share (metrics.drone_share) above real's that reads as held tones
+
+
+def pitch_verdict(tonal_g: float, tonal_r: float, drone_g: float = float("nan"), drone_r: float = float("nan")) -> str:
     """Harmonic lines (``metrics.tonal_share``) beside the real clips': 'a wash (few harmonic lines)' under half
-    of real, 'held tones (a drone)' over 1.5x real, 'like real' within 25 %, else fewer or more than real."""
+    of real; 'held tones (a drone)' when the share of line energy held all clip long (``metrics.drone_share``) is
+    ``DRONE_MARGIN`` above real's (without a drone share: lines over 1.5x real's); 'like real' within 25 %, else
+    fewer or more than real."""
     if not _ok(tonal_g, tonal_r) or tonal_r <= 0:
         return "n/a"
     ratio = tonal_g / tonal_r
     if ratio < 0.5:
         return "a wash (few harmonic lines)"
-    if ratio > 1.5:
+    if drone_g > drone_r + DRONE_MARGIN if _ok(drone_g, drone_r) else ratio > 1.5:
         return "held tones (a drone)"
     if 0.75 <= ratio <= 1.25:
         return "like real"
