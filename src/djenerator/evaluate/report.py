@@ -598,7 +598,7 @@ def summary_rows(rep: dict) -> list[list[str]]:
         ["harmonic lines (energy share)", _fmt(tonal.get("generated")), _fmt(tonal.get("real")),
          tonal.get("verdict", "")],
         ["lines held all clip (drone share)", _fmt(no.get("drone_share", {}).get("generated")),
-         _fmt(no.get("drone_share", {}).get("real")), tonal.get("verdict", "")],
+         _fmt(no.get("drone_share", {}).get("real")), ""],  # the pitch verdict above reads it
         ["onset contrast (noise≈1, music>2)", _fmt(no.get("onset_contrast", {}).get("generated")),
          _fmt(no.get("onset_contrast", {}).get("real")), no["verdict"]],
         ["onset rate (/s)", _fmt(rh["onset_rate"]["generated"]), _fmt(rh["onset_rate"]["real"]), rh["verdict"]],
