@@ -145,10 +145,8 @@ def judge(gen: np.ndarray, sr: int, ref: dict) -> dict:
         "kid": kid, "kid_se": kid_se, "kid_floor": metrics.real_baseline(rf, metrics.kernel_distance)[0],
         "flat_gen": float(np.mean(metrics.spectral_flatness(gen, sr))),
         "flat_real": float(np.mean(metrics.spectral_flatness(real, sr))),
-        "tonal_gen": float(np.mean(metrics.tonal_share(gen, sr))),
-        "tonal_real": float(np.mean(metrics.tonal_share(real, sr))),
-        "drone_gen": float(np.mean(metrics.drone_share(gen, sr))),
-        "drone_real": float(np.mean(metrics.drone_share(real, sr))),
+        **{f"{k}_{side}": float(v) for side, clips in (("gen", gen), ("real", real))
+           for k, v in zip(("tonal", "drone"), metrics.harmonic_lines(clips, sr).mean(0))},
         "onsets_gen": rs_gen["onset_rate_mean"], "onsets_real": rs_real["onset_rate_mean"],
         "ioi": metrics.ioi_distance(rs_gen["ioi_hist"], rs_real["ioi_hist"]),
         "ioi_floor": metrics.ioi_distance(rs_a["ioi_hist"], rs_b["ioi_hist"]),

@@ -23,6 +23,7 @@ __all__ = [
     "high_freq_energy_ratio",
     "tonal_share",
     "drone_share",
+    "harmonic_lines",
     "diversity",
     "fidelity_coverage",
     "rhythm_stats",
@@ -196,10 +197,9 @@ def high_freq_energy_ratio(x, sr: int, cutoff_hz: float = 4000.0) -> np.ndarray:
     return torch.where(total > 0, high / total.clamp_min(1e-300), torch.zeros_like(total)).numpy()
 
 
-def _line_bins(x, sr: int, n_fft: int | None, hold: int, width_hz: float, peak_db: float, fmin_hz: float,
-               silence_db: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(power (N, F, frames), which bins are on a harmonic line (N, F, frames), which frames are loud (N, frames))
-    as ``tonal_share`` defines them."""
+def harmonic_lines(x, sr: int, held: float = 0.8, n_fft: int | None = None, hold: int = 5, width_hz: float = 200.0,
+                   peak_db: float = 10.0, fmin_hz: float = 30.0, silence_db: float = -40.0) -> np.ndarray:
+    """(N, 2): each clip's ``tonal_share`` and ``drone_share``, from one pass of the line detection."""
     from scipy.ndimage import median_filter
 
     from .features import power_spectrogram
@@ -208,15 +208,20 @@ def _line_bins(x, sr: int, n_fft: int | None, hold: int, width_hz: float, peak_d
     p = power_spectrogram(_to_tensor(x), n_fft, n_fft // 4).double().numpy()  # (N, F, frames)
     p = p[:, np.fft.rfftfreq(n_fft, 1.0 / sr) >= fmin_hz]
     width = max(3, int(round(width_hz * n_fft / sr)) | 1)
-    held = median_filter(p, size=(1, 1, hold), mode="nearest")
-    line = held > median_filter(held, size=(1, width, 1), mode="nearest") * 10.0 ** (peak_db / 10.0)
+    smooth = median_filter(p, size=(1, 1, hold), mode="nearest")
+    line = smooth > median_filter(smooth, size=(1, width, 1), mode="nearest") * 10.0 ** (peak_db / 10.0)
     energy = p.sum(1)  # (N, frames)
     loud = (energy > energy.max(-1, keepdims=True) * 10.0 ** (silence_db / 10.0)) & (energy > 1e-12)
-    return p, line, loud
+    n_loud = loud.sum(-1)
+    tonal = ((p * line).sum(1) / np.maximum(energy, 1e-30) * loud).sum(-1) / np.maximum(n_loud, 1)
+    line = line & loud[:, None]
+    fixed = line.sum(-1) >= held * np.maximum(n_loud, 1)[:, None]  # (N, F): a bin on a line all along
+    on_line = (p * line).sum((1, 2))
+    drone = (p * line * fixed[..., None]).sum((1, 2)) / np.maximum(on_line, 1e-30) * (on_line > 0)
+    return np.stack([tonal, drone], 1)
 
 
-def tonal_share(x, sr: int, n_fft: int | None = None, hold: int = 5, width_hz: float = 200.0,
-                peak_db: float = 10.0, fmin_hz: float = 30.0, silence_db: float = -40.0) -> np.ndarray:
+def tonal_share(x, sr: int, **line_args) -> np.ndarray:
     """Share of each clip's energy in harmonic lines (N,), in [0, 1]: the pitch a spectrogram shows.
 
     A bin is on a line when its power, held by a median over ``hold`` frames (~0.1 s), stands ``peak_db`` above
@@ -224,11 +229,10 @@ def tonal_share(x, sr: int, n_fft: int | None = None, hold: int = 5, width_hz: f
     a held tone or chord ~1, and a mix the tones' share of the energy. Recordings read ~0.1-0.8; a wash of noisy
     pulses reads far lower and a drone far higher, where flatness and onset statistics see neither. Frames
     ``silence_db`` below the clip's loudest are ignored; an all-silent clip gives 0. ``n_fft`` (default: the power
-    of two nearest 93 ms, 2048 at 22.05 kHz) sets the resolution; frames hop by a quarter of it.
+    of two nearest 93 ms, 2048 at 22.05 kHz) sets the resolution; frames hop by a quarter of it
+    (``harmonic_lines``'s arguments).
     """
-    p, line, loud = _line_bins(x, sr, n_fft, hold, width_hz, peak_db, fmin_hz, silence_db)
-    share = (p * line).sum(1) / np.maximum(p.sum(1), 1e-30)
-    return (share * loud).sum(-1) / np.maximum(loud.sum(-1), 1)
+    return harmonic_lines(x, sr, **line_args)[:, 0]
 
 
 def drone_share(x, sr: int, held: float = 0.8, **line_args) -> np.ndarray:
@@ -236,14 +240,7 @@ def drone_share(x, sr: int, held: float = 0.8, **line_args) -> np.ndarray:
     of its loud frames (N,), in [0, 1]: ~1 for a drone, a tone held all clip long; ~0 for notes that change
     (a melody, a riff). A clip with no lines gives 0. Measured over a clip, so it reads more on short clips:
     compare clips of one length."""
-    p, line, loud = _line_bins(x, sr, line_args.pop("n_fft", None), **{**LINE_DEFAULTS, **line_args})
-    line = line & loud[:, None]
-    fixed = line.sum(-1) >= held * np.maximum(loud.sum(-1), 1)[:, None]  # (N, F): a bin lined all along
-    on_line = (p * line).sum((1, 2))
-    return (p * line * fixed[..., None]).sum((1, 2)) / np.maximum(on_line, 1e-30) * (on_line > 0)
-
-
-LINE_DEFAULTS = {"hold": 5, "width_hz": 200.0, "peak_db": 10.0, "fmin_hz": 30.0, "silence_db": -40.0}
+    return harmonic_lines(x, sr, held, **line_args)[:, 1]
 
 
 def diversity(x_feats, max_n: int = 2000, seed: int = 0) -> float:

@@ -175,8 +175,8 @@ def _noise(gen: np.ndarray, real: np.ndarray, sr: int, seed: int = 0) -> dict:
     shape_r = metrics.spectral_shape_db(real, sr)
     shape = metrics.shape_distance_db(metrics.spectral_shape_db(gen, sr), shape_r)
     some_real = real[:: max(1, len(real) // 128)][:128]  # ~0.2 CPU-s a 6-s clip
-    tonal_g, tonal_r = _mean(_chunked(metrics.tonal_share, gen, sr)), _mean(_chunked(metrics.tonal_share, some_real, sr))
-    drone_g, drone_r = _mean(_chunked(metrics.drone_share, gen, sr)), _mean(_chunked(metrics.drone_share, some_real, sr))
+    (tonal_g, drone_g), (tonal_r, drone_r) = [[_mean(c) for c in _chunked(metrics.harmonic_lines, clips, sr).reshape(-1, 2).T]
+                                              for clips in (gen, some_real)]
     shape_base = metrics.shape_distance_db(metrics.spectral_shape_db(real[perm[::2]], sr),
                                            metrics.spectral_shape_db(real[perm[1::2]], sr)) if len(real) >= 2 else float("nan")
     return {
@@ -207,9 +207,7 @@ def _autoencoder(codec, clips: np.ndarray, sr: int) -> dict:
 
     x, y = reconstruct(codec, clips)
     out = reconstruction_report(codec, x, y)
-    y, x = y[:, 0].numpy(), x[:, 0].numpy()
-    tg, tr = _mean(metrics.tonal_share(y, sr)), _mean(metrics.tonal_share(x, sr))
-    dg, dr = _mean(metrics.drone_share(y, sr)), _mean(metrics.drone_share(x, sr))
+    (tg, dg), (tr, dr) = [[_mean(c) for c in metrics.harmonic_lines(a[:, 0].numpy(), sr).T] for a in (y, x)]
     out["tonal_share"] = {"reconstructed": tg, "real": tr, "verdict": verdicts.pitch_verdict(tg, tr, dg, dr)}
     out["drone_share"] = {"reconstructed": dg, "real": dr}
     return out
