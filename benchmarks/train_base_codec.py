@@ -12,6 +12,8 @@
 2. ``codec_train.train_codec`` with the ``bars`` preset's autoencoder and settings (``train.codec_base=none``:
    from scratch), checkpoints every ``--every`` steps in ``WORK/run/codec`` (all kept), until ``--steps`` or
    ``--cpu-minutes`` of this process's CPU time;
+   With ``--set train.codec_base=FILE`` the first leg starts from that base (in a fresh ``--work``), and the
+   export's provenance puts FILE's own command first;
 3. export the latest checkpoint with ``djenerator.base.export_codec_base`` (weights only, fp32,
    weights_only-loadable, with the command, data, licences and steps as provenance).
 """
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from djenerator import codec_train as ct
-    from djenerator.base import export_codec_base
+    from djenerator.base import export_codec_base, load_codec_base
     from djenerator.checkpoint import latest_checkpoint, load_checkpoint
     from djenerator.config import DataConfig, build_config
     from djenerator.data.dataset import ClipDataset
@@ -130,6 +132,12 @@ def main(argv: list[str] | None = None) -> None:
                               "(built-in, the project's own)", **BASE_SETS},
             "prepared": "22050 Hz, 3-s clips every 6 s, peak-normalised",
             "not_in": "the evaluation sets of benchmarks/fetch_real_music.sh (nexuiz, openarena)"}
+    if cfg.train.codec_base != "none":  # trained on from another base: how that one was made comes first
+        start = ct.resolve_codec_base(cfg.train.codec_base, cfg.data.sample_rate)
+        before = load_codec_base(start).get("provenance", {})
+        prov["from_base"] = {"file": start.name, "provenance": before}
+        prov["command"] = (f"{before.get('command', f'(the base {start.name})')}; then, in a fresh --work, from that base "
+                           f"as {start.name}: {cmd}")
     out = export_codec_base(last, a.out, prov)
     print(f"step {step} -> {out} ({out.stat().st_size / 1e6:.2f} MB)")
 
