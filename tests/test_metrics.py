@@ -10,6 +10,7 @@ from djenerator.dsp.mel import mel_filterbank
 from djenerator.evaluate.features import clip_features, feature_names, log_mel
 from djenerator.evaluate.metrics import (
     diversity,
+    drone_share,
     fidelity_coverage,
     frechet_distance,
     high_freq_energy_ratio,
@@ -20,7 +21,6 @@ from djenerator.evaluate.metrics import (
     spectral_flatness,
     standardise,
     tonal_share,
-    drone_share,
 )
 
 SR = 16000

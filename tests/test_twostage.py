@@ -462,8 +462,8 @@ def _assert_same(a, b):
                                                                  (0.0, 0.1, 0.0, 0.0, 0.0, "pghi", "latent,decoded")])
 def test_resume_is_exact_in_either_stage(one_thread, clip_ds, tmp_path, ema, adv, window, r1, phase, head, discs):
     """Stage 1 cut at step 2 and resumed, then stage 2 cut at step 2 and resumed == both stages in one go, the
-    modulation loss (with r1), the consistency loss (with the phase loss), the moving average of the generator, stage 1's critic and the decoded critic's random
-    crops included."""
+    modulation loss (with r1), the consistency loss (with the phase loss), the moving average of the generator,
+    stage 1's critic and the decoded critic's random crops included."""
     def cfg_of(codec_steps, steps):
         return tiny_cfg(f"train.codec_steps={codec_steps}", f"train.steps={steps}", "train.ckpt_every=100",
                         "train.sample_every=100", f"train.ema={ema}", f"train.codec_adversarial={adv}",

@@ -105,9 +105,10 @@ def start_from_base(codec: Codec, codec_base: str, log=print, critic: "Critic | 
     if path is None:
         return None
     base = load_codec_base(path)
-    made = Codec.of(base["config"])  # what the base was trained as: same shapes can mean another head or input
+    made = Config.from_dict(base["config"])  # what the base was trained as: same shapes can mean another head or input
     fits = {k: tuple(v.shape) for k, v in codec.state_dict().items()} == {k: tuple(v.shape) for k, v in base["G"].items()}
-    if not fits or (made.sample_rate, made.phase, made.reads) != (codec.sample_rate, codec.phase, codec.reads):
+    if not fits or ((made.data.sample_rate, made.model.decoder_phase, made.model.codec_input)
+                    != (codec.sample_rate, codec.phase, codec.reads)):
         if codec_base == "auto":
             log(f"stage 1: the shipped base autoencoder ({path.name}) is for another rate, model.dim, model.decoder_phase "
                 "or model.codec_input; training the autoencoder from scratch")
