@@ -153,22 +153,56 @@ def test_lobe_coherence_reads_a_partials_bins_half_a_turn_apart(one_thread):
     assert abs(float(lobe_coherence(drawn))) < 0.15
 
 
-@pytest.mark.parametrize("phase", ["free", "integrated", "pghi"])
+def _draw_a_correction(c: Codec) -> None:
+    """Give a "pghi_residual" head a correction that is not zero (it starts at zero, i.e. as "pghi")."""
+    if c.phase == "pghi_residual":
+        with torch.no_grad():
+            c.head.weight[c.bins:].normal_(0, 0.5, generator=torch.Generator().manual_seed(1))
+
+
+def test_the_residual_phase_starts_as_pghi_grows_from_its_base_and_trains(one_thread):
+    """"pghi_residual" with no correction draws what "pghi" draws, and a pghi codec's weights start it
+    (``adopt``: the correction's rows at zero); the losses reach the correction through the audio, where the
+    phase-gradient phase itself gets no gradient; a correction changes the phase, not the magnitude."""
+    torch.manual_seed(0)
+    base = Codec(SR, dim=4, enc_blocks=1, dec_blocks=2, phase="pghi").eval()
+    grown = Codec(SR, dim=4, enc_blocks=1, dec_blocks=2, phase="pghi_residual").eval()
+    state = grown.adopt(base.state_dict(), "pghi")
+    assert state["head.weight"].shape == (2 * grown.bins, 16) and not state["head.weight"][grown.bins:].any()
+    assert grown.adopt(base.state_dict(), "free") is not None and Codec(SR, 4).adopt({"a": 1}, "pghi") == {"a": 1}
+    grown.load_state_dict(state)
+    z = torch.rand(2, LATENT_CH, 12) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(grown.spectrum(z), base.spectrum(z), atol=1e-6, rtol=0)
+    x = torch.from_numpy(chugs(0.75)[: 16 * 512])[None, None]
+    grown.train()
+    reconstruction_loss(grown, grown(x), x).backward()
+    assert grown.head.weight.grad[grown.bins:].abs().sum() > 0
+    _draw_a_correction(grown)
+    grown.eval()
+    with torch.no_grad():
+        spec, runs = grown.spectrum(z, carry=True)
+        torch.testing.assert_close(spec.abs(), base.spectrum(z).abs(), atol=1e-5, rtol=1e-5)
+        assert (torch.remainder(spec.angle() - runs, 2 * np.pi) - np.pi).abs().mean() < np.pi - 0.1
+
+
+@pytest.mark.parametrize("phase", ["free", "integrated", "pghi", "pghi_residual"])
 def test_codec_decodes_in_chunks_like_one_pass(one_thread, phase):
     """A chunk with decode_context frames each side equals the one pass; a running-sum phase needs the phase
     of the frame before the chunk's hand-over frame, and without it the chunk differs."""
     c = Codec(SR, dim=4, enc_blocks=1, dec_blocks=3, phase=phase).eval()
+    _draw_a_correction(c)
     z = torch.rand(1, LATENT_CH, 60) * 2 - 1
     k, fs = c.decode_context, c.frame_samples
     with torch.no_grad():
-        full = c.spectrum(z)
+        full, runs = c.spectrum(z, carry=True)
         one = c.istft(full, 60)
-        hand = full[..., 2 * 20 - 5]  # the hand-over frame is 4 STFT frames before the kept audio
-        spec = c.spectrum(z[:, :, 20 - k:40 + k], hand.angle(), start=2 * k - 4)
+        hand = runs[..., 2 * 20 - 5]  # the hand-over frame is 4 STFT frames before the kept audio
+        spec = c.spectrum(z[:, :, 20 - k:40 + k], hand, start=2 * k - 4)
         part = c.istft(spec, 20 + 2 * k)[:, :, k * fs:(k + 20) * fs]
         alone = c.decode(z[:, :, 20 - k:40 + k])[:, :, k * fs:(k + 20) * fs]
     # pghi: each frame's phase goes through a remainder, so the decoders' float rounding (~1e-7) shows a little more
-    torch.testing.assert_close(part, one[:, :, 20 * fs:40 * fs], atol=1e-4 if phase == "pghi" else 1e-5, rtol=0)
+    torch.testing.assert_close(part, one[:, :, 20 * fs:40 * fs], atol=1e-4 if "pghi" in phase else 1e-5, rtol=0)
     assert c.carries_phase == (phase != "free")
     assert torch.allclose(alone, part, atol=1e-5) == (phase == "free")
 
@@ -218,11 +252,12 @@ def test_training_window_equals_the_full_rendering(one_thread):
         G.latent(zs, z, cond, -0.3, window=(reach - 1, 64))
 
 
-@pytest.mark.parametrize("phase", ["free", "integrated", "pghi"])
+@pytest.mark.parametrize("phase", ["free", "integrated", "pghi", "pghi_residual"])
 @pytest.mark.parametrize("repeat", [0.0, 0.7])
 def test_streamed_equals_one_pass(one_thread, phase, repeat):
     cfg = tiny_cfg(f"model.decoder_phase={phase}")
     G = build_generator(cfg).eval()
+    _draw_a_correction(G.codec)
     n = int(9.5 * SR)
     plan = PiecePlan.for_generator(G, n, seed=3, repeat=repeat)
     cond = torch.tensor([[0.5, 0.0]])
@@ -441,7 +476,7 @@ def test_config_pairs_arch_and_discriminator():
         build_config("spectral", [], ["model.discriminators=[latent]"])
     with pytest.raises(ConfigError):
         build_config("laptop", [], ["model.discriminators=[decoded]"])
-    with pytest.raises(ConfigError, match="decoder_phase must be one of free, integrated, pghi"):
+    with pytest.raises(ConfigError, match="decoder_phase must be one of free, integrated, pghi, pghi_residual"):
         build_config("bars", [], ["model.decoder_phase=smooth"])
     with pytest.raises(ConfigError, match="codec_input must be one of mel, stft"):
         build_config("bars", [], ["model.codec_input=cqt"])
@@ -637,6 +672,16 @@ def test_codec_base_loads_weights_only_and_seeds_stage1(one_thread, clip_ds, tmp
     assert ct.start_from_base(Codec(SR, 4, phase="integrated"), "auto", logs.append) is None
     with pytest.raises(CheckpointError, match="decoder_phase"):
         ct.start_from_base(Codec(SR, 4, phase="integrated"), str(out))
+    # a head grown from the base's starts from it with its extra rows at zero; the head it grows from does not fit
+    pghi_base = Codec(SR, 4, phase="pghi")
+    torch.save(
+        {**raw, "G": pghi_base.state_dict(), "config": tiny_cfg("model.decoder_phase=pghi").to_dict()},
+        tmp_path / "pghi_base.pt")
+    grown = Codec(SR, 4, phase="pghi_residual")
+    assert ct.start_from_base(grown, str(tmp_path / "pghi_base.pt"), logs.append) == tmp_path / "pghi_base.pt"
+    assert torch.equal(grown.head.weight[: grown.bins], pghi_base.head.weight) and not grown.head.weight[grown.bins:].any()
+    with pytest.raises(CheckpointError, match="decoder_phase"):
+        ct.start_from_base(Codec(SR, 4, phase="free"), str(tmp_path / "pghi_base.pt"))
     assert ct.start_from_base(Codec(SR, 4, reads="stft"), "auto", logs.append) is None  # a mel base for a bin encoder
     with pytest.raises(CheckpointError, match="codec_input"):
         ct.start_from_base(Codec(SR, 4, reads="stft"), str(out))

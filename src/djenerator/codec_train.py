@@ -33,7 +33,7 @@ from .data.dataset import ClipDataset
 from .ema import Ema
 from .io import StepLog
 from .models import DISCRIMINATORS, build_discriminator, build_generator, tempo_cond
-from .models.codec import TUNED_PARTS, Codec, consistency_distance, mel_distance, reconstruction_loss, stft_distance
+from .models.codec import PHASE_HEADS, TUNED_PARTS, Codec, consistency_distance, mel_distance, reconstruction_loss, stft_distance
 from .models.grid import shift_phase
 from .train_report import progress_bar
 
@@ -106,16 +106,18 @@ def start_from_base(codec: Codec, codec_base: str, log=print, critic: "Critic | 
         return None
     base = load_codec_base(path)
     made = Config.from_dict(base["config"])  # what the base was trained as: same shapes can mean another head or input
-    fits = {k: tuple(v.shape) for k, v in codec.state_dict().items()} == {k: tuple(v.shape) for k, v in base["G"].items()}
-    if not fits or ((made.data.sample_rate, made.model.decoder_phase, made.model.codec_input)
-                    != (codec.sample_rate, codec.phase, codec.reads)):
+    state = codec.adopt(base["G"], made.model.decoder_phase)  # a head grown from the base's: its extra rows at zero
+    fits = {k: tuple(v.shape) for k, v in codec.state_dict().items()} == {k: tuple(v.shape) for k, v in state.items()}
+    heads = {codec.phase, PHASE_HEADS[codec.phase].grows_from}
+    if not fits or made.model.decoder_phase not in heads or ((made.data.sample_rate, made.model.codec_input)
+                                                             != (codec.sample_rate, codec.reads)):
         if codec_base == "auto":
             log(f"stage 1: the shipped base autoencoder ({path.name}) is for another rate, model.dim, model.decoder_phase "
                 "or model.codec_input; training the autoencoder from scratch")
             return None
         raise CheckpointError(f"train.codec_base: {path} is an autoencoder of another rate, model.dim, "
                               "model.decoder_phase or model.codec_input than this run's")
-    codec.load_state_dict(base["G"])
+    codec.load_state_dict(state)
     if critic is not None and "D" in base:
         critic.start_from(base["D"], log)
     log(f"stage 1: starting from the base autoencoder {path} ({int(base['step'])} steps; "

@@ -49,7 +49,7 @@ class ModelConfig:
     tempo_conditioning: bool = False
     beat_grid: bool = False  # spectral G + stft/msd D also read a beat clock (needs tempo_conditioning)
     bpm_range: list[float] = field(default_factory=lambda: [80.0, 160.0])  # one octave: any tempo folds into it
-    decoder_phase: str = "free"  # twostage: stage 1's phase head, a name in models.codec.PHASE_HEADS (free integrated pghi)
+    decoder_phase: str = "free"  # twostage: stage 1's phase head, a name in models.codec.PHASE_HEADS (free integrated pghi pghi_residual)
     codec_input: str = "mel"  # twostage: what stage 1's encoder reads, a name in models.codec.ENCODER_INPUTS (mel stft)
     bar_repeat: float = 0.0  # twostage: pieces' share of slow latents locked to the bar, unless generate --repeat says
 

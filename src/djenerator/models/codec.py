@@ -20,8 +20,11 @@ neighbouring bins, so the bins of one partial's lobe are phased at random (``lob
 music ~0.8; docs/two-stage.md, round 7). "pghi" draws only the magnitude and takes the phase that the
 magnitude's own gradients imply (``dsp.pghi``, as TiF-GAN does): the bins of a partial turn together and an
 attack lines them up, so a magnitude with lines decodes to lines (``bars`` uses it; round 8). Training takes
-that phase as given and shapes the magnitude for it. The reach of the last two heads' phase is unbounded, so
-streamed decoding hands the phase from chunk to chunk (``spectrum(z, phase, start)``).
+that phase as given and shapes the magnitude for it. "pghi_residual" adds a correction, pi x tanh(out), to
+that phase in each frame and bin, drawn by the decoder and trained through the audio (the phase-gradient phase
+gets no gradient), so training can mend where that phase is wrong; at zero it is "pghi", so a "pghi" base
+starts it (``Codec.adopt``; round 13). The reach of the phase of the last three heads is unbounded, so
+streamed decoding hands the running phase from chunk to chunk (``spectrum(z, phase, start, carry=True)``).
 
 Losses (pure functions below): multi-resolution STFT (spectral convergence + log-magnitude L1) and
 log-mel L1, as in Parallel WaveGAN / Vocos.
@@ -50,10 +53,12 @@ STFT_RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))
 @dataclass(frozen=True)
 class PhaseHead:
     carries_phase: bool  # the phase runs on from frame to frame (unbounded reach: streaming hands it on)
-    outputs: int  # numbers the decoder draws per bin: log-magnitude, and a phase or a phase step if 2
+    outputs: int  # numbers the decoder draws per bin: log-magnitude, and a phase, a phase step or a correction if 2
+    grows_from: str | None = None  # a base of this head starts this one (its extra outputs at zero: decodes the same)
 
 
-PHASE_HEADS = {"free": PhaseHead(False, 2), "integrated": PhaseHead(True, 2), "pghi": PhaseHead(True, 1)}
+PHASE_HEADS = {"free": PhaseHead(False, 2), "integrated": PhaseHead(True, 2), "pghi": PhaseHead(True, 1),
+               "pghi_residual": PhaseHead(True, 2, grows_from="pghi")}
 # what the encoder reads (model.codec_input): "mel", 80 log-mel bands as Vocos's vocoder does (above ~1 kHz a band
 # is wider than the spacing of a low note's partials, so the decoder must guess them); "stft", the log power of
 # every STFT bin as Musika's encoder does (partials stay apart at every pitch, at ~6x the input convolution's cost)
@@ -112,6 +117,9 @@ class Codec(nn.Module):
         self.head = nn.Linear(ch, PHASE_HEADS[phase].outputs * self.bins)
         with torch.no_grad():
             self.head.bias[: self.bins].fill_(math.log(0.1 * self.n_fft / math.sqrt(1.5 * self.bins)))
+            if phase == "pghi_residual":  # no correction at the start: the phase-gradient phase as it is
+                self.head.weight[self.bins:].zero_()
+                self.head.bias[self.bins:].zero_()
         # each bin's own phase turn per hop (the running sum's centre)
         turn = torch.remainder(2 * math.pi * self.hop * torch.arange(self.bins, dtype=torch.float64) / self.n_fft, 2 * math.pi)
         self.register_buffer("turn", turn.float(), persistent=False)
@@ -162,26 +170,46 @@ class Codec(nn.Module):
         """latents (B, LATENT_CH, N) -> the natural-log STFT magnitude the decoder draws, (B, 2N frames, bins)."""
         return self.head_out(z)[..., : self.bins].clamp(max=7.0)
 
-    def spectrum(self, z: torch.Tensor, phase: torch.Tensor | None = None, start: int = 0) -> torch.Tensor:
+    def spectrum(self, z: torch.Tensor, phase: torch.Tensor | None = None, start: int = 0,
+                 carry: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """latents (B, LATENT_CH, N) -> the complex STFT the decoder draws (B, n_fft / 2 + 1, 2N). For a head that
-        carries its phase, ``phase`` (B, bins) in radians is taken as frame ``start - 1``'s: a streamed chunk
-        continues from where the previous one handed over."""
+        carries its phase, ``phase`` (B, bins) in radians is the running phase of frame ``start - 1``: a streamed
+        chunk continues from where the previous one handed over. ``carry``: also return the running phase (B,
+        bins, 2N), the one to hand on (for "pghi_residual" the phase-gradient phase, without the correction)."""
         head = self.head_out(z)
-        if self.phase == "pghi":  # the phase follows from the magnitude; training shapes the magnitude for it
-            logmag = head.clamp(max=7.0)
-            ph = pghi_frames(logmag.detach(), self.n_fft, self.hop, phase, start)
-            return torch.polar(torch.exp(logmag), ph).transpose(1, 2)
-        head = head.transpose(1, 2)
-        mag, out = torch.exp(head[:, : self.bins].clamp(max=7.0)), head[:, self.bins:]
+        logmag, out = head[..., : self.bins].clamp(max=7.0), head[..., self.bins:]
         if self.phase == "free":
-            return torch.polar(mag, out)
-        step = (self.turn[:, None] + math.pi * torch.tanh(out)).double()  # float64: a long sum stays precise
+            runs = out
+        elif self.phase == "integrated":
+            runs = self._integrated(out, phase, start)
+        else:  # the phase follows from the magnitude; training shapes the magnitude (and a correction) for it
+            runs = pghi_frames(logmag.detach(), self.n_fft, self.hop, phase, start)
+        ph = runs + math.pi * torch.tanh(out) if self.phase == "pghi_residual" else runs
+        spec = torch.polar(torch.exp(logmag), ph).transpose(1, 2)
+        return (spec, runs.transpose(1, 2)) if carry else spec
+
+    def _integrated(self, out: torch.Tensor, phase: torch.Tensor | None, start: int) -> torch.Tensor:
+        """The integrated head's phase (B, frames, bins): each frame's step summed over frames (float64, so a long
+        sum stays precise), restarting from ``phase`` just before frame ``start`` when one is handed over."""
+        step = (self.turn + math.pi * torch.tanh(out)).double()
         if phase is None:
-            total = torch.cumsum(step, -1)
-        else:  # the hand-over: the sum restarts from ``phase`` just before frame ``start``
-            total = torch.cat([torch.cumsum(step[..., :start], -1),
-                               phase.double()[..., None] + torch.cumsum(step[..., start:], -1)], -1)
-        return torch.polar(mag, torch.remainder(total, 2 * math.pi).float())
+            total = torch.cumsum(step, 1)
+        else:
+            total = torch.cat([torch.cumsum(step[:, :start], 1),
+                               phase.double()[:, None] + torch.cumsum(step[:, start:], 1)], 1)
+        return torch.remainder(total, 2 * math.pi).float()
+
+    def adopt(self, state: dict, phase: str) -> dict:
+        """A state dict of a codec with phase head ``phase``, fitted to this one: a head this one grows from
+        gets zero rows for the outputs it lacks (so this codec decodes as it did); otherwise as it is."""
+        if PHASE_HEADS[self.phase].grows_from != phase:
+            return state
+        own, state = self.state_dict(), dict(state)
+        for k in ("head.weight", "head.bias"):
+            grown = torch.zeros_like(own[k])
+            grown[: state[k].shape[0]] = state[k]
+            state[k] = grown
+        return state
 
     def istft(self, spec: torch.Tensor, frames: int) -> torch.Tensor:
         """A (B, bins, 2 frames) STFT at the decoder's resolution -> audio (B, 1, frames * frame_samples) in [-1, 1]."""

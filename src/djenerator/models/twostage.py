@@ -289,8 +289,8 @@ class TwoStageGenerator(nn.Module):
         lat = self.latent(z_seq, style, cond, t0)
         per = SLOW * self.codec.frame_samples // self.codec.hop  # STFT frames per slow frame
         early = self.codec.n_fft // self.codec.hop
-        spec = self.codec.spectrum(lat, phase, start=per * self.context_frames - early)
-        hand = spec[..., per * (z_seq.shape[-1] - self.context_frames) - early - 1].angle()
+        spec, runs = self.codec.spectrum(lat, phase, start=per * self.context_frames - early, carry=True)
+        hand = runs[..., per * (z_seq.shape[-1] - self.context_frames) - early - 1]
         return self.codec.istft(spec, lat.shape[-1]), hand
 
     def _sequence(self, z: torch.Tensor, n: int) -> torch.Tensor:
