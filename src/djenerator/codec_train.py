@@ -33,7 +33,8 @@ from .data.dataset import ClipDataset
 from .ema import Ema
 from .io import StepLog
 from .models import DISCRIMINATORS, build_discriminator, build_generator, tempo_cond
-from .models.codec import PHASE_HEADS, TUNED_PARTS, Codec, consistency_distance, mel_distance, reconstruction_loss, stft_distance
+from .models.codec import (PHASE_HEADS, TUNED_PARTS, Codec, consistency_distance, mel_distance, reconstruction_loss,
+                           stft_distance)
 from .models.grid import shift_phase
 from .train_report import progress_bar
 
