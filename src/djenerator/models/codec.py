@@ -117,7 +117,7 @@ class Codec(nn.Module):
         self.head = nn.Linear(ch, PHASE_HEADS[phase].outputs * self.bins)
         with torch.no_grad():
             self.head.bias[: self.bins].fill_(math.log(0.1 * self.n_fft / math.sqrt(1.5 * self.bins)))
-            if phase == "pghi_residual":  # no correction at the start: the phase-gradient phase as it is
+            if PHASE_HEADS[phase].grows_from:  # its extra outputs start at zero: it decodes as the head it grows from
                 self.head.weight[self.bins:].zero_()
                 self.head.bias[self.bins:].zero_()
         # each bin's own phase turn per hop (the running sum's centre)
