@@ -127,23 +127,12 @@ def load_train_module(train_file: str | None):
     return mod
 
 
-def measure_one(preset: str, batch: int, device: str, seconds: float, sets: list[str], train_file: str | None,
-                data_root: Path) -> dict:
-    from djenerator.config import build_config
-    from djenerator.data.dataset import ClipDataset
-    from djenerator.models import build_generator
+def time_training(mod, cfg, ds_path: Path, device: str, seconds: float) -> tuple[float, int, float]:
+    """(seconds per step, steps timed, FLOPs of one step) of the real training loop.
 
-    cfg = build_config(preset, [], [f"train.batch_size={batch}", f"train.device={device}", "train.steps=1000000000",
-                                    "train.ckpt_every=1000000000", "train.sample_every=1000000000", *sets])
-    T, sr = cfg.data.clip_samples, cfg.data.sample_rate
-    ds_path = data_root / f"ds_{T}_{sr}"
-    if not (ds_path / "manifest.json").is_file():
-        make_dataset(ds_path, T, sr)
-    mod = load_train_module(train_file)
-
-    # --- training: time the real loop through a post-step hook on the generator's optimiser ---------
-    # step 1 (the warm-up) is FLOP-counted: the counter is entered when train() builds its first optimiser
-    # (nothing between that and the first step does arithmetic) and left after step 1; steps 2.. are timed
+    A post-step hook on the generator's optimiser times it: step 1 (the warm-up) is FLOP-counted (the counter is
+    entered when train() builds its first optimiser, and nothing between that and the first step does arithmetic)
+    and steps 2.. are timed until ``seconds`` have passed."""
     state = {"n": 0, "t0": None, "t_end": None, "n0": 0, "flops": None, "fc": None}
     min_steps = 2
     make_opt = mod.make_optimizer
@@ -171,49 +160,73 @@ def measure_one(preset: str, batch: int, device: str, seconds: float, sets: list
         return opt
 
     mod.make_optimizer = patched
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    with tempfile.TemporaryDirectory() as run:
-        try:
-            mod.train(cfg, ds_path, Path(run) / "r", progress=False, log=lambda m: None)
-        except _Stop:
-            pass
+    try:
+        with tempfile.TemporaryDirectory() as run:
+            try:
+                mod.train(cfg, ds_path, Path(run) / "r", progress=False, log=lambda m: None)
+            except _Stop:
+                pass
+    finally:
+        mod.make_optimizer = make_opt
     steps = state["n"] - state["n0"]
-    step_s = (state["t_end"] - state["t0"]) / steps
-    clip_s = T / sr
+    return (state["t_end"] - state["t0"]) / steps, steps, state["flops"]
 
-    # --- data loading cost per step (what the prefetch hides) ----------------------------------------
+
+def load_seconds(mod, cfg, ds_path: Path, batch: int) -> float:
+    """Data loading cost of one training step (what the prefetch hides)."""
+    from djenerator.data.dataset import ClipDataset
+
     ds = ClipDataset(ds_path)
     idx = [mod.batch_indices(len(ds), batch, 0, s, 0) for s in range(20)]
     t0 = time.perf_counter()
     for i in idx:
         ds.batch(i)
-    load_s = (time.perf_counter() - t0) / len(idx) * cfg.train.d_steps
+    return (time.perf_counter() - t0) / len(idx) * cfg.train.d_steps
 
-    # --- generation real-time factor ---------------------------------------------------------------------
+
+def generation_rtf(cfg, device: str, seconds: float, batch: int) -> float:
+    """Seconds of audio the generator draws per second of wall time at ``batch``."""
+    from djenerator.models import build_generator
+
     G = build_generator(cfg).to(device).eval()
-    rtf = {}
-    for b in (1, 64):
-        z = torch.randn(b, cfg.model.latent_dim, device=device)
-        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if (cfg.train.amp and device.startswith("cuda")) \
-            else torch.autocast("cpu", enabled=False)
-        with torch.inference_mode(), ctx:
+    z = torch.randn(batch, cfg.model.latent_dim, device=device)
+    ctx = torch.autocast("cuda", dtype=torch.bfloat16) if (cfg.train.amp and device.startswith("cuda")) \
+        else torch.autocast("cpu", enabled=False)
+    with torch.inference_mode(), ctx:
+        G(z)
+        sync(device)
+        n, t0 = 0, time.perf_counter()
+        while True:
             G(z)
+            n += 1
             sync(device)
-            n, t0 = 0, time.perf_counter()
-            while True:
-                G(z)
-                n += 1
-                sync(device)
-                el = time.perf_counter() - t0
-                if el >= min(1.0, seconds / 4) and n >= 2:
-                    break
-        rtf[b] = b * clip_s * n / el
+            el = time.perf_counter() - t0
+            if el >= min(1.0, seconds / 4) and n >= 2:
+                break
+    return batch * cfg.data.clip_samples / cfg.data.sample_rate * n / el
+
+
+def measure_one(preset: str, batch: int, device: str, seconds: float, sets: list[str], train_file: str | None,
+                data_root: Path) -> dict:
+    from djenerator.config import build_config
+
+    cfg = build_config(preset, [], [f"train.batch_size={batch}", f"train.device={device}", "train.steps=1000000000",
+                                    "train.ckpt_every=1000000000", "train.sample_every=1000000000", *sets])
+    T, sr = cfg.data.clip_samples, cfg.data.sample_rate
+    ds_path = data_root / f"ds_{T}_{sr}"
+    if not (ds_path / "manifest.json").is_file():
+        make_dataset(ds_path, T, sr)
+    mod = load_train_module(train_file)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    step_s, steps, flops = time_training(mod, cfg, ds_path, device, seconds)
+    load_s = load_seconds(mod, cfg, ds_path, batch)
+    rtf = {b: generation_rtf(cfg, device, seconds, b) for b in (1, 64)}
     out = {
         "preset": preset, "batch": batch, "steps_per_s": 1.0 / step_s, "step_ms": 1000 * step_s,
-        "audio_s_per_s": batch * cfg.train.d_steps * clip_s / step_s, "load_pct": 100 * load_s / step_s,
-        "rtf_b1": rtf[1], "rtf_b64": rtf[64], "flops_per_step": state["flops"],
-        "flops_per_s": state["flops"] / step_s, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "audio_s_per_s": batch * cfg.train.d_steps * T / sr / step_s, "load_pct": 100 * load_s / step_s,
+        "rtf_b1": rtf[1], "rtf_b64": rtf[64], "flops_per_step": flops,
+        "flops_per_s": flops / step_s, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "steps_timed": steps,
     }
     if device.startswith("cuda"):
