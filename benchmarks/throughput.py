@@ -184,11 +184,8 @@ def load_seconds(mod, cfg, ds_path: Path, batch: int) -> float:
     return (time.perf_counter() - t0) / len(idx) * cfg.train.d_steps
 
 
-def generation_rtf(cfg, device: str, seconds: float, batch: int) -> float:
-    """Seconds of audio the generator draws per second of wall time at ``batch``."""
-    from djenerator.models import build_generator
-
-    G = build_generator(cfg).to(device).eval()
+def generation_rtf(G: torch.nn.Module, cfg, device: str, seconds: float, batch: int) -> float:
+    """Seconds of audio ``G`` (in eval mode) draws per second of wall time at ``batch``."""
     z = torch.randn(batch, cfg.model.latent_dim, device=device)
     ctx = torch.autocast("cuda", dtype=torch.bfloat16) if (cfg.train.amp and device.startswith("cuda")) \
         else torch.autocast("cpu", enabled=False)
@@ -209,6 +206,7 @@ def generation_rtf(cfg, device: str, seconds: float, batch: int) -> float:
 def measure_one(preset: str, batch: int, device: str, seconds: float, sets: list[str], train_file: str | None,
                 data_root: Path) -> dict:
     from djenerator.config import build_config
+    from djenerator.models import build_generator
 
     cfg = build_config(preset, [], [f"train.batch_size={batch}", f"train.device={device}", "train.steps=1000000000",
                                     "train.ckpt_every=1000000000", "train.sample_every=1000000000", *sets])
@@ -221,7 +219,8 @@ def measure_one(preset: str, batch: int, device: str, seconds: float, sets: list
         torch.cuda.reset_peak_memory_stats()
     step_s, steps, flops = time_training(mod, cfg, ds_path, device, seconds)
     load_s = load_seconds(mod, cfg, ds_path, batch)
-    rtf = {b: generation_rtf(cfg, device, seconds, b) for b in (1, 64)}
+    G = build_generator(cfg).to(device).eval()  # one generator timed at both batch sizes
+    rtf = {b: generation_rtf(G, cfg, device, seconds, b) for b in (1, 64)}
     out = {
         "preset": preset, "batch": batch, "steps_per_s": 1.0 / step_s, "step_ms": 1000 * step_s,
         "audio_s_per_s": batch * cfg.train.d_steps * T / sr / step_s, "load_pct": 100 * load_s / step_s,
