@@ -6,7 +6,7 @@ import soundfile as sf
 import torch
 
 from djenerator.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
-from djenerator.config import build_config
+from djenerator.config import ConfigError, build_config
 from djenerator.generate import generate_clips, generate_to_files, interpolate, latents, load_generator
 from djenerator.models import tempo_cond
 from djenerator.train import batch_indices, sample_latents, train
@@ -25,9 +25,9 @@ def params(path):
     return {f"{net}.{k}": v.clone() for net in ("G", "G_train", "D") for k, v in ck.get(net, {}).items()}
 
 
-@pytest.mark.parametrize("ema", ["0", "0.9"])
+@pytest.mark.parametrize("ema", ["train.ema=0", "train.ema=0.9", "train.ema_power=3"])
 def test_exact_resume_matches_one_go(tiny_dataset, tmp_path, ema):
-    cfg = lambda steps: tiny_cfg(f"train.steps={steps}", f"train.ema={ema}")  # noqa: E731
+    cfg = lambda steps: tiny_cfg(f"train.steps={steps}", ema)  # noqa: E731
     one = train(cfg(10), tiny_dataset, tmp_path / "one", progress=False, log=lambda m: None)
     assert one.stopped == "done" and one.step == 10
     train(cfg(5), tiny_dataset, tmp_path / "two", progress=False, log=lambda m: None)
@@ -47,7 +47,7 @@ def test_exact_resume_matches_one_go(tiny_dataset, tmp_path, ema):
     one_log, two_log = losses_by_step("one"), losses_by_step("two")
     assert set(one_log) == {"2", "4", "6", "8", "10"} and set(two_log) == set(one_log) | {"5"}
     assert all(one_log[k] == two_log[k] for k in one_log)
-    assert any(k.startswith("G_train.") for k in a) == (ema != "0")  # with train.ema: the average and G_train
+    assert any(k.startswith("G_train.") for k in a) == (ema != "train.ema=0")  # with an average: it and G_train
 
 
 def test_outputs_come_from_the_moving_average(tiny_dataset, tmp_path):
@@ -81,6 +81,35 @@ def test_ema_update_is_a_moving_average():
     early.update(net, step=0)  # first steps average over a short window: decay min(0.999, 1/10) = 0.1
     torch.testing.assert_close(early.output(net).weight, (w0 + 2.0) * 0.1 + (w0 + 3.0) * 0.9)
     assert Ema(net, 0.0).output(net) is net and set(Ema(net, 0.0).state(net)) == {"G"}
+
+
+@pytest.mark.parametrize("power", [1.0, 3.0])
+def test_power_ema_weighs_each_step_by_a_power_of_its_index(power):
+    """After T updates the power average is sum_s (s^(p+1) - (s-1)^(p+1)) w_s / T^(p+1), computed here in numpy from
+    the trained weights' history, and its last power_share(p) of the steps holds half the weight."""
+    from djenerator.ema import Ema, power_share
+
+    net = torch.nn.Linear(1, 1, bias=False)
+    ema, T = Ema(net, 0.0, power=power), 200
+    history = np.random.default_rng(0).normal(size=T)
+    for s, w in enumerate(history, start=1):
+        with torch.no_grad():
+            net.weight.fill_(float(w))
+        ema.update(net, step=s)
+    s = np.arange(1, T + 1, dtype=np.float64)
+    weights = (s ** (power + 1) - (s - 1) ** (power + 1)) / T ** (power + 1)
+    assert abs(weights.sum() - 1) < 1e-12
+    assert abs(float(ema.output(net).weight) - weights @ history) < 1e-5
+    tail = weights[s > T * (1 - power_share(power))].sum()
+    assert abs(tail - 0.5) < 0.02
+    assert abs(float(ema.output(net).weight) - history.mean()) > 1e-3  # not the plain mean
+
+
+@pytest.mark.parametrize("bad", ["train.ema_power=-1", "train.ema=0.99 train.ema_power=2"])
+def test_the_two_kinds_of_average_are_one_or_the_other(bad):
+    with pytest.raises(ConfigError, match="train.ema_power"):
+        build_config("bars", [], bad.split())
+    assert build_config("bars", [], ["train.ema=0", "train.ema_power=2"]).train.ema_power == 2
 
 
 def test_run_outputs_samples_logs_and_checkpoint_config(tiny_dataset, tmp_path):

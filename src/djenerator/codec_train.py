@@ -9,8 +9,8 @@
 - Between the stages the frozen encoder turns every clip into latents once (``RUN/codec/latents.pt``).
 - Stage 2, the latent GAN (:mod:`.models.twostage`): ``train.steps`` steps of hinge + feature matching in
   latent space; checkpoints in ``RUN/checkpoints`` hold the whole generator (latent generator + codec),
-  so generate, evaluate and serve need nothing else. With ``train.ema`` > 0 their ``G`` is the moving
-  average of the generator's weights (the trained weights are ``G_train``), and samples use it too.
+  so generate, evaluate and serve need nothing else. With ``train.ema`` or ``train.ema_power`` > 0 their ``G``
+  is the moving average of the generator's weights (the trained weights are ``G_train``), and samples use it too.
 
 Each stage has its own progress bar; ``--resume`` continues whichever stage was interrupted. Batches
 and crops come from RNGs keyed by (seed, step), every other random draw from the global RNGs saved in
@@ -351,7 +351,7 @@ def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, 
 
     t = cfg.train
     G, D, opt_g, opt_d = _stage2_models(cfg, codec)
-    ema = Ema(G, t.ema, part="latent")  # the codec is frozen: only the latent generator moves
+    ema = Ema.of(G, t, part="latent")  # the codec is frozen: only the latent generator moves
     ck, start = _resume_state(run_dir, resume, "run"), 0
     if ck is not None:
         if int(ck.get("codec_step", -1)) != codec_step:
@@ -365,7 +365,7 @@ def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, 
         start = int(ck["step"])
         log(f"stage 2: resumed the latent GAN at step {start}")
     if ema.G is not None:
-        log(f"stage 2: samples and checkpoints use the moving average of the generator's weights (train.ema={t.ema})")
+        log(f"stage 2: samples and checkpoints use the moving average of the generator's weights ({ema.describe()})")
     lat = cached_latents(G.codec, ds, run_dir, codec_step)
     rate = G.sample_rate / G.codec.frame_samples  # latent frames/s
     z_fixed, bpm_fixed = sample_latents(cfg)
@@ -387,8 +387,8 @@ def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, 
             if (stopped := budget.halt() or "done") != "done":
                 break
             d_l, g_l = gan_step(G, D, opt_g, opt_d, *latent_batch(lat, ds, cfg, step, rate), cfg, step)
-            ema.update(G, step)
             step += 1
+            ema.update(G, step)
             if step % t.log_every == 0 or step == t.steps:
                 log_csv.write({"step": step, "d_loss": d_l, "g_loss": g_l, "cpu_s": round(time.process_time(), 1)})
                 if bar is not None:

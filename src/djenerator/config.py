@@ -98,6 +98,7 @@ class TrainConfig:
     critic_seconds: float = 0.0  # twostage: stage 2's critic sees this much of each real clip, at a random offset (0 = all of it)
     codec_base: str = "none"  # twostage: start stage 1 from a base autoencoder: "auto" (the shipped one for the rate), a file, "none"
     ema: float = 0.0  # decay of the moving average of the generator's weights that outputs use (0 = off; e.g. 0.999)
+    ema_power: float = 0.0  # > 0: that average weighs step s as s**ema_power instead (a window that grows with the run; see ema.py)
 
 
 @dataclass
@@ -283,6 +284,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError('train.codec_base must be "auto", "none" or the path of a base autoencoder file')
     if not 0.0 <= t.ema < 1.0:
         raise ConfigError(f"train.ema must be in [0, 1) (0 = off; e.g. 0.999), got {t.ema}")
+    if t.ema_power < 0 or (t.ema_power > 0 and t.ema > 0):
+        raise ConfigError(f"train.ema_power must be >= 0, and 0 when train.ema is set: they are two kinds of "
+                          f"average, use one (got train.ema={t.ema}, train.ema_power={t.ema_power})")
     a = cfg.augment
     bad_ops = [o for o in a.ops if o not in OPS]
     if bad_ops:

@@ -112,7 +112,7 @@ def _train(cfg: Config, dataset: str | Path, run_dir: Path, resume: bool, progre
     if not dd.is_main:
         log = lambda m: None  # noqa: E731 - rank 0 alone talks and writes
     G, D, opt_g, opt_d = nets = _models(cfg, dd, device)
-    ema = Ema(G, t.ema)  # the moving average of G's weights that every output uses (train.ema; 0 = off)
+    ema = Ema.of(G, t)  # the moving average of G's weights that every output uses (train.ema or train.ema_power)
     aug, ada = _augmentation(cfg)
     start, last_ckpt = _resume(cfg, run_dir, resume, nets, ema, aug, ada, dd, log)
     if dd.is_main:
