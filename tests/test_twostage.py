@@ -494,9 +494,9 @@ def _assert_same(a, b):
 
 
 @pytest.mark.parametrize("ema,adv,window,r1,phase,head,discs", [
-    ("train.ema=0", 0.0, 0.0, 0.0, 0.0, "free", "latent"),
-    ("train.ema=0.5", 0.1, 0.5, 1.0, 1.0, "integrated", "latent"),
-    ("train.ema=0 train.ema_power=2", 0.1, 0.0, 0.0, 0.0, "pghi", "latent,decoded")])
+    ("train.ema_power=0", 0.0, 0.0, 0.0, 0.0, "free", "latent"),
+    ("train.ema_power=0 train.ema=0.5", 0.1, 0.5, 1.0, 1.0, "integrated", "latent"),
+    ("train.ema_power=2", 0.1, 0.0, 0.0, 0.0, "pghi", "latent,decoded")])
 def test_resume_is_exact_in_either_stage(one_thread, clip_ds, tmp_path, ema, adv, window, r1, phase, head, discs):
     """Stage 1 cut at step 2 and resumed, then stage 2 cut at step 2 and resumed == both stages in one go, the
     modulation loss (with r1), the consistency loss (with the phase loss), the moving average of the generator,
@@ -525,7 +525,7 @@ def test_resume_is_exact_in_either_stage(one_thread, clip_ds, tmp_path, ema, adv
     gb = torch.load(b / "checkpoints" / "step_0000004.pt", weights_only=False)
     _assert_same(ga["G"], gb["G"])
     _assert_same(ga["D"], gb["D"])
-    assert ("G_train" in ga) == (ema != "train.ema=0")
+    assert ("G_train" in ga) == (ema != "train.ema_power=0")
     if "G_train" in ga:  # G is the average, G_train the trained weights: both resume exactly, and they differ
         _assert_same(ga["G_train"], gb["G_train"])
         assert not torch.equal(ga["G"]["latent.out.weight"], ga["G_train"]["latent.out.weight"])
@@ -614,7 +614,7 @@ def test_ema_averages_the_latent_generator_only():
 
 def test_ema_and_codec_base_config():
     cfg = build_config("bars")
-    assert cfg.train.ema == 0.99 and cfg.train.codec_base == "auto"
+    assert cfg.train.ema == 0.0 and cfg.train.ema_power == 1.0 and cfg.train.codec_base == "auto"  # round 15
     assert build_config("laptop").train.ema == 0.999 and build_config("recommended").train.ema == 0.0
     assert build_config("bars", [], ["train.codec_steps=0"]).train.codec_steps == 0  # the base as it is
     for bad in ("train.ema=1.0", "train.ema=-0.1", "train.codec_base=''", "train.codec_phase=-1",

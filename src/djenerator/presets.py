@@ -70,7 +70,8 @@ PRESETS: dict[str, dict] = {
         "by phase-gradient integration, ISTFT; multi-resolution STFT + mel loss; "
         "train.codec_steps steps), then a GAN over 6-s latent sequences with a bar clock, a riff input that comes "
         "round every bar and dilations reaching 4.5 s, judged in latent space with each frame's difference from "
-        "the bar before. Stage 1 starts from the shipped base autoencoder (train.codec_base=auto). "
+        "the bar before. Stage 1 starts from the shipped base autoencoder (train.codec_base=auto); outputs come "
+        "from a power-function average of stage 2's weights over the last third or so of the run (train.ema_power). "
         "Prepare with --preset bars (6-s clips); "
         "pieces of any length, three quarters of their slow latents locked to the bar (generate --repeat).",
         "config": {
@@ -79,7 +80,7 @@ PRESETS: dict[str, dict] = {
                       "tempo_conditioning": True, "decoder_phase": "pghi",  # docs/two-stage.md, round 8
                       "bar_repeat": 0.75},  # round 10
             "train": {**HINGE_ADAM, "batch_size": 8, "codec_steps": 300, "codec_base": "auto", "steps": 4000,
-                      "sample_every": 500, "ema": 0.99},  # a short window: see docs/two-stage.md, round 2
+                      "sample_every": 500, "ema_power": 1.0},  # a window a share of the run long: round 15
         },
     },
     "few": {
