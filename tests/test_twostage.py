@@ -10,6 +10,7 @@ from djenerator import codec_train as ct
 from djenerator.config import ConfigError, build_config
 from djenerator.data.dataset import ClipDataset
 from djenerator.ema import Ema
+from djenerator.io import read_csv_columns
 from djenerator.generate import generate_long
 from djenerator.models import build_discriminator, build_generator
 from djenerator.models.codec import (LATENT_CH, Codec, consistency_distance, lobe_coherence, mel_distance,
@@ -531,6 +532,10 @@ def test_resume_is_exact_in_either_stage(one_thread, clip_ds, tmp_path, ema, adv
         assert not torch.equal(ga["G"]["latent.out.weight"], ga["G_train"]["latent.out.weight"])
     assert (tmp_path / "a" / "samples" / "step_0000004" / "sample_00.wav").is_file()
     assert (tmp_path / "a" / "samples" / "codec_step_0000004" / "recon_00.wav").is_file()
+    # the latent FD logged at each sample step (b's at its cut, step 2, too) is the same number either way
+    fa, fb = (read_csv_columns(r / "logs" / "latent_fd.csv") for r in (tmp_path / "a", b))
+    assert fa["step"] == [4.0] and fb["step"] == [2.0, 4.0]
+    assert fa["latent_fd"][0] == fb["latent_fd"][1] > 0
 
 
 def test_refuses_to_overwrite_a_run_without_resume(one_thread, clip_ds, tmp_path):

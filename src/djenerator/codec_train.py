@@ -309,6 +309,46 @@ def latent_batch(lat: torch.Tensor, ds: ClipDataset, cfg: Config, step: int, rat
     return real, cond, z
 
 
+class LatentWatch:
+    """Stage 2's latent-frame FD (:mod:`.evaluate.latent`) of the output generator against the run's real latents,
+    at each sample step: appended to ``logs/latent_fd.csv``, and the best so far kept, so a user sees a run drift
+    (the value rises) without decoding audio. Fixed latents and tempos; leaves every global RNG as it was."""
+
+    def __init__(self, lat: torch.Tensor, ds: ClipDataset, cfg: Config, run_dir: Path, start: int, n: int = 128):
+        from .evaluate.latent import real_frames
+        from .io import read_csv_columns
+
+        t, self.frames = cfg.train, lat.shape[-1]
+        self.real = real_frames(lat, t.seed)
+        idx = np.random.default_rng([t.seed, 1734]).integers(0, len(ds), size=n)
+        self.cond = tempo_cond(torch.from_numpy(ds.bpm[idx]), cfg, torch.from_numpy(ds.beat[idx]))
+        self.z = torch.randn(n, cfg.model.latent_dim, generator=torch.Generator().manual_seed(t.seed + 1734))
+        path = run_dir / "logs" / "latent_fd.csv"
+        old = read_csv_columns(path) if start > 0 and path.is_file() else {}
+        self.best = min(((v, int(s)) for s, v in zip(old.get("step", []), old.get("latent_fd", []))
+                         if s <= start and np.isfinite(v)), default=(float("inf"), 0))
+        self.csv = StepLog(path, ["step", "latent_fd"], start)
+
+    def __call__(self, G, step: int) -> float:
+        from .evaluate.latent import latent_fd
+
+        was = G.training
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            G.eval()
+            fake = G.latents_for(self.z, self.cond, self.frames)
+        G.train(was)
+        fd = latent_fd(fake, real_feats=self.real)
+        self.csv.write({"step": step, "latent_fd": fd})
+        self.best = min(self.best, (fd, step))
+        return fd
+
+    def describe(self, fd: float) -> str:
+        return f"latent FD {fd:.2f} (best {self.best[0]:.2f} at step {self.best[1]})"
+
+    def close(self) -> None:
+        self.csv.close()
+
+
 R1_EVERY = 4  # lazy R1 (Karras et al. 2020): the penalty on every 4th critic step, weighted 4x
 
 
@@ -372,6 +412,7 @@ def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, 
     log_csv = StepLog(run_dir / "logs" / "losses.csv", ["step", "d_loss", "g_loss", "cpu_s"], start)
     # with a time budget (--minutes) the bar counts its seconds, so its total and ETA are the budget's
     bar = progress_bar(start, t.steps, progress, budget.max_seconds, budget.wall0, "stage 2: latent GAN")
+    watch, watched = LatentWatch(lat, ds, cfg, run_dir, start), ""
     step, stopped = start, "done"
     last = Path(ck["path"]) if ck is not None else None
 
@@ -393,20 +434,25 @@ def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, 
                 log_csv.write({"step": step, "d_loss": d_l, "g_loss": g_l, "cpu_s": round(time.process_time(), 1)})
                 if bar is not None:
                     where = f"step {step}, " if budget.max_seconds is not None else ""
-                    bar.set_postfix_str(f"{where}D loss {d_l:.3f}, G loss {g_l:.3f}")
+                    bar.set_postfix_str(f"{where}D loss {d_l:.3f}, G loss {g_l:.3f}{watched}")
             if bar is not None:
                 bar.update(1)
             if step % t.sample_every == 0 or step == t.steps:
                 write_samples(ema.output(G), z_fixed, bpm_fixed, cfg, run_dir / "samples" / f"step_{step:07d}")
                 G.codec.eval()
+                watched = ", " + watch.describe(watch(ema.output(G), step))
             if step % t.ckpt_every == 0 or step == t.steps:
                 last = snapshot()
     finally:
         log_csv.close()
+        watch.close()
         if bar is not None:
             bar.close()
     if step > start and (last is None or not last.name.endswith(f"{step:07d}.pt")):
         last = snapshot()
+    if watched:
+        log(f"stage 2: {watched[2:]} (logs/latent_fd.csv: the distance of the output's latent frames to the real "
+            "ones; a rise means the run drifts)")
     return step, last, stopped
 
 
