@@ -67,7 +67,8 @@ def train_for_cpu(data: Path, preset: str, run: Path, cpu_budget: float, threads
     """Train ``preset`` in a child process until it has used ``cpu_budget`` CPU seconds, then Ctrl-C it."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "DJENERATOR_THREADS": str(threads)}
     sets = ["train.steps=100000000", "train.sample_every=100000000", "train.ckpt_every=100000000", *extra]
-    cmd = [sys.executable, "-m", "djenerator", "train", str(data), "--preset", preset, "--run", str(run)]
+    cmd = [sys.executable, "-m", "djenerator", "train", str(data), "--preset", preset, "--run", str(run),
+           "--cpu-minutes", f"{cpu_budget / 60:g}"]  # the trainer knows its budget (train.lr_fall reads it)
     cmd += [a for s in sets for a in ("--set", s)]
     t0, used = time.perf_counter(), 0.0
     run.parent.mkdir(parents=True, exist_ok=True)

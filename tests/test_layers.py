@@ -6,7 +6,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "djenerator"
 
 # lowest first; a module may import its own layer and the layers below it
 LAYERS = [
-    {"io", "presets", "dsp"},
+    {"io", "presets", "dsp", "budget"},
     {"config", "audio"},
     {"losses", "synth", "checkpoint"},
     {"augment", "health", "data", "models", "distributed", "latents", "ema", "optim"},

@@ -27,7 +27,7 @@ def params(path):
 
 @pytest.mark.parametrize("ema", ["train.ema=0", "train.ema=0.9", "train.ema_power=3"])
 def test_exact_resume_matches_one_go(tiny_dataset, tmp_path, ema):
-    cfg = lambda steps: tiny_cfg(f"train.steps={steps}", ema)  # noqa: E731
+    cfg = lambda steps: tiny_cfg(f"train.steps={steps}", *ema.split())  # noqa: E731
     one = train(cfg(10), tiny_dataset, tmp_path / "one", progress=False, log=lambda m: None)
     assert one.stopped == "done" and one.step == 10
     train(cfg(5), tiny_dataset, tmp_path / "two", progress=False, log=lambda m: None)
@@ -281,3 +281,62 @@ def test_resume_refuses_a_different_optimizer(tiny_dataset, tmp_path):
     with pytest.raises(ConfigError, match="optimizer"):
         train(tiny_cfg("train.steps=8", "train.optimizer=adam"), tiny_dataset, tmp_path / "r", resume=True,
               progress=False, log=lambda m: None)
+
+
+def test_lr_fall_is_flat_then_a_line_to_zero():
+    from djenerator.optim import lr_scale
+
+    assert [lr_scale(d, 0.5) for d in (0.0, 0.5, 0.75, 0.9, 1.0, 1.3)] == pytest.approx([1, 1, 0.5, 0.2, 0, 0])
+    assert lr_scale(0.99, 0.0) == 1.0 and lr_scale(0.5, 1.0) == pytest.approx(0.5)
+    with pytest.raises(ConfigError, match="train.lr_fall must be in"):
+        tiny_cfg("train.lr_fall=1.5")
+
+
+def test_budget_share_reads_the_clock_that_ends_first(monkeypatch):
+    from djenerator import budget as bmod
+
+    wall, cpu = [100.0], [10.0]
+    monkeypatch.setattr(bmod.time, "perf_counter", lambda: wall[0])
+    monkeypatch.setattr(bmod.time, "process_time", lambda: cpu[0])
+    b = bmod.Budget(max_seconds=60, max_cpu_seconds=20)
+    wall[0], cpu[0] = 130.0, 15.0  # half the wall budget, a quarter of the CPU one
+    assert b.share() == pytest.approx(0.5) and b.halt() == ""
+    cpu[0] = 31.0  # the CPU budget is spent first
+    assert b.share() == pytest.approx(1.05) and b.halt() == "time budget"
+    assert bmod.Budget().share() == 0.0
+
+
+def test_cpu_minutes_stop_a_run_with_a_checkpoint(tiny_dataset, tmp_path):
+    res = train(tiny_cfg("train.steps=100000"), tiny_dataset, tmp_path / "r", progress=False, log=lambda m: None,
+                max_cpu_seconds=1.0)
+    assert res.stopped == "time budget" and 0 < res.step < 100000
+    assert latest_checkpoint(tmp_path / "r").name == f"step_{res.step:07d}.pt"
+
+
+def interrupt_at_call(monkeypatch, n: int) -> None:
+    """Ctrl-C as the loops see it, at the ``n``-th time they ask the budget whether to stop (one ask per step)."""
+    from djenerator.budget import Budget
+
+    calls, halt = [0], Budget.halt
+
+    def patched(self):
+        calls[0] += 1
+        return "interrupted" if calls[0] == n else halt(self)
+
+    monkeypatch.setattr(Budget, "halt", patched)
+
+
+def test_lr_fall_resumes_exactly(tiny_dataset, tmp_path, monkeypatch):
+    """A run cut by Ctrl-C at step 5 of 10 and resumed == one go, with the rates falling over the last half."""
+    cfg = tiny_cfg("train.steps=10", "train.lr_fall=0.5")
+    one = train(cfg, tiny_dataset, tmp_path / "one", progress=False, log=lambda m: None)
+    with monkeypatch.context() as m:
+        interrupt_at_call(m, 6)
+        cut = train(cfg, tiny_dataset, tmp_path / "two", progress=False, log=lambda m: None)
+    assert cut.stopped == "interrupted" and cut.step == 5
+    train(cfg, tiny_dataset, tmp_path / "two", resume=True, progress=False, log=lambda m: None)
+    a, b = params(latest_checkpoint(tmp_path / "one")), params(latest_checkpoint(tmp_path / "two"))
+    assert one.step == 10 and all(torch.equal(a[k], b[k]) for k in a)
+    ck = load_checkpoint(latest_checkpoint(tmp_path / "two"))  # set at the last log step, 8 of 10: (1 - 0.8) / 0.5
+    assert ck["opt_g"]["param_groups"][0]["lr"] == pytest.approx(0.4 * cfg.train.lr_g)
+    assert ck["opt_d"]["param_groups"][0]["lr"] == pytest.approx(0.4 * cfg.train.lr_d)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from djenerator import codec_train as ct
+from djenerator.budget import Budget
 from djenerator.config import ConfigError, build_config
 from djenerator.data.dataset import ClipDataset
 from djenerator.ema import Ema
@@ -746,9 +747,30 @@ def test_a_base_trained_with_a_critic_ships_it_and_fine_tuning_goes_on_against_i
 
 def test_two_stage_bars_stage_one_by_steps_and_stage_two_by_the_budget(one_thread, clip_ds, tmp_path, capsys):
     cfg = tiny_cfg("train.codec_steps=2", "train.steps=2", "train.ckpt_every=100", "train.sample_every=100")
-    ct.train_twostage(cfg, clip_ds, tmp_path / "run", progress=True, log=lambda m: None, max_seconds=600)
+    ct.train_twostage(cfg, clip_ds, tmp_path / "run", progress=True, log=lambda m: None, budget=Budget(600))
     err = capsys.readouterr().err
     stage1 = [ln for ln in err.replace("\r", "\n").splitlines() if ln.startswith("stage 1")]
     stage2 = [ln for ln in err.replace("\r", "\n").splitlines() if ln.startswith("stage 2")]
     assert stage1 and "2/2" in stage1[-1]  # a fixed number of steps: the bar counts them
     assert stage2 and "/600 s of the time budget, ETA" in stage2[-1] and "step 2, D loss" in stage2[-1]
+
+
+def test_lr_fall_in_stage_two_resumes_exactly(one_thread, clip_ds, tmp_path, monkeypatch):
+    """Stage 2 cut by Ctrl-C at step 2 of 4 and resumed == one go, with train.lr_fall=0.5."""
+    from test_train import interrupt_at_call
+
+    cfg = tiny_cfg("train.codec_steps=2", "train.steps=4", "train.ckpt_every=100", "train.sample_every=100",
+                   "train.lr_fall=0.5")
+    whole = ct.train_twostage(cfg, clip_ds, tmp_path / "a", progress=False, log=lambda m: None)
+    with monkeypatch.context() as m:
+        interrupt_at_call(m, 2 + 3)  # two asks in stage 1, then stage 2's third
+        cut = ct.train_twostage(cfg, clip_ds, tmp_path / "b", progress=False, log=lambda m: None)
+    assert cut.stopped == "interrupted" and cut.step == 2
+    ct.train_twostage(cfg, clip_ds, tmp_path / "b", resume=True, progress=False, log=lambda m: None)
+    ga = torch.load(whole.checkpoint, weights_only=False)
+    gb = torch.load(tmp_path / "b" / "checkpoints" / "step_0000004.pt", weights_only=False)
+    _assert_same(ga["G"], gb["G"])
+    _assert_same(ga["D"], gb["D"])
+    # the last step (3 of 4 behind it) ran at (1 - 3/4) / 0.5 of the base rates
+    assert gb["opt_g"]["param_groups"][0]["lr"] == pytest.approx(0.5 * cfg.train.lr_g)
+    assert gb["opt_d"]["param_groups"][0]["lr"] == pytest.approx(0.5 * cfg.train.lr_d)

@@ -132,6 +132,9 @@ def train(dataset: Path = typer.Argument(..., help="Prepared dataset folder (fro
           config: Optional[list[Path]] = ConfigOpt, set_: Optional[list[str]] = SetOpt,
           steps: Optional[int] = typer.Option(None, help="Total training steps."),
           minutes: Optional[float] = typer.Option(None, help="Stop (with a checkpoint) after this wall-clock time."),
+          cpu_minutes: Optional[float] = typer.Option(
+              None, help="Stop (with a checkpoint) after this much CPU time of the training process (all its threads): "
+              "a budget that machine load does not change, as benchmarks/quality.py uses."),
           device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N"),
           resume: bool = typer.Option(False, "--resume", help="Continue the run from its last checkpoint (the newest that loads)."),
           quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
@@ -151,7 +154,8 @@ def train(dataset: Path = typer.Argument(..., help="Prepared dataset folder (fro
     talk = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 alone prints
     res = run_train(cfg, dataset, run_dir, resume=resume, progress=not quiet,
                     log=(lambda m: console.print(m, markup=False)) if talk else (lambda m: None),
-                    max_seconds=minutes * 60 if minutes else None)
+                    max_seconds=minutes * 60 if minutes else None,
+                    max_cpu_seconds=cpu_minutes * 60 if cpu_minutes else None)
     if talk:
         out.print(f"{res.stopped} at step {res.step}; checkpoint: {res.checkpoint}; samples: {run_dir / 'samples'}")
     if res.stopped == "diverged":

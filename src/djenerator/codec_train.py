@@ -27,6 +27,7 @@ import torch
 
 from . import losses
 from .audio import write_wav
+from .budget import Budget
 from .checkpoint import fit_weights, latest_checkpoint, load_checkpoint, load_data, save_checkpoint, save_data, set_rng_state
 from .config import Config, ConfigError
 from .data.dataset import ClipDataset
@@ -36,25 +37,8 @@ from .models import DISCRIMINATORS, build_discriminator, build_generator, tempo_
 from .models.codec import (PHASE_HEADS, TUNED_PARTS, Codec, consistency_distance, mel_distance, reconstruction_loss,
                            stft_distance)
 from .models.grid import shift_phase
+from .optim import lr_scale, make_optimizer, set_lrs
 from .train_report import progress_bar
-
-
-class Budget:
-    """Stop conditions shared by both stages: Ctrl-C, a wall-clock limit, a process-CPU limit."""
-
-    def __init__(self, max_seconds: float | None = None, max_cpu_seconds: float | None = None):
-        self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
-        self.max_seconds, self.max_cpu = max_seconds, max_cpu_seconds
-        self.stop: list[bool] = []
-
-    def halt(self) -> str:
-        if self.stop:
-            return "interrupted"
-        if self.max_seconds is not None and time.perf_counter() - self.wall0 > self.max_seconds:
-            return "time budget"
-        if self.max_cpu is not None and time.process_time() - self.cpu0 > self.max_cpu:
-            return "time budget"
-        return ""
 
 
 def crops(ds: ClipDataset, seed: int, step: int, batch: int, length: int) -> torch.Tensor:
@@ -373,8 +357,6 @@ def gan_step(G, D, opt_g, opt_d, real, cond, z, cfg: Config, step: int = 0) -> t
 
 
 def _stage2_models(cfg: Config, codec: Codec):
-    from .optim import make_optimizer
-
     G, D = build_generator(cfg), build_discriminator(cfg)
     G.codec.load_state_dict(codec.state_dict())
     G.codec.requires_grad_(False)
@@ -427,6 +409,8 @@ def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, 
         while step < t.steps:
             if (stopped := budget.halt() or "done") != "done":
                 break
+            if t.lr_fall > 0:  # one process: the share of steps or time at every step
+                set_lrs(((opt_g, t.lr_g), (opt_d, t.lr_d)), lr_scale(max(step / t.steps, budget.share()), t.lr_fall))
             d_l, g_l = gan_step(G, D, opt_g, opt_d, *latent_batch(lat, ds, cfg, step, rate), cfg, step)
             step += 1
             ema.update(G, step)
@@ -457,8 +441,9 @@ def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, 
 
 
 def train_twostage(cfg: Config, ds: ClipDataset, run_dir, resume: bool = False, progress: bool = True, log=print,
-                   max_seconds: float | None = None, max_cpu_seconds: float | None = None):
-    """Stage 1 then stage 2 into ``run_dir``; returns train.TrainResult (its step is stage 2's)."""
+                   budget: Budget | None = None):
+    """Stage 1 then stage 2 into ``run_dir`` within ``budget`` (none: the steps alone); returns train.TrainResult
+    (its step is stage 2's)."""
     from .io import atomic_write_text
     from .train import TrainResult
 
@@ -467,7 +452,7 @@ def train_twostage(cfg: Config, ds: ClipDataset, run_dir, resume: bool = False, 
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(run_dir / "config.yaml")
     atomic_write_text(run_dir / "run.json", '{"dataset": "%s"}' % str(Path(ds.path).resolve()))
-    budget = Budget(max_seconds, max_cpu_seconds)
+    budget = budget or Budget()
     old = signal.signal(signal.SIGINT, lambda *_: budget.stop.append(True)) if _main_thread() else None
     try:
         codec, c_step, stopped = train_codec(cfg, ds, run_dir, resume, budget, progress, log)

@@ -99,6 +99,7 @@ class TrainConfig:
     codec_base: str = "none"  # twostage: start stage 1 from a base autoencoder: "auto" (the shipped one for the rate), a file, "none"
     ema: float = 0.0  # decay of the moving average of the generator's weights that outputs use (0 = off; e.g. 0.999)
     ema_power: float = 0.0  # > 0: that average weighs step s as s**ema_power instead (a window that grows with the run; see ema.py)
+    lr_fall: float = 0.0  # both learning rates fall in a straight line to 0 over this last share of the run: train.steps or its time budget (--minutes, --cpu-minutes), whichever ends first (0 = constant)
 
 
 @dataclass
@@ -287,6 +288,9 @@ def validate(cfg: Config) -> None:
     if t.ema_power < 0 or (t.ema_power > 0 and t.ema > 0):
         raise ConfigError(f"train.ema_power must be >= 0, and 0 when train.ema is set: they are two kinds of "
                           f"average, use one (got train.ema={t.ema}, train.ema_power={t.ema_power})")
+    if not 0.0 <= t.lr_fall <= 1.0:
+        raise ConfigError(f"train.lr_fall must be in [0, 1] (the last share of the run over which the learning "
+                          f"rates fall to 0; 0 = constant), got {t.lr_fall}")
     a = cfg.augment
     bad_ops = [o for o in a.ops if o not in OPS]
     if bad_ops:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -24,6 +23,7 @@ import torch
 from . import distributed, losses
 from .audio import write_wav
 from .augment import AdaController, Augmenter, overfit_signs
+from .budget import Budget
 from .checkpoint import (CheckpointWriteError, fit_weights, load_latest_good, pin_checkpoint, pinned_checkpoints, rng_state,
                          save_checkpoint, set_rng_state)
 from .config import Config, ConfigError
@@ -34,7 +34,7 @@ from .generate import generate_clips
 from .health import HealthWarning, TrainingDiverged
 from .io import atomic_write_text, folder_lock, remove_stale_tmp
 from .models import arch_of, build_discriminator, build_generator, tempo_cond
-from .optim import make_optimizer
+from .optim import lr_scale, make_optimizer, set_lrs
 from .train_report import Report, log_health, step_stats
 
 
@@ -78,34 +78,35 @@ def discriminator_input(x: torch.Tensor, std: float, aug: Augmenter | None = Non
 
 
 def train(cfg: Config, dataset: str | Path, run_dir: str | Path, resume: bool = False, progress: bool = True,
-          log: Callable[[str], None] = print, max_seconds: float | None = None) -> TrainResult:
-    """Train (or with ``resume``, continue) a run; stops at ``cfg.train.steps``, on Ctrl-C or after ``max_seconds``.
+          log: Callable[[str], None] = print, max_seconds: float | None = None,
+          max_cpu_seconds: float | None = None) -> TrainResult:
+    """Train (or with ``resume``, continue) a run; stops at ``cfg.train.steps``, on Ctrl-C, after ``max_seconds``
+    of wall-clock time or after ``max_cpu_seconds`` of this process's CPU time.
 
     The run folder is locked meanwhile (``RUN/.lock``; under torchrun rank 0 holds it), and temporary files
     that a killed run left in it are removed first.
     """
     run_dir = Path(run_dir)
     if os.environ.get("RANK", "0") != "0":
-        return _train(cfg, dataset, run_dir, resume, progress, log, max_seconds)
+        return _train(cfg, dataset, run_dir, resume, progress, log, Budget(max_seconds, max_cpu_seconds))
     with folder_lock(run_dir, "run folder"):
         gone = [p for sub in ("checkpoints", "samples", "logs") for p in remove_stale_tmp(run_dir / sub)]  # ours alone
         gone += remove_stale_tmp(run_dir, min_age_s=60, recursive=False)  # evaluate may be writing here right now
         if gone:
             log(f"removed {len(gone)} temporary file(s) left by an interrupted run: "
                 + ", ".join(str(p.relative_to(run_dir)) for p in gone[:4]) + (", ..." if len(gone) > 4 else ""))
-        return _train(cfg, dataset, run_dir, resume, progress, log, max_seconds)
+        return _train(cfg, dataset, run_dir, resume, progress, log, Budget(max_seconds, max_cpu_seconds))
 
 
 def _train(cfg: Config, dataset: str | Path, run_dir: Path, resume: bool, progress: bool,
-           log: Callable[[str], None], max_seconds: float | None) -> TrainResult:
-    t_start = time.perf_counter()
+           log: Callable[[str], None], budget: Budget) -> TrainResult:
     t = cfg.train
     ds = ClipDataset(dataset)
     adopt_dataset_shape(cfg, ds, log)  # the dataset's rate and clip length win, said once
     if arch_of(cfg.model.arch).two_stage:  # two stages with their own loops: autoencoder, then latent GAN
         from .codec_train import train_twostage
 
-        return train_twostage(cfg, ds, run_dir, resume, progress, log, max_seconds)
+        return train_twostage(cfg, ds, run_dir, resume, progress, log, budget)
     # ---- set-up: processes and device, models, resume, the run folder ----------------------------------
     dd, device = _join(t)
     local = distributed.local_slice(t.batch_size, dd)  # this rank's part of the global batch
@@ -119,16 +120,18 @@ def _train(cfg: Config, dataset: str | Path, run_dir: Path, resume: bool, progre
         _write_run_files(cfg, run_dir, dataset)
     G_step, D_step, D_frozen = _step_paths(G, D, dd, t)
     samples = Samples(cfg, ds, run_dir, device, dd)
-    report = Report(run_dir, start, t.steps, t.loss, dd.is_main, progress, log, max_seconds, t_start)
+    report = Report(run_dir, start, t.steps, t.loss, dd.is_main, progress, log, budget.max_seconds, budget.wall0)
     batches, ctrl_c = Batches(ds, cfg, local, device, start), CtrlC()
     step, stopped = start, "done"
     G.train(), D.train()
     try:
         while step < t.steps:
-            halt = _halt(ctrl_c, t_start, max_seconds, dd, step, t.log_every)  # ranks stop at the same step
+            halt = _halt(ctrl_c, budget, dd, step, t.log_every)  # ranks stop at the same step
             if halt:
                 stopped = halt
                 break
+            if t.lr_fall > 0 and (step == start or step % t.log_every == 0):
+                lr_fall(opt_g, opt_d, t, step, budget, dd)
             std = noise_std(cfg, step)
             for k in range(t.d_steps):  # discriminator / critic
                 real, cond, z = batches.get(step, k)
@@ -309,11 +312,20 @@ class CtrlC:
             signal.signal(signal.SIGINT, self.old)
 
 
-def _halt(ctrl_c: CtrlC, t_start: float, max_seconds: float | None, dd, step: int, log_every: int) -> str:
+def _halt(ctrl_c: CtrlC, budget: Budget, dd, step: int, log_every: int) -> str:
     """Why to stop before this step ("interrupted", "time budget"), or "": the same on every rank."""
-    halt = "interrupted" if ctrl_c.requested else \
-        "time budget" if max_seconds is not None and time.perf_counter() - t_start > max_seconds else ""
+    halt = "interrupted" if ctrl_c.requested else budget.halt()
     return distributed.agree_stop(halt, dd, step, log_every)
+
+
+def lr_fall(opt_g, opt_d, t, step: int, budget: Budget, dd) -> float:
+    """Both learning rates for ``train.lr_fall``, from the share of the run behind it: its steps, counted at the
+    last log step (so a resumed run repeats them), or its time budget (the ranks' mean share). Returns the
+    factor."""
+    done = max((step - step % max(t.log_every, 1)) / max(t.steps, 1), distributed.mean_floats([budget.share()], dd)[0])
+    k = lr_scale(done, t.lr_fall)
+    set_lrs(((opt_g, t.lr_g), (opt_d, t.lr_d)), k)
+    return k
 
 
 # ---- the step ----------------------------------------------------------------------------------------
