@@ -99,7 +99,7 @@ class TrainConfig:
     codec_base: str = "none"  # twostage: start stage 1 from a base autoencoder: "auto" (the shipped one for the rate), a file, "none"
     ema: float = 0.0  # decay of the moving average of the generator's weights that outputs use (0 = off; e.g. 0.999)
     ema_power: float = 0.0  # > 0: that average weighs step s as s**ema_power instead (a window that grows with the run; see ema.py)
-    lr_fall: float = 0.0  # both learning rates fall in a straight line to 0 over this last share of the run: train.steps or its time budget (--minutes, --cpu-minutes), whichever ends first (0 = constant)
+    lr_fall: float = 0.0  # the GAN's two learning rates fall in a line to 0 over this last share of the run (train.steps or --minutes/--cpu-minutes, whichever ends first; 0 = constant; not in bars: round 16)
 
 
 @dataclass
