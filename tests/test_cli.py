@@ -27,6 +27,10 @@ def test_cli_end_to_end(tmp_path):
     r = djenerator("train", "ds", "--run", "run", "--steps", "8", "--resume", "--quiet", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "resumed" in r.stderr and (tmp_path / "run" / "checkpoints" / "step_0000008.pt").is_file()
+    r = djenerator("train", "ds", "--run", "run", "--steps", "100000", "--resume", "--cpu-minutes", "0.05", "--quiet",
+                   cwd=tmp_path)  # a CPU budget stops it, with a checkpoint
+    assert r.returncode == 0, r.stderr
+    assert "time budget at step" in r.stdout and "step 100000" not in r.stdout
     r = djenerator("generate", "run", "-n", "3", "--seed", "5", "-o", "gen", "--bpm", "140", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "--bpm is ignored" in r.stderr
