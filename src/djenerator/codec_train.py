@@ -423,8 +423,8 @@ def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, 
                 bar.update(1)
             if step % t.sample_every == 0 or step == t.steps:
                 write_samples(ema.output(G), z_fixed, bpm_fixed, cfg, run_dir / "samples" / f"step_{step:07d}")
-                G.codec.eval()
                 watched = ", " + watch.describe(watch(ema.output(G), step))
+                G.codec.eval()  # the frozen codec stays in eval mode whatever G's mode (both above set it)
             if step % t.ckpt_every == 0 or step == t.steps:
                 last = snapshot()
     finally:
