@@ -126,9 +126,7 @@ def _train(cfg: Config, dataset: str | Path, run_dir: Path, resume: bool, progre
     G.train(), D.train()
     try:
         while step < t.steps:
-            halt = _halt(ctrl_c, budget, dd, step, t.log_every)  # ranks stop at the same step
-            if halt:
-                stopped = halt
+            if (stopped := _halt(ctrl_c, budget, dd, step, t.log_every) or "done") != "done":  # ranks stop together
                 break
             if t.lr_fall > 0 and (step == start or step % t.log_every == 0):
                 lr_fall(opt_g, opt_d, t, step, budget, dd)
