@@ -46,6 +46,10 @@ def test_exact_resume_matches_one_go(tiny_dataset, tmp_path, ema):
 
     one_log, two_log = losses_by_step("one"), losses_by_step("two")
     assert set(one_log) == {"2", "4", "6", "8", "10"} and set(two_log) == set(one_log) | {"5"}
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tb = EventAccumulator(str(tmp_path / "two" / "logs" / "tb")).Reload()  # the step it resumed at kept, once
+    assert sorted(e.step for e in tb.Scalars("train/d_loss")) == sorted(map(int, two_log))
     assert all(one_log[k] == two_log[k] for k in one_log)
     assert any(k.startswith("G_train.") for k in a) == (ema != "train.ema=0")  # with an average: it and G_train
 

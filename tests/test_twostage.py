@@ -537,6 +537,13 @@ def test_resume_is_exact_in_either_stage(one_thread, clip_ds, tmp_path, ema, adv
     fa, fb = (read_csv_columns(r / "logs" / "latent_fd.csv") for r in (tmp_path / "a", b))
     assert fa["step"] == [4.0] and fb["step"] == [2.0, 4.0]
     assert fa["latent_fd"][0] == fb["latent_fd"][1] > 0
+    # TensorBoard has each stage's numbers, and the resumed run's step 4 once
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tb = {k: EventAccumulator(str(b / "logs" / "tb" / k)).Reload() for k in ("stage1", "stage2")}
+    assert sorted(e.step for e in tb["stage1"].Scalars("stage1/stft")) == [1, 2, 3, 4]
+    assert sorted(e.step for e in tb["stage2"].Scalars("stage2/d_loss")) == [1, 2, 3, 4]
+    assert sorted(e.value for e in tb["stage2"].Scalars("stage2/latent_fd")) == pytest.approx(sorted(fb["latent_fd"]), rel=1e-5)  # the CSV keeps 6 digits
 
 
 def test_refuses_to_overwrite_a_run_without_resume(one_thread, clip_ds, tmp_path):

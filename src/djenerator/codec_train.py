@@ -5,7 +5,7 @@
   ``train.codec_base`` names ("auto": the one shipped in :mod:`djenerator.base` for the rate, if any; a
   file; "none": from scratch); checkpoints in ``RUN/codec/checkpoints``,
   reconstructions in ``RUN/samples/codec_step_*`` (real_XX.wav beside recon_XX.wav), losses in
-  ``RUN/logs/codec.csv``.
+  ``RUN/logs/codec.csv`` and TensorBoard (``RUN/logs/tb/stage1``; stage 2's in ``RUN/logs/tb/stage2``).
 - Between the stages the frozen encoder turns every clip into latents once (``RUN/codec/latents.pt``).
 - Stage 2, the latent GAN (:mod:`.models.twostage`): ``train.steps`` steps of hinge + feature matching in
   latent space; checkpoints in ``RUN/checkpoints`` hold the whole generator (latent generator + codec),
@@ -38,7 +38,7 @@ from .models.codec import (PHASE_HEADS, TUNED_PARTS, Codec, consistency_distance
                            stft_distance)
 from .models.grid import shift_phase
 from .optim import lr_scale, make_optimizer, set_lrs
-from .train_report import progress_bar
+from .train_report import RunLog, progress_bar
 
 
 def crops(ds: ClipDataset, seed: int, step: int, batch: int, length: int) -> torch.Tensor:
@@ -217,7 +217,8 @@ def train_codec(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, budge
         log(f"stage 1: resumed the autoencoder at step {start}")
     length = crop_length(cfg, codec, ds)
     fixed = crops(ds, t.seed, 10**12, min(4, t.n_samples), length)
-    log_csv = StepLog(run_dir / "logs" / "codec.csv", ["step", "loss", "stft", "mel", "cpu_s"], start)
+    log_csv = RunLog(run_dir / "logs" / "codec.csv", ["step", "loss", "stft", "mel", "cpu_s"], start,
+                     run_dir / "logs" / "tb" / "stage1", "stage1")
     bar, step, stopped = progress_bar(start, t.codec_steps, progress, desc="stage 1: autoencoder"), start, "done"
     codec.train()
     try:
@@ -298,7 +299,8 @@ class LatentWatch:
     at each sample step: appended to ``logs/latent_fd.csv``, and the best so far kept, so a user sees a run drift
     (the value rises) without decoding audio. Fixed latents and tempos; leaves every global RNG as it was."""
 
-    def __init__(self, lat: torch.Tensor, ds: ClipDataset, cfg: Config, run_dir: Path, start: int, n: int = 128):
+    def __init__(self, lat: torch.Tensor, ds: ClipDataset, cfg: Config, run_dir: Path, start: int, writer=None,
+                 n: int = 128):
         from .evaluate.latent import real_frames
         from .io import read_csv_columns
 
@@ -311,7 +313,7 @@ class LatentWatch:
         old = read_csv_columns(path) if start > 0 and path.is_file() else {}
         self.best = min(((v, int(s)) for s, v in zip(old.get("step", []), old.get("latent_fd", []))
                          if s <= start and np.isfinite(v)), default=(float("inf"), 0))
-        self.csv = StepLog(path, ["step", "latent_fd"], start)
+        self.csv, self.writer = StepLog(path, ["step", "latent_fd"], start), writer  # writer: stage 2's TensorBoard
 
     def __call__(self, G, step: int) -> float:
         from .evaluate.latent import latent_fd
@@ -323,6 +325,8 @@ class LatentWatch:
         G.train(was)
         fd = latent_fd(fake, real_feats=self.real)
         self.csv.write({"step": step, "latent_fd": fd})
+        if self.writer is not None:
+            self.writer.add_scalar("stage2/latent_fd", fd, step)
         self.best = min(self.best, (fd, step))
         return fd
 
@@ -391,10 +395,11 @@ def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, 
     lat = cached_latents(G.codec, ds, run_dir, codec_step)
     rate = G.sample_rate / G.codec.frame_samples  # latent frames/s
     z_fixed, bpm_fixed = sample_latents(cfg)
-    log_csv = StepLog(run_dir / "logs" / "losses.csv", ["step", "d_loss", "g_loss", "cpu_s"], start)
+    log_csv = RunLog(run_dir / "logs" / "losses.csv", ["step", "d_loss", "g_loss", "cpu_s"], start,
+                     run_dir / "logs" / "tb" / "stage2", "stage2")
     # with a time budget (--minutes) the bar counts its seconds, so its total and ETA are the budget's
     bar = progress_bar(start, t.steps, progress, budget.max_seconds, budget.wall0, "stage 2: latent GAN")
-    watch, watched = LatentWatch(lat, ds, cfg, run_dir, start), ""
+    watch, watched = LatentWatch(lat, ds, cfg, run_dir, start, log_csv.writer), ""
     step, stopped = start, "done"
     last = Path(ck["path"]) if ck is not None else None
 

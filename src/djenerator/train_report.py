@@ -107,15 +107,32 @@ def _tensorboard(path: Path, start: int):
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         return None
-    return SummaryWriter(str(path), purge_step=start if start > 0 else None)
+    # a run resumed at checkpoint step ``start`` logged ``start`` already: hide what its first attempt wrote after it
+    return SummaryWriter(str(path), purge_step=start + 1 if start > 0 else None)
 
 
-def _write_log(csv_file: StepLog, writer, stats: dict) -> None:
+def _write_log(csv_file: StepLog, writer, stats: dict, tag: str = "train") -> None:
     csv_file.write(stats)
     if writer is not None:
         for k, v in stats.items():
             if k != "step" and isinstance(v, float) and math.isfinite(v):
-                writer.add_scalar(f"train/{k}", v, stats["step"])
+                writer.add_scalar(f"{tag}/{k}", v, stats["step"])
+
+
+class RunLog:
+    """A CSV log of steps and the same numbers in TensorBoard as ``TAG/name`` (in ``tb_dir``, where TensorBoard is
+    installed); a resumed run continues both from ``start``. The two-stage loops keep one per stage."""
+
+    def __init__(self, csv_path: Path, fields: list[str], start: int, tb_dir: Path, tag: str):
+        self.csv, self.writer, self.tag = StepLog(csv_path, fields, start), _tensorboard(tb_dir, start), tag
+
+    def write(self, stats: dict) -> None:
+        _write_log(self.csv, self.writer, stats, self.tag)
+
+    def close(self) -> None:
+        self.csv.close()
+        if self.writer is not None:
+            self.writer.close()
 
 
 def bar_postfix(stats: dict, steps: int | None = None) -> str:
