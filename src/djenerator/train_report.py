@@ -26,8 +26,9 @@ class Report:
                  log: Callable[[str], None], max_seconds: float | None, t_start: float):
         self.run_dir, self.steps, self.write, self.log = run_dir, steps, write, log
         self.budget = bool(max_seconds)  # the bar counts seconds: say the step beside it
-        self.csv = StepLog(run_dir / "logs" / "losses.csv", LOG_FIELDS, start) if write else None
-        self.writer = _tensorboard(run_dir / "logs" / "tb", start) if write else None
+        self.logs = RunLog(run_dir / "logs" / "losses.csv", LOG_FIELDS, start, run_dir / "logs" / "tb", "train") \
+            if write else None
+        self.writer = self.logs.writer if write else None  # TensorBoard, for the eval/* metrics too
         self.monitor = HealthMonitor(loss)
         self.warnings: list[str] = []
         self.bar = progress_bar(start, steps, progress and write, max_seconds, t_start)  # a time budget: a bar over it
@@ -43,7 +44,7 @@ class Report:
         for w in self.monitor.update(stats["step"], stats):
             self.warn(w)
         if self.write:
-            _write_log(self.csv, self.writer, stats)
+            self.logs.write(stats)
         if self.bar is not None:
             self.bar.set_postfix_str(bar_postfix(stats, self.steps if self.budget else None))
 
@@ -65,12 +66,8 @@ class Report:
         """Close bar and logs; on a full disk keep the error that stopped training, not the close's."""
         if self.bar is not None:
             self.bar.close()
-        for f in (self.csv, self.writer):
-            if f is not None:
-                try:
-                    f.close()
-                except OSError:
-                    pass
+        if self.logs is not None:
+            self.logs.close()
 
 
 def grad_norm(module: torch.nn.Module) -> torch.Tensor:
@@ -111,28 +108,29 @@ def _tensorboard(path: Path, start: int):
     return SummaryWriter(str(path), purge_step=start + 1 if start > 0 else None)
 
 
-def _write_log(csv_file: StepLog, writer, stats: dict, tag: str = "train") -> None:
-    csv_file.write(stats)
-    if writer is not None:
-        for k, v in stats.items():
-            if k != "step" and isinstance(v, float) and math.isfinite(v):
-                writer.add_scalar(f"{tag}/{k}", v, stats["step"])
-
-
 class RunLog:
     """A CSV log of steps and the same numbers in TensorBoard as ``TAG/name`` (in ``tb_dir``, where TensorBoard is
-    installed); a resumed run continues both from ``start``. The two-stage loops keep one per stage."""
+    installed); a resumed run continues both from ``start``. The dense loop's report keeps one, the two-stage
+    loops one per stage."""
 
     def __init__(self, csv_path: Path, fields: list[str], start: int, tb_dir: Path, tag: str):
         self.csv, self.writer, self.tag = StepLog(csv_path, fields, start), _tensorboard(tb_dir, start), tag
 
     def write(self, stats: dict) -> None:
-        _write_log(self.csv, self.writer, stats, self.tag)
+        self.csv.write(stats)
+        if self.writer is not None:
+            for k, v in stats.items():
+                if k != "step" and isinstance(v, float) and math.isfinite(v):
+                    self.writer.add_scalar(f"{self.tag}/{k}", v, stats["step"])
 
     def close(self) -> None:
-        self.csv.close()
-        if self.writer is not None:
-            self.writer.close()
+        """Close both; on a full disk keep the error that stopped training, not the close's."""
+        for f in (self.csv, self.writer):
+            if f is not None:
+                try:
+                    f.close()
+                except OSError:
+                    pass
 
 
 def bar_postfix(stats: dict, steps: int | None = None) -> str:
