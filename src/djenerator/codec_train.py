@@ -360,19 +360,41 @@ def gan_step(G, D, opt_g, opt_d, real, cond, z, cfg: Config, step: int = 0) -> t
     return float(loss_d.detach()), float(loss_g.detach())
 
 
+def flow_step(G, opt_g, real, cond, cfg: Config, step: int) -> float:
+    """One flow-matching update of the latent flow (``model.stage2=flow``); its draws are keyed by (seed, step)."""
+    loss = G.latent.loss(real, cond, torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + step))
+    opt_g.zero_grad(set_to_none=True)
+    loss.backward()
+    opt_g.step()
+    return float(loss.detach())
+
+
+def stage2_step(G, D, opt_g, opt_d, batch, cfg: Config, step: int) -> dict:
+    """One stage-2 update of either family: its losses by name (the columns of logs/losses.csv)."""
+    if D is None:
+        return {"loss": flow_step(G, opt_g, batch[0], batch[1], cfg, step)}
+    d_l, g_l = gan_step(G, D, opt_g, opt_d, *batch, cfg, step)
+    return {"d_loss": d_l, "g_loss": g_l}
+
+
 def _stage2_models(cfg: Config, codec: Codec):
-    G, D = build_generator(cfg), build_discriminator(cfg)
+    """(G with the frozen codec, critic, G's optimiser, the critic's); a flow has no critic (None, None)."""
+    G = build_generator(cfg)
     G.codec.load_state_dict(codec.state_dict())
     G.codec.requires_grad_(False)
+    opt_g = make_optimizer(G.latent.parameters(), cfg, cfg.train.lr_g)
+    if not G.stage2.adversarial:
+        return G, None, opt_g, None
+    D = build_discriminator(cfg)
     for name, d in D.discs.items():
         if DISCRIMINATORS[name].decodes:
             d.bind(G.codec)
-    return G, D, make_optimizer(G.latent.parameters(), cfg, cfg.train.lr_g), make_optimizer(D.parameters(), cfg, cfg.train.lr_d)
+    return G, D, opt_g, make_optimizer(D.parameters(), cfg, cfg.train.lr_d)
 
 
 def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, codec: Codec, codec_step: int,
                      budget: Budget, progress: bool = True, log=print):
-    """Stage 2 -> (steps done, last checkpoint, "done" | why it stopped)."""
+    """Stage 2, the latent GAN or flow (``model.stage2``) -> (steps done, last checkpoint, "done" | why it stopped)."""
     from .train import sample_latents, write_samples
 
     t = cfg.train
@@ -384,46 +406,57 @@ def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, 
             raise ConfigError(f"{run_dir}: stage 2 was trained on the autoencoder of step {ck.get('codec_step')}, "
                               f"which is now at step {codec_step}; start a new --run to train stage 2 on it")
         ema.load(G, ck)
-        fit_weights(D, ck["D"], ck, "discriminator")
-        for m, key in ((opt_g, "opt_g"), (opt_d, "opt_d")):
-            m.load_state_dict(ck[key])
+        if D is not None:
+            fit_weights(D, ck["D"], ck, "discriminator")
+            opt_d.load_state_dict(ck["opt_d"])
+        opt_g.load_state_dict(ck["opt_g"])
         set_rng_state(ck["rng"])
         start = int(ck["step"])
         log(f"stage 2: resumed the latent GAN at step {start}")
     if ema.G is not None:
         log(f"stage 2: samples and checkpoints use the moving average of the generator's weights ({ema.describe()})")
     lat = cached_latents(G.codec, ds, run_dir, codec_step)
+    if D is None and ck is None:  # a flow standardises the latents it learns (its buffers; a checkpoint has them)
+        for m in {id(x): x for x in (G.latent, ema.output(G).latent)}.values():
+            m.set_scale(lat)
     rate = G.sample_rate / G.codec.frame_samples  # latent frames/s
     z_fixed, bpm_fixed = sample_latents(cfg)
-    log_csv = RunLog(run_dir / "logs" / "losses.csv", ["step", "d_loss", "g_loss", "cpu_s"], start,
+    names = ["d_loss", "g_loss"] if D is not None else ["loss"]
+    log_csv = RunLog(run_dir / "logs" / "losses.csv", ["step", *names, "cpu_s"], start,
                      run_dir / "logs" / "tb" / "stage2", "stage2")
     # with a time budget (--minutes) the bar counts its seconds, so its total and ETA are the budget's
-    bar = progress_bar(start, t.steps, progress, budget.max_seconds, budget.wall0, "stage 2: latent GAN")
+    what = "latent GAN" if D is not None else "latent flow"
+    bar = progress_bar(start, t.steps, progress, budget.max_seconds, budget.wall0, f"stage 2: {what}")
     watch, watched = LatentWatch(lat, ds, cfg, run_dir, start, log_csv.writer), ""
     step, stopped = start, "done"
     last = Path(ck["path"]) if ck is not None else None
 
     def snapshot() -> Path:
-        state = {**ema.state(G), "D": D.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-                 "codec_step": codec_step}
+        critic = {} if D is None else {"D": D.state_dict(), "opt_d": opt_d.state_dict()}
+        state = {**ema.state(G), **critic, "opt_g": opt_g.state_dict(), "codec_step": codec_step}
         return save_checkpoint(run_dir, step, cfg, state, t.keep_checkpoints)
 
-    G.train(), D.train()
+    G.train()
+    if D is not None:
+        D.train()
     G.codec.eval()
     try:
         while step < t.steps:
             if (stopped := budget.halt() or "done") != "done":
                 break
             if t.lr_fall > 0:  # one process: the share of steps or time at every step
-                set_lrs(((opt_g, t.lr_g), (opt_d, t.lr_d)), lr_scale(max(step / t.steps, budget.share()), t.lr_fall))
-            d_l, g_l = gan_step(G, D, opt_g, opt_d, *latent_batch(lat, ds, cfg, step, rate), cfg, step)
+                opts = ((opt_g, t.lr_g),) + (() if opt_d is None else ((opt_d, t.lr_d),))
+                set_lrs(opts, lr_scale(max(step / t.steps, budget.share()), t.lr_fall))
+            got = stage2_step(G, D, opt_g, opt_d, latent_batch(lat, ds, cfg, step, rate), cfg, step)
             step += 1
             ema.update(G, step)
             if step % t.log_every == 0 or step == t.steps:
-                log_csv.write({"step": step, "d_loss": d_l, "g_loss": g_l, "cpu_s": round(time.process_time(), 1)})
+                log_csv.write({"step": step, **got, "cpu_s": round(time.process_time(), 1)})
                 if bar is not None:
                     where = f"step {step}, " if budget.max_seconds is not None else ""
-                    bar.set_postfix_str(f"{where}D loss {d_l:.3f}, G loss {g_l:.3f}{watched}")
+                    shown = ", ".join(f"{k.replace('_', ' ').replace('d ', 'D ').replace('g ', 'G ')} {v:.3f}"
+                                      for k, v in got.items())
+                    bar.set_postfix_str(f"{where}{shown}{watched}")
             if bar is not None:
                 bar.update(1)
             if step % t.sample_every == 0 or step == t.steps:

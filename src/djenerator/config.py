@@ -52,6 +52,7 @@ class ModelConfig:
     decoder_phase: str = "free"  # twostage: stage 1's phase head, a name in models.codec.PHASE_HEADS (free integrated pghi pghi_residual)
     codec_input: str = "mel"  # twostage: what stage 1's encoder reads, a name in models.codec.ENCODER_INPUTS (mel stft)
     bar_repeat: float = 0.0  # twostage: pieces' share of slow latents locked to the bar, unless generate --repeat says
+    stage2: str = "gan"  # twostage: the latent model, a name in models.twostage.STAGE2 (gan flow)
 
 
 @dataclass
@@ -271,6 +272,7 @@ def validate(cfg: Config) -> None:
     if t.optimizer not in ("adam", "rmsprop"):
         raise ConfigError(f"train.optimizer must be adam or rmsprop, got '{t.optimizer}'")
     _validate_model(cfg)
+    _validate_stage2(cfg)
     if d.sample_rate < 4000 or d.sample_rate > 192000:
         raise ConfigError(f"data.sample_rate must be between 4000 and 192000, got {d.sample_rate}")
     if d.clip_samples < 256:
@@ -303,6 +305,27 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"augment.ada_copy_step must be in [0, 1), got {a.ada_copy_step}")
     if t.copy_check_n < 0 or t.copy_check_clips < 0:
         raise ConfigError("train.copy_check_n and train.copy_check_clips must be >= 0")
+
+
+def _validate_stage2(cfg: Config) -> None:
+    """The two-stage model's latent model exists, and the switches set are ones it reads."""
+    from .models import ARCHS
+    from .models.twostage import STAGE2
+
+    m, t = cfg.model, cfg.train
+    if m.stage2 not in STAGE2:
+        raise ConfigError(f"model.stage2 must be one of {', '.join(STAGE2)}, got '{m.stage2}'")
+    if m.stage2 != "gan" and not ARCHS[m.arch].two_stage:
+        raise ConfigError(f"model.stage2={m.stage2} is the latent model of model.arch=twostage only")
+    s2 = STAGE2[m.stage2]
+    if not s2.bar_lock and m.bar_repeat > 0:
+        raise ConfigError(f"model.stage2={m.stage2} cannot lock latents to the bar: set model.bar_repeat=0")
+    if not s2.adversarial:
+        set_gan = [k for k, v in (("train.r1", t.r1), ("train.modulation", t.modulation),
+                                  ("train.critic_seconds", t.critic_seconds)) if v]
+        if set_gan:
+            raise ConfigError(f"{', '.join(set_gan)} shape(s) the latent GAN's critic, and model.stage2={m.stage2} "
+                              "has none: leave them at 0")
 
 
 def _validate_model(cfg: Config) -> None:

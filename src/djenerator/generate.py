@@ -144,8 +144,9 @@ def check_repeat(G: torch.nn.Module | None, repeat: float | None) -> None:
         return
     if not (0.0 <= repeat <= 1.0):
         raise ConfigError(f"--repeat is the share of the latents that comes round each bar, 0 to 1; got {repeat}")
-    if repeat > 0 and G is not None and not hasattr(G, "lock_to_bar"):
-        raise ConfigError("--repeat needs a model with a bar clock (model.arch=twostage, as in --preset bars)")
+    if repeat > 0 and G is not None and not getattr(G, "bar_lock", hasattr(G, "lock_to_bar")):
+        raise ConfigError("--repeat needs a model that can lock its latents to the bar (model.arch=twostage with "
+                          "model.stage2=gan, as in --preset bars)")
 
 
 def piece_blocks(G: torch.nn.Module, cfg: Config, seconds: float, seed: int = 0, bpm: float | None = None,

@@ -29,6 +29,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from .config import ConfigError
 from .generate import evaluating, forward
 from .latents import clip_latent, frame_latents, slerp
 
@@ -89,10 +90,29 @@ class PiecePlan:
         return slerp(z, zb, t)[None], styles[None]
 
 
+def _track(G: torch.nn.Module, plan: PiecePlan, cond: torch.Tensor | None):
+    """The piece's latent track where G makes its latents window by window (a two-stage flow), else None."""
+    make = getattr(G, "stream_track", None)
+    if make is None:
+        return None
+    if plan.interpolate_to is not None and getattr(G, "stage2", None) is not None and not G.stage2.adversarial:
+        raise ConfigError("--interpolate along a piece needs per-frame latents, which model.stage2=flow has not")
+    return make(plan.seed, cond, -plan.context * plan.frame_samples / G.sample_rate)
+
+
 def _render(G: torch.nn.Module, plan: PiecePlan, start: int, stop: int, cond: torch.Tensor | None,
-            phase: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+            phase: torch.Tensor | None = None, track=None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Latent frames start..stop-1 of the piece through the generator -> (samples,), and the phase to hand to
-    the next chunk when G's decoder carries one (a running sum over frames; None otherwise)."""
+    the next chunk when G's decoder carries one (a running sum over frames; None otherwise). With a ``track``
+    (:func:`_track`) the codec latents come from it (frame 0 of the track is the piece's first context frame)."""
+    if track is not None:
+        per = G.frame_samples // G.codec.frame_samples
+        with evaluating(G) as device:
+            lat = track.frames(start * per, stop * per).to(device)
+            if not G.carries_phase:
+                return G.codec.decode(lat).float().cpu()[0, 0], None
+            audio, phase = G.decode_carry(lat, stop - start, phase)
+        return audio.float().cpu()[0, 0], phase
     z, style = plan.latents(start, stop)
     t0 = (start - plan.context) * plan.frame_samples / G.sample_rate  # the piece's clock (beat grid)
     if plan.repeat > 0:
@@ -109,10 +129,10 @@ def iter_piece(G: torch.nn.Module, plan: PiecePlan, cond: torch.Tensor | None = 
                chunk_frames: int = 32) -> Iterator[np.ndarray]:
     """Yield the piece as consecutive float32 blocks (``chunk_frames`` latent frames each, the last shorter)."""
     fs, c = plan.frame_samples, plan.context
-    done, phase = 0, None
+    done, phase, track = 0, None, _track(G, plan, cond)
     for a in range(c, c + plan.out_frames, max(1, int(chunk_frames))):
         b = min(a + chunk_frames, c + plan.out_frames)
-        audio, phase = _render(G, plan, a - c, b + c, cond, phase)
+        audio, phase = _render(G, plan, a - c, b + c, cond, phase, track)
         audio = audio[c * fs:(c + b - a) * fs][: plan.n_samples - done].clamp(-1, 1).numpy()
         done += len(audio)
         yield audio
@@ -121,7 +141,7 @@ def iter_piece(G: torch.nn.Module, plan: PiecePlan, cond: torch.Tensor | None = 
 def render_piece_one_pass(G: torch.nn.Module, plan: PiecePlan, cond: torch.Tensor | None = None) -> np.ndarray:
     """The whole latent sequence through the generator at once (memory grows with length; for tests)."""
     c, fs = plan.context, plan.frame_samples
-    audio = _render(G, plan, 0, plan.total, cond)[0]
+    audio = _render(G, plan, 0, plan.total, cond, track=_track(G, plan, cond))[0]
     return audio[c * fs: c * fs + plan.n_samples].clamp(-1, 1).numpy()
 
 

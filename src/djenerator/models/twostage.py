@@ -10,12 +10,14 @@ renders any length in chunks. Design: docs/two-stage.md.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import Config
+from ..config import Config, ConfigError
 from .codec import LATENT_CH, Codec, codec_hop
 from .grid import cond_bpm, tempo_column
 from .spectral import SpectralGenerator, _Block
@@ -229,6 +231,37 @@ class DecodedCritic(nn.Module):
         return self.out(h), feats
 
 
+def _gan(m, rate: float) -> nn.Module:
+    return LatentGenerator(m.latent_dim, m.dim, m.tempo_conditioning, m.bpm_range, rate)
+
+
+def _flow(m, rate: float) -> nn.Module:
+    from .latent_flow import LatentFlow
+
+    return LatentFlow(m.dim, rate, m.bpm_range, m.tempo_conditioning)
+
+
+@dataclass(frozen=True)
+class Stage2:
+    """A stage-2 family (``model.stage2``): how to build it from (model config, latent frames/s) and what it is."""
+
+    build: Callable
+    adversarial: bool  # trained against a critic (model.discriminators, train.loss, train.r1 and the like apply)
+    bar_lock: bool  # pieces can lock a share of their latents to the bar (model.bar_repeat, generate --repeat)
+
+
+STAGE2: dict[str, Stage2] = {
+    "gan": Stage2(_gan, adversarial=True, bar_lock=True),  # slow latents + clock + riff -> latents, vs a critic
+    "flow": Stage2(_flow, adversarial=False, bar_lock=False),  # flow matching: noise -> latents (latent_flow.py)
+}
+
+
+def stage2_of(name: str) -> Stage2:
+    if name not in STAGE2:
+        raise ConfigError(f"unknown model.stage2 '{name}' (choose from: {', '.join(STAGE2)})")
+    return STAGE2[name]
+
+
 class TwoStageGenerator(nn.Module):
     """``G(z, cond) -> (B, 1, clip_samples)``; ``render(z_seq, style, cond, t0)`` for any length (see stream.py)."""
 
@@ -240,11 +273,27 @@ class TwoStageGenerator(nn.Module):
         self.sample_rate, self.clip_samples = int(d.sample_rate), int(d.clip_samples)
         self.codec = Codec.of(cfg)
         rate = self.sample_rate / self.codec.frame_samples
-        self.latent = LatentGenerator(m.latent_dim, m.dim, m.tempo_conditioning, m.bpm_range, rate)
+        self.stage2 = stage2_of(m.stage2)
+        self.latent = self.stage2.build(m, rate)
         self.latent_dim, self.frame_dim = int(m.latent_dim), FRAME_DIM
         self.frame_samples = SLOW * self.codec.frame_samples
-        reach = self.latent.reach + self.codec.decode_context + SLOW // 2 + 1
+        self.clip_frames = math.ceil(self.clip_samples / self.codec.frame_samples)
+        reach = (self.latent.reach if self.stage2.adversarial else 0) + self.codec.decode_context + SLOW // 2 + 1
         self.context_frames = math.ceil(reach / SLOW)
+
+    @property
+    def bar_lock(self) -> bool:
+        return self.stage2.bar_lock
+
+    def stream_track(self, seed: int, cond: torch.Tensor | None, t0: float = 0.0):
+        """A flow's piece latents (:class:`.latent_flow.LatentTrack`) for seed ``seed``; None for the GAN, whose
+        latents come from per-frame inputs. ``t0``: the time (s) of the track's first frame on the piece's clock."""
+        if self.stage2.adversarial:
+            return None
+        from ..latents import clip_latent
+        from .latent_flow import LatentTrack
+
+        return LatentTrack(self.latent, clip_latent(seed, 0, self.latent_dim)[None], cond, self.clip_frames, t0)
 
     def lock_to_bar(self, z_seq: torch.Tensor, seed: int, cond: torch.Tensor | None, t0: float,
                     share: float) -> torch.Tensor:
@@ -286,11 +335,14 @@ class TwoStageGenerator(nn.Module):
         on by the previous chunk (None for the first), replaces the sum one window (n_fft) before this chunk's kept
         audio, where both chunks' decoders see their full context; returns the audio and the phase to hand on,
         taken just before the next chunk's hand-over frame."""
-        lat = self.latent(z_seq, style, cond, t0)
+        return self.decode_carry(self.latent(z_seq, style, cond, t0), z_seq.shape[-1], phase)
+
+    def decode_carry(self, lat: torch.Tensor, n: int, phase: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``render_carry``'s decoding of the latents of ``n`` slow frames."""
         per = SLOW * self.codec.frame_samples // self.codec.hop  # STFT frames per slow frame
         early = self.codec.n_fft // self.codec.hop
         spec, runs = self.codec.spectrum(lat, phase, start=per * self.context_frames - early, carry=True)
-        hand = runs[..., per * (z_seq.shape[-1] - self.context_frames) - early - 1]
+        hand = runs[..., per * (n - self.context_frames) - early - 1]
         return self.codec.istft(spec, lat.shape[-1]), hand
 
     def _sequence(self, z: torch.Tensor, n: int) -> torch.Tensor:
@@ -303,12 +355,19 @@ class TwoStageGenerator(nn.Module):
         return n, self.context_frames * SLOW + offset
 
     def latents_for(self, z: torch.Tensor, cond: torch.Tensor | None, frames: int) -> torch.Tensor:
-        """Stage-2 training: codec latents (B, LATENT_CH, frames) of a window with full context on both sides."""
+        """Stage-2 training: codec latents (B, LATENT_CH, frames) of a window with full context on both sides
+        (a flow: one window from z's noise)."""
+        if not self.stage2.adversarial:
+            from .latent_flow import noise_of
+
+            return self.latent.sample(noise_of(z, frames).to(z), cond)
         n, start = self.crop_plan(frames)
         t0 = -start * self.codec.frame_samples / self.sample_rate
         return self.latent(self._sequence(z, n), z, cond, t0, window=(start, frames))
 
     def forward(self, z: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        if not self.stage2.adversarial:  # a flow makes the clip's window as it was trained on
+            return self.codec.decode(self.latents_for(z, cond, self.clip_frames))[:, :, :self.clip_samples]
         fs = self.codec.frame_samples
         frames = math.ceil(self.clip_samples / fs)
         n, start = self.crop_plan(frames)

@@ -1,0 +1,143 @@
+"""Stage 2 as a flow over codec latent sequences (``model.stage2 = "flow"``): no critic, a regression.
+
+Rectified flow / flow matching (Liu et al. 2023; Lipman et al. 2023): with x_t = (1 - t) noise + t data, a net
+learns the velocity data - noise by least squares, and sampling integrates dx/dt = v(x, t) from noise at t = 0
+to t = 1 (Euler, ``FLOW_STEPS`` steps). Nothing is adversarial, so a short CPU run learns the latents' distribution
+steadily where the latent GAN swings from step to step (docs/two-stage.md, round 17).
+
+The net is the latent GAN's body (ConvNeXt blocks with dilations reaching 4.5 s, FiLM) reading x_t, the bar clock
+and known frames with their mask; FiLM carries t and the tempo. Latents are standardised per channel by the
+training set's mean and spread (buffers: a checkpoint carries them). In training a random prefix of some windows
+is given as known, so the net learns to continue a sequence: pieces of any length are made window by window, each
+continuing the last ``PREFIX`` frames of the one before (:class:`LatentTrack`).
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .codec import LATENT_CH
+from .grid import tempo_column
+from .spectral import _Block
+from .twostage import CLOCK_DIM, COND_DIM, DILATIONS, KERNEL, bar_clock
+
+FLOW_STEPS = 32  # Euler steps from noise to latents
+T_DIM = 64  # FiLM width of the time embedding
+PREFIX_SHARE = 0.5  # training windows with a known prefix (of up to half the window)
+
+
+def time_features(t: torch.Tensor, dim: int = 32) -> torch.Tensor:
+    """(B,) in [0, 1] -> (B, dim) sin/cos at frequencies 1 to 1000 (geometric)."""
+    f = torch.exp(torch.linspace(0, math.log(1000.0), dim // 2, device=t.device))
+    a = 2 * math.pi / 10 * t.float()[:, None] * f[None]
+    return torch.cat([torch.sin(a), torch.cos(a)], 1)
+
+
+class LatentFlow(nn.Module):
+    """v(x_t, t, known, mask, cond) over codec latents (B, LATENT_CH, F) at ``rate`` frames/s."""
+
+    def __init__(self, dim: int, rate: float, bpm_range, tempo_conditioning: bool):
+        super().__init__()
+        self.rate, self.bpm_range, self.tempo_conditioning = float(rate), tuple(bpm_range), bool(tempo_conditioning)
+        ch = 4 * max(int(dim), 4)
+        style = T_DIM + (COND_DIM if self.tempo_conditioning else 0)
+        self.t_mlp = nn.Sequential(nn.Linear(32, T_DIM), nn.GELU(), nn.Linear(T_DIM, T_DIM))
+        if self.tempo_conditioning:
+            self.cond_embed = nn.Linear(1, COND_DIM)
+        self.inp = nn.Conv1d(2 * LATENT_CH + 1 + CLOCK_DIM, ch, KERNEL, padding=KERNEL // 2)
+        self.blocks = nn.ModuleList(_Block(ch, style, d) for d in DILATIONS)
+        self.out = nn.Conv1d(ch, LATENT_CH, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        self.register_buffer("mu", torch.zeros(LATENT_CH))
+        self.register_buffer("sd", torch.ones(LATENT_CH))
+
+    def set_scale(self, lat: torch.Tensor) -> None:
+        """Standardise by the per-channel mean and spread of the training latents (B, LATENT_CH, F)."""
+        self.mu.copy_(lat.mean((0, 2)))
+        self.sd.copy_(lat.std((0, 2)).clamp_min(1e-3))
+
+    def velocity(self, x, t, known, mask, cond, t0: float = 0.0) -> torch.Tensor:
+        b, _, n = x.shape
+        style = self.t_mlp(time_features(t))
+        if self.tempo_conditioning:
+            c = x.new_full((b, 1), 0.5) if cond is None else tempo_column(cond).to(x.dtype)
+            style = torch.cat([style, self.cond_embed(c)], 1)
+        clock = bar_clock(cond, b, n, self.rate, self.bpm_range, t0).to(x)
+        h = self.inp(torch.cat([x, known * mask, mask, clock], 1))
+        for blk in self.blocks:
+            h = blk(h, style[:, :, None])
+        return self.out(h)
+
+    def loss(self, lat: torch.Tensor, cond, gen: torch.Generator) -> torch.Tensor:
+        """Flow-matching loss of real latents (B, LATENT_CH, F); every random draw from ``gen``."""
+        b, _, n = lat.shape
+        x1 = (lat - self.mu[:, None]) / self.sd[:, None]
+        x0 = torch.randn(x1.shape, generator=gen).to(x1)
+        t = torch.sigmoid(torch.randn(b, generator=gen)).to(x1)  # logit-normal (Esser et al. 2024)
+        prefix = torch.randint(1, n // 2 + 1, (b,), generator=gen) * (torch.rand(b, generator=gen) < PREFIX_SHARE)
+        mask = (torch.arange(n)[None] < prefix[:, None]).to(x1)[:, None]
+        xt = (1 - t[:, None, None]) * x0 + t[:, None, None] * x1
+        err = (self.velocity(xt, t, x1, mask, cond) - (x1 - x0)) ** 2 * (1 - mask)
+        return err.sum() / ((1 - mask).sum() * LATENT_CH).clamp_min(1)
+
+    def sample(self, noise: torch.Tensor, cond, t0: float = 0.0, known: torch.Tensor | None = None,
+               n_known: int = 0, steps: int = FLOW_STEPS) -> torch.Tensor:
+        """Latents (B, LATENT_CH, F) from noise (B, LATENT_CH, F); the first ``n_known`` frames are ``known``'s
+        (latents as the codec has them)."""
+        b, _, n = noise.shape
+        mask = (torch.arange(n, device=noise.device) < n_known).to(noise)[None, None].expand(b, 1, n)
+        k = noise.new_zeros(noise.shape)
+        if n_known:
+            k[..., :n_known] = (known[..., :n_known] - self.mu[:, None]) / self.sd[:, None]
+        x = noise
+        for i in range(steps):
+            t = torch.full((b,), i / steps, device=noise.device)
+            x = x + self.velocity(x, t, k, mask, cond, t0) / steps
+        x = x * (1 - mask) + k * mask
+        return (x * self.sd[:, None] + self.mu[:, None]).clamp(-1, 1)
+
+
+def noise_of(z: torch.Tensor, n: int, salt: int = 0) -> torch.Tensor:
+    """(B, LATENT_CH, n) N(0, 1) noise, a function of each row of z (its bytes) and ``salt``: the same z gives
+    the same clip, and window ``salt`` of a piece its own noise."""
+    out = []
+    for row in z.detach().float().cpu().numpy():
+        seed = int.from_bytes(hashlib.blake2b(row.tobytes() + salt.to_bytes(8, "little"), digest_size=8).digest(),
+                              "little")
+        out.append(torch.from_numpy(np.random.default_rng(seed).standard_normal((LATENT_CH, n), dtype=np.float32)))
+    return torch.stack(out).to(z.device)
+
+
+class LatentTrack:
+    """A piece's latents, made lazily window by window: window k covers frames [k hop, k hop + window) and keeps
+    the first ``window - hop`` of them from window k - 1. ``frames(a, b)`` makes what it needs and returns
+    (1, LATENT_CH, b - a); any split into calls gives the same latents, so streamed pieces equal one pass."""
+
+    def __init__(self, flow: LatentFlow, z: torch.Tensor, cond, window: int, t0: float = 0.0):
+        self.flow, self.z, self.cond, self.window, self.t0 = flow, z, cond, int(window), float(t0)
+        self.hop = self.window - self.window // 2
+        self.lat = torch.zeros(1, LATENT_CH, 0)
+
+    @torch.no_grad()
+    def _next(self) -> None:
+        have = self.lat.shape[-1]
+        k = 0 if have == 0 else 1 + (have - self.window) // self.hop
+        start = k * self.hop
+        keep = have - start
+        dev = self.flow.mu.device
+        noise = noise_of(self.z, self.window, salt=k).to(dev)
+        known = self.lat[..., start:].to(dev) if keep else None
+        cond = None if self.cond is None else self.cond.to(dev)
+        new = self.flow.sample(noise, cond, t0=self.t0 + start / self.flow.rate, known=known, n_known=keep)
+        self.lat = torch.cat([self.lat, new[..., keep:].cpu()], -1)
+
+    def frames(self, a: int, b: int) -> torch.Tensor:
+        while self.lat.shape[-1] < b:
+            self._next()
+        return self.lat[..., a:b]

@@ -1,0 +1,206 @@
+"""Stage 2 as a flow (``model.stage2=flow``): shapes, the loss against a hand computation, learning a known
+distribution, pieces made window by window (streamed = one pass), exact resume, config errors, end to end."""
+import numpy as np
+import pytest
+import torch
+
+from djenerator import codec_train as ct
+from djenerator.config import ConfigError
+from djenerator.io import read_csv_columns
+from djenerator.models import build_generator
+from djenerator.models.codec import LATENT_CH
+from djenerator.models.latent_flow import LatentFlow, LatentTrack, noise_of
+from djenerator.stream import PiecePlan, iter_piece, render_piece_one_pass
+
+from test_twostage import SR, _assert_same, chugs, clip_ds, tiny_cfg  # noqa: F401  (tests/ is on sys.path)
+
+FLOW = ("model.stage2=flow", "model.bar_repeat=0")
+
+
+def flow_cfg(*extra, clip=16384):
+    return tiny_cfg(*FLOW, *extra, clip=clip)
+
+
+def _nonzero_head(G) -> None:
+    """A fresh flow's output layer is zero (it starts as the identity map of its noise): draw one."""
+    torch.manual_seed(0)
+    torch.nn.init.normal_(G.latent.out.weight, std=0.2)
+
+
+@pytest.mark.parametrize("clip", [16384, 30000, 131072])
+def test_flow_shapes_and_one_clip_per_latent(one_thread, clip):
+    G = build_generator(flow_cfg(clip=clip)).eval()
+    _nonzero_head(G)
+    cond = torch.tensor([[0.5, 0.0], [0.2, float("nan")]])
+    z = torch.randn(2, 8)
+    with torch.no_grad():
+        x, again = G(z, cond), G(z, cond)
+    assert x.shape == (2, 1, clip) and x.abs().max() <= 1
+    torch.testing.assert_close(x, again, atol=0, rtol=0)  # the noise is a function of z
+    assert (x[0] - x[1]).abs().max() > 1e-3
+    for frames in (16, 100, 256):
+        lat = G.latents_for(z, cond, frames)
+        assert lat.shape == (2, LATENT_CH, frames) and lat.abs().max() <= 1
+    real = torch.rand(2, LATENT_CH, 40) * 2 - 1
+    G.latent.loss(real, cond, torch.Generator().manual_seed(1)).backward()
+    assert G.latent.inp.weight.grad.abs().sum() > 0
+
+
+def test_flow_loss_is_the_masked_velocity_error_computed_by_hand(one_thread):
+    torch.manual_seed(0)
+    f = LatentFlow(4, 43.0, (80, 160), True)
+    torch.nn.init.normal_(f.out.weight, std=0.3)
+    lat = torch.rand(3, LATENT_CH, 24) * 1.6 - 0.8
+    f.set_scale(lat)
+    cond = torch.tensor([[0.5, 0.0], [0.1, 0.3], [0.9, float("nan")]])
+    got = f.loss(lat, cond, torch.Generator().manual_seed(7))
+    g = torch.Generator().manual_seed(7)  # the same draws, in the same order
+    x1 = (lat - lat.mean((0, 2))[:, None]) / lat.std((0, 2))[:, None]
+    x0 = torch.randn(x1.shape, generator=g)
+    t = torch.sigmoid(torch.randn(3, generator=g))
+    prefix = torch.randint(1, 13, (3,), generator=g) * (torch.rand(3, generator=g) < 0.5)
+    num, den = 0.0, 0
+    for i in range(3):
+        mask = torch.zeros(1, 1, 24)
+        mask[..., :prefix[i]] = 1
+        xt = (1 - t[i]) * x0[i:i + 1] + t[i] * x1[i:i + 1]
+        v = f.velocity(xt, t[i:i + 1], x1[i:i + 1], mask, cond[i:i + 1])
+        keep = slice(int(prefix[i]), 24)
+        num += float(((v - (x1[i:i + 1] - x0[i:i + 1]))[..., keep] ** 2).sum())
+        den += (24 - int(prefix[i])) * LATENT_CH
+    assert float(got) == pytest.approx(num / den, rel=1e-5)
+
+
+def test_flow_learns_a_two_mode_distribution(one_thread):
+    """Clips whose 16 channels all sit at +0.5 or all at -0.5: a trained flow lands on the modes and narrows
+    towards them; its untrained self (noise) and the mean (0) do not."""
+    torch.manual_seed(0)
+    f = LatentFlow(4, 43.0, (80, 160), False)
+    sign = torch.where(torch.rand(64) < 0.5, -1.0, 1.0)
+    data = 0.5 * sign[:, None, None] * torch.ones(64, LATENT_CH, 16) + 0.02 * torch.randn(64, LATENT_CH, 16)
+    f.set_scale(data)
+
+    def modes() -> tuple[float, float]:
+        with torch.no_grad():
+            x = f.sample(torch.randn(32, LATENT_CH, 16, generator=torch.Generator().manual_seed(3)), None, steps=16)
+        return float(x.mean((1, 2)).abs().median()), float(x.std((1, 2)).median())
+
+    before = modes()
+    opt = torch.optim.Adam(f.parameters(), lr=3e-3)
+    for step in range(400):
+        idx = torch.randint(0, 64, (16,))
+        loss = f.loss(data[idx], None, torch.Generator().manual_seed(step))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    level, spread = modes()
+    assert before[0] < 0.2 and before[1] > 0.3  # noise: no mode, a wide spread
+    assert level == pytest.approx(0.5, abs=0.12) and spread < 0.6 * before[1]
+
+
+def test_a_track_keeps_each_windows_prefix_and_is_the_same_however_it_is_read(one_thread):
+    G = build_generator(flow_cfg()).eval()
+    _nonzero_head(G)
+    cond = torch.tensor([[0.5, 0.0]])
+    w = G.clip_frames
+    one = LatentTrack(G.latent, torch.randn(1, 8, generator=torch.Generator().manual_seed(2)), cond, w)
+    whole = one.frames(0, 5 * w).clone()
+    assert whole.shape == (1, LATENT_CH, 5 * w) and whole.abs().max() <= 1
+    bits = LatentTrack(G.latent, torch.randn(1, 8, generator=torch.Generator().manual_seed(2)), cond, w)
+    parts = torch.cat([bits.frames(a, min(a + 7, 5 * w)) for a in range(0, 5 * w, 7)], -1)
+    torch.testing.assert_close(parts, whole, atol=0, rtol=0)
+    # window 1 starts at hop and keeps window 0's frames from there on: only frames past window 0 are new
+    first = G.latent.sample(noise_of(one.z, w, salt=0), cond)
+    torch.testing.assert_close(whole[..., :w], first, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("phase", ["free", "pghi"])
+def test_flow_pieces_streamed_equal_one_pass(one_thread, phase):
+    cfg = flow_cfg(f"model.decoder_phase={phase}")
+    G = build_generator(cfg).eval()
+    _nonzero_head(G)
+    n = int(9.5 * SR)
+    plan = PiecePlan.for_generator(G, n, seed=3)
+    cond = torch.tensor([[0.5, 0.0]])
+    one = render_piece_one_pass(G, plan, cond)
+    for chunk in (1, 4):
+        streamed = np.concatenate(list(iter_piece(G, plan, cond, chunk_frames=chunk)))
+        assert streamed.shape == one.shape == (n,)
+        np.testing.assert_allclose(streamed, one, atol=1e-5 if phase == "free" else 2e-4)
+    assert one.std() > 1e-2
+    with pytest.raises(ConfigError, match="interpolate"):
+        render_piece_one_pass(G, PiecePlan.for_generator(G, n, seed=3, interpolate_to=4), cond)
+
+
+def test_flow_resumes_exactly_and_logs_its_loss(one_thread, clip_ds, tmp_path):
+    def cfg_of(steps):
+        return flow_cfg("train.codec_steps=2", f"train.steps={steps}", "train.ckpt_every=100", "train.sample_every=2")
+
+    whole = ct.train_twostage(cfg_of(4), clip_ds, tmp_path / "a", progress=False, log=lambda m: None)
+    assert whole.step == 4 and whole.stopped == "done"
+    for steps, resume in ((2, False), (4, True)):
+        ct.train_twostage(cfg_of(steps), clip_ds, tmp_path / "b", resume=resume, progress=False, log=lambda m: None)
+    ga = torch.load(whole.checkpoint, weights_only=True)
+    gb = torch.load(tmp_path / "b" / "checkpoints" / "step_0000004.pt", weights_only=True)
+    _assert_same(ga["G"], gb["G"])
+    _assert_same(ga["G_train"], gb["G_train"])
+    assert "D" not in ga and "opt_d" not in ga
+    lat = torch.load(tmp_path / "a" / "codec" / "latents.pt", weights_only=True)["latents"].float()
+    torch.testing.assert_close(ga["G"]["latent.mu"], lat.mean((0, 2)))  # the flow's scale is the run's latents'
+    la, lb = (read_csv_columns(r / "logs" / "losses.csv") for r in (tmp_path / "a", tmp_path / "b"))
+    assert la["step"] == lb["step"] == [1.0, 2.0, 3.0, 4.0] and la["loss"] == lb["loss"]
+    assert read_csv_columns(tmp_path / "a" / "logs" / "latent_fd.csv")["step"] == [2.0, 4.0]
+
+
+@pytest.mark.parametrize("extra,words", [
+    (("model.stage2=diffusion",), "model.stage2 must be one of gan, flow"),
+    (("model.stage2=flow", "model.bar_repeat=0.5"), "bar_repeat=0"),
+    (("model.stage2=flow", "model.bar_repeat=0", "train.r1=1"), "train.r1"),
+    (("model.stage2=flow", "model.bar_repeat=0", "train.critic_seconds=2"), "train.critic_seconds")])
+def test_flow_config_errors_name_the_key(extra, words):
+    with pytest.raises(ConfigError, match=words):
+        tiny_cfg(*extra)
+
+
+def test_flow_on_another_arch_is_refused():
+    from djenerator.config import build_config
+
+    with pytest.raises(ConfigError, match="model.arch=twostage only"):
+        build_config("laptop", [], ["model.stage2=flow"])
+
+
+def test_flow_end_to_end_prepare_train_generate_evaluate_serve(one_thread, tmp_path):
+    import soundfile as sf
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from djenerator.cli import app
+    from djenerator.data.prepare import prepare
+    from djenerator.evaluate.report import evaluate
+    from djenerator.server.app import create_app
+    from djenerator.train import train
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(2):
+        sf.write(src / f"r{i}.wav", chugs(3.0, seed=i), SR)
+    cfg = flow_cfg("train.codec_steps=2", "train.steps=2", "train.ckpt_every=2", "train.sample_every=2",
+                   "data.hop_samples=8192", "data.estimate_tempo=false")
+    prepare(src, tmp_path / "ds", cfg.data, progress=False, log=lambda m: None)
+    runs = tmp_path / "runs"
+    res = train(cfg, tmp_path / "ds", runs / "flow", progress=False, log=lambda m: None)
+    assert res.stopped == "done" and res.step == 2
+    out = tmp_path / "out.wav"
+    r = CliRunner().invoke(app, ["generate", str(runs / "flow"), "--seconds", "4", "-o", str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    x, got_sr = sf.read(out)
+    assert got_sr == SR and len(x) == 4 * SR and np.isfinite(x).all()
+    r = CliRunner().invoke(app, ["generate", str(runs / "flow"), "--seconds", "4", "-o", str(tmp_path / "r.wav"),
+                                 "--quiet", "--repeat", "1"])
+    assert r.exit_code != 0 and "model.stage2=gan" in r.output and "Traceback" not in r.output
+    rep = evaluate(runs / "flow", n=4, plots=False)
+    assert rep["sample_rate"] == SR and np.isfinite(rep["autoencoder"]["stft_distance"])
+    with TestClient(create_app(runs_dir=runs, cache_dir=tmp_path / "cache")) as client:
+        r = client.post("/api/generate", json={"run": "flow", "seed": 1, "seconds": 3.0, "count": 1})
+        assert r.status_code == 200, r.text
+        assert abs(r.json()["clips"][0]["seconds"] - 3.0) < 1e-6
