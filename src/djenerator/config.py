@@ -53,6 +53,7 @@ class ModelConfig:
     codec_input: str = "mel"  # twostage: what stage 1's encoder reads, a name in models.codec.ENCODER_INPUTS (mel stft)
     bar_repeat: float = 0.0  # twostage: pieces' share of slow latents locked to the bar, unless generate --repeat says
     stage2: str = "gan"  # twostage: the latent model, a name in models.twostage.STAGE2 (gan flow)
+    flow_steps: int = 8  # twostage with stage2=flow: midpoint steps (2 net passes each) from noise to latents; fewer: faster
 
 
 @dataclass
@@ -317,6 +318,8 @@ def _validate_stage2(cfg: Config) -> None:
         raise ConfigError(f"model.stage2 must be one of {', '.join(STAGE2)}, got '{m.stage2}'")
     if m.stage2 != "gan" and not ARCHS[m.arch].two_stage:
         raise ConfigError(f"model.stage2={m.stage2} is the latent model of model.arch=twostage only")
+    if m.flow_steps < 1:
+        raise ConfigError(f"model.flow_steps must be 1 or more, got {m.flow_steps}")
     s2 = STAGE2[m.stage2]
     if not s2.bar_lock and m.bar_repeat > 0:
         raise ConfigError(f"model.stage2={m.stage2} cannot lock latents to the bar: set model.bar_repeat=0")

@@ -145,8 +145,8 @@ def check_repeat(G: torch.nn.Module | None, repeat: float | None) -> None:
     if not (0.0 <= repeat <= 1.0):
         raise ConfigError(f"--repeat is the share of the latents that comes round each bar, 0 to 1; got {repeat}")
     if repeat > 0 and G is not None and not getattr(G, "bar_lock", hasattr(G, "lock_to_bar")):
-        raise ConfigError("--repeat needs a model that can lock its latents to the bar (model.arch=twostage with "
-                          "model.stage2=gan, as in --preset bars)")
+        raise ConfigError("--repeat needs a model that locks its latents to a bar clock (model.arch=twostage with "
+                          "model.stage2=gan, as in --preset bars-gan)")
 
 
 def piece_blocks(G: torch.nn.Module, cfg: Config, seconds: float, seed: int = 0, bpm: float | None = None,

@@ -2,14 +2,14 @@
 
 Rectified flow / flow matching (Liu et al. 2023; Lipman et al. 2023): with x_t = (1 - t) noise + t data, a net
 learns the velocity data - noise by least squares, and sampling integrates dx/dt = v(x, t) from noise at t = 0
-to t = 1 (Euler, ``FLOW_STEPS`` steps). Nothing is adversarial, so a short CPU run learns the latents' distribution
-steadily where the latent GAN swings from step to step (docs/two-stage.md, round 17).
+to t = 1 (the midpoint rule, ``model.flow_steps`` steps). Nothing is adversarial, so a short CPU run learns the
+latents' distribution steadily where the latent GAN swings from step to step (docs/two-stage.md, round 17).
 
 The net is the latent GAN's body (ConvNeXt blocks with dilations reaching 4.5 s, FiLM) reading x_t, the bar clock
 and known frames with their mask; FiLM carries t and the tempo. Latents are standardised per channel by the
 training set's mean and spread (buffers: a checkpoint carries them). In training a random prefix of some windows
 is given as known, so the net learns to continue a sequence: pieces of any length are made window by window, each
-continuing the last ``PREFIX`` frames of the one before (:class:`LatentTrack`).
+continuing the second half of the one before (:class:`LatentTrack`).
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from .grid import tempo_column
 from .spectral import _Block
 from .twostage import CLOCK_DIM, COND_DIM, DILATIONS, KERNEL, bar_clock
 
-FLOW_STEPS = 32  # Euler steps from noise to latents
+FLOW_STEPS = 8  # midpoint steps from noise to latents, two net evaluations each (model.flow_steps)
 T_DIM = 64  # FiLM width of the time embedding
 PREFIX_SHARE = 0.5  # training windows with a known prefix (of up to half the window)
 
@@ -41,9 +41,10 @@ def time_features(t: torch.Tensor, dim: int = 32) -> torch.Tensor:
 class LatentFlow(nn.Module):
     """v(x_t, t, known, mask, cond) over codec latents (B, LATENT_CH, F) at ``rate`` frames/s."""
 
-    def __init__(self, dim: int, rate: float, bpm_range, tempo_conditioning: bool):
+    def __init__(self, dim: int, rate: float, bpm_range, tempo_conditioning: bool, steps: int = FLOW_STEPS):
         super().__init__()
         self.rate, self.bpm_range, self.tempo_conditioning = float(rate), tuple(bpm_range), bool(tempo_conditioning)
+        self.steps = int(steps)  # midpoint steps of sample() (model.flow_steps)
         ch = 4 * max(int(dim), 4)
         style = T_DIM + (COND_DIM if self.tempo_conditioning else 0)
         self.t_mlp = nn.Sequential(nn.Linear(32, T_DIM), nn.GELU(), nn.Linear(T_DIM, T_DIM))
@@ -87,7 +88,7 @@ class LatentFlow(nn.Module):
         return err.sum() / ((1 - mask).sum() * LATENT_CH).clamp_min(1)
 
     def sample(self, noise: torch.Tensor, cond, t0: float = 0.0, known: torch.Tensor | None = None,
-               n_known: int = 0, steps: int = FLOW_STEPS) -> torch.Tensor:
+               n_known: int = 0, steps: int | None = None) -> torch.Tensor:
         """Latents (B, LATENT_CH, F) from noise (B, LATENT_CH, F); the first ``n_known`` frames are ``known``'s
         (latents as the codec has them)."""
         b, _, n = noise.shape
@@ -95,10 +96,11 @@ class LatentFlow(nn.Module):
         k = noise.new_zeros(noise.shape)
         if n_known:
             k[..., :n_known] = (known[..., :n_known] - self.mu[:, None]) / self.sd[:, None]
-        x = noise
-        for i in range(steps):
+        x, steps = noise, steps or self.steps
+        for i in range(steps):  # the midpoint rule: two evaluations a step, error O(1/steps^2)
             t = torch.full((b,), i / steps, device=noise.device)
-            x = x + self.velocity(x, t, k, mask, cond, t0) / steps
+            half = x + self.velocity(x, t, k, mask, cond, t0) / (2 * steps)
+            x = x + self.velocity(half, t + 0.5 / steps, k, mask, cond, t0) / steps
         x = x * (1 - mask) + k * mask
         return (x * self.sd[:, None] + self.mu[:, None]).clamp(-1, 1)
 

@@ -238,7 +238,7 @@ def _gan(m, rate: float) -> nn.Module:
 def _flow(m, rate: float) -> nn.Module:
     from .latent_flow import LatentFlow
 
-    return LatentFlow(m.dim, rate, m.bpm_range, m.tempo_conditioning)
+    return LatentFlow(m.dim, rate, m.bpm_range, m.tempo_conditioning, m.flow_steps)
 
 
 @dataclass(frozen=True)
