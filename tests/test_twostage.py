@@ -37,8 +37,8 @@ def chugs(seconds: float, seed: int = 0, bpm: float = 120.0) -> np.ndarray:
     return x
 
 
-def tiny_cfg(*extra, clip=16384):
-    return build_config("bars", [], [f"data.clip_samples={clip}", "model.dim=4", "model.latent_dim=8", "train.batch_size=2",
+def tiny_cfg(*extra, clip=16384, preset="bars-gan"):
+    return build_config(preset, [], [f"data.clip_samples={clip}", "model.dim=4", "model.latent_dim=8", "train.batch_size=2",
                                      "train.codec_batch=2", "train.codec_seconds=0.2", "train.log_every=1",
                                      "train.n_samples=1", "train.codec_base=none", *extra])
 

@@ -67,16 +67,27 @@ PRESETS: dict[str, dict] = {
     "bars": {
         "summary": "Music by the bar, at 22.05 kHz (two stages, after Musika): an autoencoder (log-mel encoder -> "
         "16 latent channels at 43 frames/s -> ConvNeXt decoder of the STFT magnitude, its phase from the magnitude "
-        "by phase-gradient integration, ISTFT; multi-resolution STFT + mel loss; "
-        "train.codec_steps steps), then a GAN over 6-s latent sequences with a bar clock, a riff input that comes "
-        "round every bar and dilations reaching 4.5 s, judged in latent space with each frame's difference from "
-        "the bar before. Stage 1 starts from the shipped base autoencoder (train.codec_base=auto); outputs come "
-        "from a power-function average of stage 2's weights over the last third or so of the run (train.ema_power). "
-        "Prepare with --preset bars (6-s clips); "
-        "pieces of any length, three quarters of their slow latents locked to the bar (generate --repeat).",
+        "by phase-gradient integration, ISTFT; multi-resolution STFT + mel loss; train.codec_steps steps, from the "
+        "shipped base autoencoder), then a flow over 6-s latent sequences (flow matching: a ConvNeXt net with "
+        "dilations reaching 4.5 s and a bar clock learns the velocity from noise to latents by least squares; "
+        "no critic), its weights averaged over the last third or so of the run (train.ema_power). "
+        "Prepare with --preset bars (6-s clips); pieces of any length, each 3 s continuing the 3 s before.",
         "config": {
             "data": {"sample_rate": 22050, "clip_samples": 131072, "hop_samples": 65536},
-            "model": {"arch": "twostage", "discriminators": ["latent"], "dim": 24, "latent_dim": 64,
+            "model": {"arch": "twostage", "stage2": "flow", "discriminators": ["latent"], "dim": 24, "latent_dim": 64,
+                      "tempo_conditioning": True, "decoder_phase": "pghi"},  # docs/two-stage.md, rounds 8 and 17
+            "train": {**HINGE_ADAM, "lr_g": 5e-4, "betas": [0.9, 0.99], "batch_size": 16, "codec_steps": 300,
+                      "codec_base": "auto", "steps": 4000, "sample_every": 500, "ema_power": 1.0},
+        },
+    },
+    "bars-gan": {
+        "summary": "bars with a GAN as its second stage (rounds 1-16 of docs/two-stage.md): slow latents, a bar "
+        "clock and a riff input that comes round every bar -> latents, judged in latent space with each frame's "
+        "difference from the bar before (hinge + feature matching); three quarters of a piece's slow latents "
+        "locked to the bar (generate --repeat). Prepare with --preset bars.",
+        "config": {
+            "data": {"sample_rate": 22050, "clip_samples": 131072, "hop_samples": 65536},
+            "model": {"arch": "twostage", "stage2": "gan", "discriminators": ["latent"], "dim": 24, "latent_dim": 64,
                       "tempo_conditioning": True, "decoder_phase": "pghi",  # docs/two-stage.md, round 8
                       "bar_repeat": 0.75},  # round 10
             "train": {**HINGE_ADAM, "batch_size": 8, "codec_steps": 300, "codec_base": "auto", "steps": 4000,

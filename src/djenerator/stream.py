@@ -97,7 +97,7 @@ def _track(G: torch.nn.Module, plan: PiecePlan, cond: torch.Tensor | None):
         return None
     if plan.interpolate_to is not None and getattr(G, "stage2", None) is not None and not G.stage2.adversarial:
         raise ConfigError("--interpolate along a piece needs per-frame latents, which model.stage2=flow has not")
-    return make(plan.seed, cond, -plan.context * plan.frame_samples / G.sample_rate)
+    return make(plan.seed, cond, -plan.context * plan.frame_samples / G.sample_rate, plan.repeat)
 
 
 def _render(G: torch.nn.Module, plan: PiecePlan, start: int, stop: int, cond: torch.Tensor | None,

@@ -116,13 +116,35 @@ def noise_of(z: torch.Tensor, n: int, salt: int = 0) -> torch.Tensor:
     return torch.stack(out).to(z.device)
 
 
+BAR_PLACES = 128  # noise places per bar for the bar lock (more than a bar's frames at 80 BPM: 129 ... at 43/s)
+
+
+def bar_noise(seed: int, beats: torch.Tensor) -> torch.Tensor:
+    """(LATENT_CH, n) N(0, 1) noise that comes round every bar: the value at each beat position (n,) is the entry of
+    its place in the bar (of BAR_PLACES) in a table drawn per (seed, run of RUN_BARS bars), so each run repeats
+    bar by bar and the next run brings other noise."""
+    from .twostage import BEATS_PER_BAR, run_of
+
+    run = run_of(beats)
+    place = torch.floor(torch.remainder(beats, BEATS_PER_BAR) / BEATS_PER_BAR * BAR_PLACES).long().clamp(0, BAR_PLACES - 1)
+    out = torch.empty(LATENT_CH, len(beats))
+    for r in torch.unique(run).tolist():
+        table = np.random.default_rng([int(seed) % 2**63, int(r) % 2**63, 5113]).standard_normal(
+            (LATENT_CH, BAR_PLACES), dtype=np.float32)
+        at = run == r
+        out[:, at] = torch.from_numpy(table)[:, place[at]]
+    return out
+
+
 class LatentTrack:
     """A piece's latents, made lazily window by window: window k covers frames [k hop, k hop + window) and keeps
     the first ``window - hop`` of them from window k - 1. ``frames(a, b)`` makes what it needs and returns
     (1, LATENT_CH, b - a); any split into calls gives the same latents, so streamed pieces equal one pass."""
 
-    def __init__(self, flow: LatentFlow, z: torch.Tensor, cond, window: int, t0: float = 0.0):
+    def __init__(self, flow: LatentFlow, z: torch.Tensor, cond, window: int, t0: float = 0.0, seed: int = 0,
+                 repeat: float = 0.0):
         self.flow, self.z, self.cond, self.window, self.t0 = flow, z, cond, int(window), float(t0)
+        self.seed, self.repeat = int(seed), float(repeat)  # the share of the noise's variance that comes round each bar
         self.hop = self.window - self.window // 2
         self.lat = torch.zeros(1, LATENT_CH, 0)
 
@@ -133,7 +155,14 @@ class LatentTrack:
         start = k * self.hop
         keep = have - start
         dev = self.flow.mu.device
-        noise = noise_of(self.z, self.window, salt=k).to(dev)
+        noise = noise_of(self.z, self.window, salt=k)
+        if self.repeat > 0:  # the net is a convolution and its clock comes round each bar: so does its output, mostly
+            from .twostage import beat_positions
+
+            beats, _ = beat_positions(self.cond, 1, self.window, self.flow.rate, self.flow.bpm_range,
+                                      self.t0 + start / self.flow.rate)
+            noise = math.sqrt(1 - self.repeat) * noise + math.sqrt(self.repeat) * bar_noise(self.seed, beats[0].cpu())
+        noise = noise.to(dev)
         known = self.lat[..., start:].to(dev) if keep else None
         cond = None if self.cond is None else self.cond.to(dev)
         new = self.flow.sample(noise, cond, t0=self.t0 + start / self.flow.rate, known=known, n_known=keep)

@@ -247,12 +247,12 @@ class Stage2:
 
     build: Callable
     adversarial: bool  # trained against a critic (model.discriminators, train.loss, train.r1 and the like apply)
-    bar_lock: bool  # pieces can lock a share of their latents to the bar (model.bar_repeat, generate --repeat)
+    bar_lock: bool  # pieces can lock a share of their input to the bar (model.bar_repeat, generate --repeat)
 
 
 STAGE2: dict[str, Stage2] = {
     "gan": Stage2(_gan, adversarial=True, bar_lock=True),  # slow latents + clock + riff -> latents, vs a critic
-    "flow": Stage2(_flow, adversarial=False, bar_lock=False),  # flow matching: noise -> latents (latent_flow.py)
+    "flow": Stage2(_flow, adversarial=False, bar_lock=True),  # flow matching: noise -> latents (latent_flow.py)
 }
 
 
@@ -285,7 +285,7 @@ class TwoStageGenerator(nn.Module):
     def bar_lock(self) -> bool:
         return self.stage2.bar_lock
 
-    def stream_track(self, seed: int, cond: torch.Tensor | None, t0: float = 0.0):
+    def stream_track(self, seed: int, cond: torch.Tensor | None, t0: float = 0.0, repeat: float = 0.0):
         """A flow's piece latents (:class:`.latent_flow.LatentTrack`) for seed ``seed``; None for the GAN, whose
         latents come from per-frame inputs. ``t0``: the time (s) of the track's first frame on the piece's clock."""
         if self.stage2.adversarial:
@@ -293,7 +293,8 @@ class TwoStageGenerator(nn.Module):
         from ..latents import clip_latent
         from .latent_flow import LatentTrack
 
-        return LatentTrack(self.latent, clip_latent(seed, 0, self.latent_dim)[None], cond, self.clip_frames, t0)
+        return LatentTrack(self.latent, clip_latent(seed, 0, self.latent_dim)[None], cond, self.clip_frames, t0, seed,
+                           repeat)
 
     def lock_to_bar(self, z_seq: torch.Tensor, seed: int, cond: torch.Tensor | None, t0: float,
                     share: float) -> torch.Tensor:
