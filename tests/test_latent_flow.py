@@ -10,9 +10,10 @@ from djenerator.io import read_csv_columns
 from djenerator.models import build_generator
 from djenerator.models.codec import LATENT_CH
 from djenerator.models.latent_flow import LatentFlow, LatentTrack, noise_of
-from djenerator.stream import PiecePlan, iter_piece, render_piece_one_pass
+from djenerator.stream import PiecePlan, render_piece_one_pass
 
-from test_twostage import SR, _assert_same, chugs, clip_ds, tiny_cfg  # noqa: F401  (tests/ is on sys.path)
+from test_twostage import (SR, _assert_same, assert_streams_as_one_pass, clip_ds, tiny_cfg,  # noqa: F401
+                           trained_run)  # (tests/ is on sys.path)
 
 def flow_cfg(*extra, clip=16384):
     cfg = tiny_cfg(*extra, clip=clip, preset="bars")
@@ -113,22 +114,14 @@ def test_a_track_keeps_each_windows_prefix_and_is_the_same_however_it_is_read(on
     torch.testing.assert_close(whole[..., :w], first, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("phase", ["free", "pghi"])
-def test_flow_pieces_streamed_equal_one_pass(one_thread, phase):
-    cfg = flow_cfg(f"model.decoder_phase={phase}")
-    G = build_generator(cfg).eval()
+@pytest.mark.parametrize("phase,repeat", [("free", 0.0), ("pghi", 0.7)])
+def test_flow_pieces_streamed_equal_one_pass(one_thread, phase, repeat):
+    G = build_generator(flow_cfg(f"model.decoder_phase={phase}")).eval()
     _nonzero_head(G)
     n = int(9.5 * SR)
-    plan = PiecePlan.for_generator(G, n, seed=3)
-    cond = torch.tensor([[0.5, 0.0]])
-    one = render_piece_one_pass(G, plan, cond)
-    for chunk in (1, 4):
-        streamed = np.concatenate(list(iter_piece(G, plan, cond, chunk_frames=chunk)))
-        assert streamed.shape == one.shape == (n,)
-        np.testing.assert_allclose(streamed, one, atol=1e-5 if phase == "free" else 2e-4)
-    assert one.std() > 1e-2
+    assert_streams_as_one_pass(G, PiecePlan.for_generator(G, n, seed=3, repeat=repeat), phase)
     with pytest.raises(ConfigError, match="interpolate"):
-        render_piece_one_pass(G, PiecePlan.for_generator(G, n, seed=3, interpolate_to=4), cond)
+        render_piece_one_pass(G, PiecePlan.for_generator(G, n, seed=3, interpolate_to=4), torch.tensor([[0.5, 0.0]]))
 
 
 def test_flow_resumes_exactly_and_logs_its_loss(one_thread, clip_ds, tmp_path):
@@ -174,21 +167,11 @@ def test_flow_end_to_end_prepare_train_generate_evaluate_serve(one_thread, tmp_p
     from typer.testing import CliRunner
 
     from djenerator.cli import app
-    from djenerator.data.prepare import prepare
     from djenerator.evaluate.report import evaluate
     from djenerator.server.app import create_app
-    from djenerator.train import train
 
-    src = tmp_path / "src"
-    src.mkdir()
-    for i in range(2):
-        sf.write(src / f"r{i}.wav", chugs(3.0, seed=i), SR)
-    cfg = flow_cfg("train.codec_steps=2", "train.steps=2", "train.ckpt_every=2", "train.sample_every=2",
-                   "data.hop_samples=8192", "data.estimate_tempo=false")
-    prepare(src, tmp_path / "ds", cfg.data, progress=False, log=lambda m: None)
     runs = tmp_path / "runs"
-    res = train(cfg, tmp_path / "ds", runs / "flow", progress=False, log=lambda m: None)
-    assert res.stopped == "done" and res.step == 2
+    trained_run(tmp_path, runs / "flow", preset="bars")
     out = tmp_path / "out.wav"
     r = CliRunner().invoke(app, ["generate", str(runs / "flow"), "--seconds", "4", "-o", str(out), "--quiet"])
     assert r.exit_code == 0, r.output

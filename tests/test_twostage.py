@@ -261,17 +261,20 @@ def test_streamed_equals_one_pass(one_thread, phase, repeat):
     cfg = tiny_cfg(f"model.decoder_phase={phase}")
     G = build_generator(cfg).eval()
     _draw_a_correction(G.codec)
-    n = int(9.5 * SR)
-    plan = PiecePlan.for_generator(G, n, seed=3, repeat=repeat)
+    assert_streams_as_one_pass(G, PiecePlan.for_generator(G, int(9.5 * SR), seed=3, repeat=repeat), phase)
+    assert generate_long(G, cfg, 3.0, seed=1).shape == (3 * SR,)
+
+
+def assert_streams_as_one_pass(G, plan: PiecePlan, phase: str) -> None:
+    """A piece streamed in chunks of 1 and 4 frames equals the piece in one pass, and is not silence."""
     cond = torch.tensor([[0.5, 0.0]])
     one = render_piece_one_pass(G, plan, cond)
     for chunk in (1, 4):
         streamed = np.concatenate(list(iter_piece(G, plan, cond, chunk_frames=chunk)))
-        assert streamed.shape == one.shape == (n,)
+        assert streamed.shape == one.shape == (plan.n_samples,)
         # a running-sum phase adds up each chunk's float rounding (~1e-6 rad a frame) over the frames before it
         np.testing.assert_allclose(streamed, one, atol=1e-5 if phase == "free" else 2e-4)
     assert one.std() > 1e-2
-    assert generate_long(G, cfg, 3.0, seed=1).shape == (3 * SR,)
 
 
 def _bar_of_four_slow_frames(G) -> torch.Tensor:
@@ -553,14 +556,11 @@ def test_refuses_to_overwrite_a_run_without_resume(one_thread, clip_ds, tmp_path
         ct.train_twostage(cfg.copy(), clip_ds, tmp_path / "r", progress=False, log=lambda m: None)
 
 
-def test_prepare_train_generate_evaluate_end_to_end(one_thread, tmp_path):
-    """prepare -> train (both stages, a few steps, through train.train) -> generate --seconds -> evaluate -> serve, at 22.05 kHz."""
+def trained_run(tmp_path, run, preset="bars-gan"):
+    """Two 3-s chug recordings -> prepare -> train (both stages, 2 steps each, through train.train) into ``run``."""
     import soundfile as sf
-    from typer.testing import CliRunner
 
-    from djenerator.cli import app
     from djenerator.data.prepare import prepare
-    from djenerator.evaluate.report import evaluate
     from djenerator.train import train
 
     src = tmp_path / "src"
@@ -568,10 +568,21 @@ def test_prepare_train_generate_evaluate_end_to_end(one_thread, tmp_path):
     for i in range(2):
         sf.write(src / f"r{i}.wav", chugs(3.0, seed=i), SR)
     cfg = tiny_cfg("train.codec_steps=2", "train.steps=2", "train.ckpt_every=2", "train.sample_every=2",
-                   "data.hop_samples=8192", "data.estimate_tempo=false")
+                   "data.hop_samples=8192", "data.estimate_tempo=false", preset=preset)
     prepare(src, tmp_path / "ds", cfg.data, progress=False, log=lambda m: None)
-    res = train(cfg, tmp_path / "ds", tmp_path / "run", progress=False, log=lambda m: None)
+    res = train(cfg, tmp_path / "ds", run, progress=False, log=lambda m: None)
     assert res.stopped == "done" and res.step == 2 and res.checkpoint is not None
+
+
+def test_prepare_train_generate_evaluate_end_to_end(one_thread, tmp_path):
+    """prepare -> train (both stages, a few steps, through train.train) -> generate --seconds -> evaluate -> serve, at 22.05 kHz."""
+    import soundfile as sf
+    from typer.testing import CliRunner
+
+    from djenerator.cli import app
+    from djenerator.evaluate.report import evaluate
+
+    trained_run(tmp_path, tmp_path / "run")
     r = CliRunner().invoke(app, ["generate", str(tmp_path / "run"), "--seconds", "4", "-o", str(tmp_path / "out.wav"),
                                  "--quiet"])
     assert r.exit_code == 0, r.output

@@ -9,6 +9,14 @@ DEFAULT_PRESET = "recommended"
 HINGE_ADAM = {"loss": "hinge", "optimizer": "adam", "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.9], "eps": 1e-8,
               "d_steps": 1, "feature_matching": 2.0}
 
+# what bars and bars-gan share (docs/two-stage.md): 6-s clips at 22.05 kHz; the pghi phase head (round 8); stage 1
+# fine-tunes the shipped base for 300 steps (round 2); a power average of stage 2's weights (round 15)
+BARS_DATA = {"sample_rate": 22050, "clip_samples": 131072, "hop_samples": 65536}
+BARS_MODEL = {"arch": "twostage", "discriminators": ["latent"], "dim": 24, "latent_dim": 64, "tempo_conditioning": True,
+              "decoder_phase": "pghi"}
+BARS_TRAIN = {**HINGE_ADAM, "codec_steps": 300, "codec_base": "auto", "steps": 4000, "sample_every": 500,
+              "ema_power": 1.0}
+
 PRESETS: dict[str, dict] = {
     "original": {
         "summary": "The seed's dense GAN: dense G/D, LeakyReLU, dropout+batch-norm, BCE, instance noise 0.2, "
@@ -73,11 +81,9 @@ PRESETS: dict[str, dict] = {
         "no critic), its weights averaged over the last third or so of the run (train.ema_power). "
         "Prepare with --preset bars (6-s clips); pieces of any length, each 3 s continuing the 3 s before.",
         "config": {
-            "data": {"sample_rate": 22050, "clip_samples": 131072, "hop_samples": 65536},
-            "model": {"arch": "twostage", "stage2": "flow", "discriminators": ["latent"], "dim": 24, "latent_dim": 64,
-                      "tempo_conditioning": True, "decoder_phase": "pghi"},  # docs/two-stage.md, rounds 8 and 17
-            "train": {**HINGE_ADAM, "lr_g": 5e-4, "betas": [0.9, 0.99], "batch_size": 16, "codec_steps": 300,
-                      "codec_base": "auto", "steps": 4000, "sample_every": 500, "ema_power": 1.0},
+            "data": BARS_DATA,
+            "model": {**BARS_MODEL, "stage2": "flow"},  # docs/two-stage.md, round 17
+            "train": {**BARS_TRAIN, "lr_g": 5e-4, "betas": [0.9, 0.99], "batch_size": 16},
         },
     },
     "bars-gan": {
@@ -86,12 +92,9 @@ PRESETS: dict[str, dict] = {
         "difference from the bar before (hinge + feature matching); three quarters of a piece's slow latents "
         "locked to the bar (generate --repeat). Prepare with --preset bars.",
         "config": {
-            "data": {"sample_rate": 22050, "clip_samples": 131072, "hop_samples": 65536},
-            "model": {"arch": "twostage", "stage2": "gan", "discriminators": ["latent"], "dim": 24, "latent_dim": 64,
-                      "tempo_conditioning": True, "decoder_phase": "pghi",  # docs/two-stage.md, round 8
-                      "bar_repeat": 0.75},  # round 10
-            "train": {**HINGE_ADAM, "batch_size": 8, "codec_steps": 300, "codec_base": "auto", "steps": 4000,
-                      "sample_every": 500, "ema_power": 1.0},  # a window a share of the run long: round 15
+            "data": BARS_DATA,
+            "model": {**BARS_MODEL, "stage2": "gan", "bar_repeat": 0.75},  # round 10
+            "train": {**BARS_TRAIN, "batch_size": 8},
         },
     },
     "few": {

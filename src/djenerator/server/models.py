@@ -62,7 +62,7 @@ def request_models(max_count: int, max_steps: int, max_seconds: float, max_train
                                                      "models that make any length.")
         repeat: nullable(Float, "number", ge=0, le=1) = Field(None, description="With seconds: the share of "
                               "the latents that comes round each bar, 0 (as drawn) to 1 (each run of four bars "
-                              "repeats bar by bar); bars models only. Default: the model's model.bar_repeat.")
+                              "repeats bar by bar); two-stage models only (bars, bars-gan). Default: the model's model.bar_repeat.")
 
     class JobRequest(BaseModel):
         model_config = STRICT
