@@ -71,7 +71,7 @@ def cmd_bars(a) -> None:
 
         cfg = Config.from_dict(__import__("yaml").safe_load((run / "config.yaml").read_text()))
         codec, c_step, _ = ct.train_codec(cfg, ds, run, True, ct.Budget(), False)
-        step, last, _ = ct.train_latent_gan(cfg, ds, run, True, codec, c_step, ct.Budget(max_cpu_seconds=budget), False)
+        step, last, _ = ct.train_stage2(cfg, ds, run, True, codec, c_step, ct.Budget(max_cpu_seconds=budget), False)
         print(f"bars: stage 2 continued to {step} steps (+{time.process_time() - cpu0:.0f} CPU-s) -> {last}")
         return
     steps = _codec_curve(cfg, ds, run, a.codec_share * budget, a.every, a.cpu_done)
@@ -80,7 +80,7 @@ def cmd_bars(a) -> None:
     cfg.save(run / "config.yaml")
     codec, _, _ = ct.train_codec(cfg, ds, run, True, ct.Budget(), False)
     left = budget - (time.process_time() - cpu0)
-    step, last, _ = ct.train_latent_gan(cfg, ds, run, False, codec, steps, ct.Budget(max_cpu_seconds=left), False)
+    step, last, _ = ct.train_stage2(cfg, ds, run, False, codec, steps, ct.Budget(max_cpu_seconds=left), False)
     print(f"bars: stage 1 {steps} steps, stage 2 {step} steps, {time.process_time() - cpu0:.0f} CPU-s -> {last}")
 
 

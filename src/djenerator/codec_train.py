@@ -7,8 +7,9 @@
   reconstructions in ``RUN/samples/codec_step_*`` (real_XX.wav beside recon_XX.wav), losses in
   ``RUN/logs/codec.csv`` and TensorBoard (``RUN/logs/tb/stage1``; stage 2's in ``RUN/logs/tb/stage2``).
 - Between the stages the frozen encoder turns every clip into latents once (``RUN/codec/latents.pt``).
-- Stage 2, the latent GAN (:mod:`.models.twostage`): ``train.steps`` steps of hinge + feature matching in
-  latent space; checkpoints in ``RUN/checkpoints`` hold the whole generator (latent generator + codec),
+- Stage 2, the latent model (``model.stage2``): the latent GAN (:mod:`.models.twostage`, hinge + feature matching
+  in latent space) or the latent flow (:mod:`.models.latent_flow`, flow matching), ``train.steps`` steps;
+  checkpoints in ``RUN/checkpoints`` hold the whole generator (latent model + codec),
   so generate, evaluate and serve need nothing else. With ``train.ema`` or ``train.ema_power`` > 0 their ``G``
   is the moving average of the generator's weights (the trained weights are ``G_train``), and samples use it too.
 
@@ -392,7 +393,22 @@ def _stage2_models(cfg: Config, codec: Codec):
     return G, D, opt_g, make_optimizer(D.parameters(), cfg, cfg.train.lr_d)
 
 
-def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, codec: Codec, codec_step: int,
+def _resume_stage2(ck: dict, codec_step: int, run_dir: Path, G, D, opt_g, opt_d, ema: Ema, log) -> int:
+    """Load a stage-2 checkpoint into the models, optimisers, average and RNGs; returns its step."""
+    if int(ck.get("codec_step", -1)) != codec_step:
+        raise ConfigError(f"{run_dir}: stage 2 was trained on the autoencoder of step {ck.get('codec_step')}, "
+                          f"which is now at step {codec_step}; start a new --run to train stage 2 on it")
+    ema.load(G, ck)
+    if D is not None:
+        fit_weights(D, ck["D"], ck, "discriminator")
+        opt_d.load_state_dict(ck["opt_d"])
+    opt_g.load_state_dict(ck["opt_g"])
+    set_rng_state(ck["rng"])
+    log(f"stage 2: resumed the latent {'GAN' if D is not None else 'flow'} at step {int(ck['step'])}")
+    return int(ck["step"])
+
+
+def train_stage2(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, codec: Codec, codec_step: int,
                      budget: Budget, progress: bool = True, log=print):
     """Stage 2, the latent GAN or flow (``model.stage2``) -> (steps done, last checkpoint, "done" | why it stopped)."""
     from .train import sample_latents, write_samples
@@ -400,19 +416,8 @@ def train_latent_gan(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, 
     t = cfg.train
     G, D, opt_g, opt_d = _stage2_models(cfg, codec)
     ema = Ema.of(G, t, part="latent")  # the codec is frozen: only the latent generator moves
-    ck, start = _resume_state(run_dir, resume, "run"), 0
-    if ck is not None:
-        if int(ck.get("codec_step", -1)) != codec_step:
-            raise ConfigError(f"{run_dir}: stage 2 was trained on the autoencoder of step {ck.get('codec_step')}, "
-                              f"which is now at step {codec_step}; start a new --run to train stage 2 on it")
-        ema.load(G, ck)
-        if D is not None:
-            fit_weights(D, ck["D"], ck, "discriminator")
-            opt_d.load_state_dict(ck["opt_d"])
-        opt_g.load_state_dict(ck["opt_g"])
-        set_rng_state(ck["rng"])
-        start = int(ck["step"])
-        log(f"stage 2: resumed the latent GAN at step {start}")
+    ck = _resume_state(run_dir, resume, "run")
+    start = 0 if ck is None else _resume_stage2(ck, codec_step, run_dir, G, D, opt_g, opt_d, ema, log)
     if ema.G is not None:
         log(f"stage 2: samples and checkpoints use the moving average of the generator's weights ({ema.describe()})")
     lat = cached_latents(G.codec, ds, run_dir, codec_step)
@@ -497,7 +502,7 @@ def train_twostage(cfg: Config, ds: ClipDataset, run_dir, resume: bool = False, 
         if stopped != "done":
             log(f"{stopped} in stage 1 at step {c_step}; continue with --resume")
             return TrainResult(run_dir, 0, latest_checkpoint(run_dir / "codec"), stopped, [])
-        step, last, stopped = train_latent_gan(cfg, ds, run_dir, resume, codec, c_step, budget, progress, log)
+        step, last, stopped = train_stage2(cfg, ds, run_dir, resume, codec, c_step, budget, progress, log)
         if stopped != "done":
             log(f"{stopped}: saved {last} at step {step}; continue with --resume")
         return TrainResult(run_dir, step, last, stopped, [])
