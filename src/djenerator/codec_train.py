@@ -370,6 +370,9 @@ def flow_step(G, opt_g, real, cond, cfg: Config, step: int) -> float:
     return float(loss.detach())
 
 
+LOSS_LABELS = {"d_loss": "D loss", "g_loss": "G loss", "loss": "loss"}  # stage 2's progress bar
+
+
 def stage2_step(G, D, opt_g, opt_d, batch, cfg: Config, step: int) -> dict:
     """One stage-2 update of either family: its losses by name (the columns of logs/losses.csv)."""
     if D is None:
@@ -422,12 +425,11 @@ def train_stage2(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, code
         log(f"stage 2: samples and checkpoints use the moving average of the generator's weights ({ema.describe()})")
     lat = cached_latents(G.codec, ds, run_dir, codec_step)
     if D is None and ck is None:  # a flow standardises the latents it learns (its buffers; a checkpoint has them)
-        for m in {id(x): x for x in (G.latent, ema.output(G).latent)}.values():
-            m.set_scale(lat)
+        G.latent.set_scale(lat)
+        ema.output(G).latent.set_scale(lat)
     rate = G.sample_rate / G.codec.frame_samples  # latent frames/s
     z_fixed, bpm_fixed = sample_latents(cfg)
-    names = ["d_loss", "g_loss"] if D is not None else ["loss"]
-    log_csv = RunLog(run_dir / "logs" / "losses.csv", ["step", *names, "cpu_s"], start,
+    log_csv = RunLog(run_dir / "logs" / "losses.csv", ["step", *G.stage2.losses, "cpu_s"], start,
                      run_dir / "logs" / "tb" / "stage2", "stage2")
     # with a time budget (--minutes) the bar counts its seconds, so its total and ETA are the budget's
     what = "latent GAN" if D is not None else "latent flow"
@@ -459,8 +461,7 @@ def train_stage2(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, code
                 log_csv.write({"step": step, **got, "cpu_s": round(time.process_time(), 1)})
                 if bar is not None:
                     where = f"step {step}, " if budget.max_seconds is not None else ""
-                    shown = ", ".join(f"{k.replace('_', ' ').replace('d ', 'D ').replace('g ', 'G ')} {v:.3f}"
-                                      for k, v in got.items())
+                    shown = ", ".join(f"{LOSS_LABELS[k]} {v:.3f}" for k, v in got.items())
                     bar.set_postfix_str(f"{where}{shown}{watched}")
             if bar is not None:
                 bar.update(1)

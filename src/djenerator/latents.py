@@ -8,8 +8,20 @@ Each draw uses a private generator, never the global RNG, so generating leaves t
 """
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
+
+
+def noise_of_latents(z: torch.Tensor, shape: tuple[int, ...], salt: bytes = b"") -> torch.Tensor:
+    """(B, *shape) float32 N(0, 1) noise on z's device, row b a function of z[b]'s bytes (and ``salt``) only:
+    the same latent always gets the same noise, whatever the batch."""
+    out = []
+    for row in z.detach().float().cpu().numpy():
+        seed = int.from_bytes(hashlib.blake2b(row.tobytes() + salt, digest_size=8).digest(), "little")
+        out.append(torch.from_numpy(np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)))
+    return torch.stack(out).to(z.device)
 
 
 def clip_latent(seed: int, i: int, dim: int) -> torch.Tensor:

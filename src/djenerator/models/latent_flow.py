@@ -13,7 +13,6 @@ continuing the second half of the one before (:class:`LatentTrack`).
 """
 from __future__ import annotations
 
-import hashlib
 import math
 
 import numpy as np
@@ -21,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..latents import noise_of_latents
 from .codec import LATENT_CH
 from .grid import tempo_column
 from .spectral import _Block
@@ -106,14 +106,9 @@ class LatentFlow(nn.Module):
 
 
 def noise_of(z: torch.Tensor, n: int, salt: int = 0) -> torch.Tensor:
-    """(B, LATENT_CH, n) N(0, 1) noise, a function of each row of z (its bytes) and ``salt``: the same z gives
-    the same clip, and window ``salt`` of a piece its own noise."""
-    out = []
-    for row in z.detach().float().cpu().numpy():
-        seed = int.from_bytes(hashlib.blake2b(row.tobytes() + salt.to_bytes(8, "little"), digest_size=8).digest(),
-                              "little")
-        out.append(torch.from_numpy(np.random.default_rng(seed).standard_normal((LATENT_CH, n), dtype=np.float32)))
-    return torch.stack(out).to(z.device)
+    """(B, LATENT_CH, n) N(0, 1) noise, a function of each row of z and ``salt``: the same z gives the same clip,
+    and window ``salt`` of a piece its own noise."""
+    return noise_of_latents(z, (LATENT_CH, n), salt.to_bytes(8, "little"))
 
 
 BAR_PLACES = 128  # noise places per bar for the bar lock (more than a bar's frames at 80 BPM: 129 ... at 43/s)

@@ -9,15 +9,14 @@ sides, as in the interior of a long piece. Layout and training details: docs/how
 """
 from __future__ import annotations
 
-import hashlib
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config
+from ..latents import noise_of_latents
 from .grid import GRID_DIM, beat_grid, tempo_column
 
 FRAME_SECONDS = 0.25  # latent frame length target
@@ -149,12 +148,7 @@ class SpectralGenerator(nn.Module):
     def _sequence(self, z: torch.Tensor, n: int) -> torch.Tensor:
         if self.training:
             return torch.randn(z.shape[0], self.frame_dim, n, device=z.device, dtype=z.dtype)
-        out = []
-        for row in z.detach().float().cpu().numpy():
-            seed = int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8).digest(), "little")
-            g = np.random.default_rng(seed)
-            out.append(torch.from_numpy(g.standard_normal((self.frame_dim, n), dtype=np.float32)))
-        return torch.stack(out).to(device=z.device, dtype=z.dtype)
+        return noise_of_latents(z, (self.frame_dim, n)).to(dtype=z.dtype)
 
     def forward(self, z: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         T, fs, c = self.clip_samples, self.frame_samples, self.context_frames

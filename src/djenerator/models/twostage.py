@@ -248,11 +248,14 @@ class Stage2:
     build: Callable
     adversarial: bool  # trained against a critic (model.discriminators, train.loss, train.r1 and the like apply)
     bar_lock: bool  # pieces can lock a share of their input to the bar (model.bar_repeat, generate --repeat)
+    losses: tuple[str, ...]  # what a training step reports (the columns of logs/losses.csv)
 
 
 STAGE2: dict[str, Stage2] = {
-    "gan": Stage2(_gan, adversarial=True, bar_lock=True),  # slow latents + clock + riff -> latents, vs a critic
-    "flow": Stage2(_flow, adversarial=False, bar_lock=True),  # flow matching: noise -> latents (latent_flow.py)
+    # slow latents + clock + riff -> latents, against a critic
+    "gan": Stage2(_gan, adversarial=True, bar_lock=True, losses=("d_loss", "g_loss")),
+    # flow matching: noise -> latents (latent_flow.py)
+    "flow": Stage2(_flow, adversarial=False, bar_lock=True, losses=("loss",)),
 }
 
 
