@@ -181,12 +181,17 @@ def test_flow_end_to_end_prepare_train_generate_evaluate_serve(one_thread, tmp_p
                                  "--quiet", "--repeat", "1"])
     assert r.exit_code == 0, r.output
     assert np.abs(sf.read(tmp_path / "r.wav")[0] - x).max() > 1e-3  # the bar-locked noise is other noise
+    r = CliRunner().invoke(app, ["generate", str(runs / "flow"), "-n", "3", "--interpolate-to", "2", "-o",
+                                 str(tmp_path / "morph"), "--quiet"])
+    assert r.exit_code != 0 and "--interpolate-to" in r.output and "bars-gan" in r.output and "Traceback" not in r.output
     rep = evaluate(runs / "flow", n=4, plots=False)
     assert rep["sample_rate"] == SR and np.isfinite(rep["autoencoder"]["stft_distance"])
     with TestClient(create_app(runs_dir=runs, cache_dir=tmp_path / "cache")) as client:
         r = client.post("/api/generate", json={"run": "flow", "seed": 1, "seconds": 3.0, "count": 1})
         assert r.status_code == 200, r.text
         assert abs(r.json()["clips"][0]["seconds"] - 3.0) < 1e-6
+        r = client.post("/api/generate", json={"run": "flow", "seed": 1, "interpolate_to": 2, "count": 3})
+        assert r.status_code == 422 and "bars-gan" in r.text  # a request it cannot make, not a 500
 
 
 def test_a_bar_locked_flow_piece_repeats_by_the_bar(one_thread):

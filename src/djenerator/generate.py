@@ -149,6 +149,15 @@ def check_repeat(G: torch.nn.Module | None, repeat: float | None) -> None:
                           "model.stage2=gan, as in --preset bars-gan)")
 
 
+def check_interpolate(G: torch.nn.Module | None, interpolate_to: int | None) -> None:
+    """``--interpolate-to`` needs a generator whose output follows its latents smoothly: a flow's latent only
+    seeds its noise, so the latents between two seeds would give unrelated clips."""
+    if interpolate_to is not None and G is not None and not getattr(G, "morphs", True):
+        raise ConfigError("--interpolate-to needs a model whose output morphs with its latents; model.stage2=flow "
+                          "(--preset bars) draws each clip's noise from its latent, so the clips between two seeds "
+                          "would be unrelated: use --preset bars-gan to interpolate")
+
+
 def piece_blocks(G: torch.nn.Module, cfg: Config, seconds: float, seed: int = 0, bpm: float | None = None,
                  interpolate_to: int | None = None, chunk_seconds: float = 8.0,
                  repeat: float | None = None) -> tuple[int, Iterator[np.ndarray]]:
@@ -259,6 +268,7 @@ def file_tag(seed: int, interpolate_to: int | None = None) -> str:
 def request_clips(G: torch.nn.Module, cfg: Config, req: Request) -> np.ndarray:
     """The clips of a request without ``seconds``: n clips of its seed, or its interpolation."""
     steps = len(req.seeds())
+    check_interpolate(G, req.interpolate_to)
     z = None if req.interpolate_to is None else interpolation_latents(cfg, req.seed, req.interpolate_to, steps)
     return generate_clips(G, cfg, steps, req.seed, req.batch_size, req.bpm, z)
 

@@ -29,8 +29,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .config import ConfigError
-from .generate import evaluating, forward
+from .generate import check_interpolate, evaluating, forward
 from .latents import clip_latent, frame_latents, slerp
 
 
@@ -95,8 +94,7 @@ def _track(G: torch.nn.Module, plan: PiecePlan, cond: torch.Tensor | None):
     make = getattr(G, "stream_track", None)
     if make is None:
         return None
-    if plan.interpolate_to is not None and getattr(G, "stage2", None) is not None and not G.stage2.adversarial:
-        raise ConfigError("--interpolate along a piece needs per-frame latents, which model.stage2=flow has not")
+    check_interpolate(G, plan.interpolate_to)
     return make(plan.seed, cond, -plan.context * plan.frame_samples / G.sample_rate, plan.repeat)
 
 

@@ -288,6 +288,11 @@ class TwoStageGenerator(nn.Module):
     def bar_lock(self) -> bool:
         return self.stage2.bar_lock
 
+    @property
+    def morphs(self) -> bool:
+        """Whether latents between two seeds give clips between theirs (a flow's latent only seeds its noise)."""
+        return self.stage2.adversarial
+
     def stream_track(self, seed: int, cond: torch.Tensor | None, t0: float = 0.0, repeat: float = 0.0):
         """A flow's piece latents (:class:`.latent_flow.LatentTrack`) for seed ``seed``; None for the GAN, whose
         latents come from per-frame inputs. ``t0``: the time (s) of the track's first frame on the piece's clock."""

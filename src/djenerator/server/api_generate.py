@@ -11,6 +11,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import FileResponse
 
+from ..config import ConfigError
 from .analysis import analyse
 from .errors import BUSY, CONFLICT, INVALID, NOT_FOUND, UNAUTHORIZED
 from .models import ClipOut, GenerateResponse
@@ -49,6 +50,8 @@ def make_audio(G, cfg, req, n: int) -> tuple[list[np.ndarray], list[int]]:
                     repeat=req.repeat)
     try:
         audio = gen.render(G, cfg, r)
+    except ConfigError as e:  # a request this model cannot make, e.g. a flow asked to interpolate clips
+        raise HTTPException(422, str(e)) from None
     except ValueError as e:  # e.g. a fixed-window model asked for more than one window
         if req.seconds is None:
             raise
