@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..latents import noise_of_latents
+from ..latents import noise_of_latents, run_table
 from .codec import LATENT_CH
 from .grid import tempo_column
 from .spectral import _Block
@@ -45,6 +44,7 @@ class LatentFlow(nn.Module):
         super().__init__()
         self.rate, self.bpm_range, self.tempo_conditioning = float(rate), tuple(bpm_range), bool(tempo_conditioning)
         self.steps = int(steps)  # midpoint steps of sample() (model.flow_steps)
+        self.reach = 0  # no per-frame inputs beyond the piece's own latents (LatentTrack): no context to render
         ch = 4 * max(int(dim), 4)
         style = T_DIM + (COND_DIM if self.tempo_conditioning else 0)
         self.t_mlp = nn.Sequential(nn.Linear(32, T_DIM), nn.GELU(), nn.Linear(T_DIM, T_DIM))
@@ -124,10 +124,8 @@ def bar_noise(seed: int, beats: torch.Tensor) -> torch.Tensor:
     place = torch.floor(torch.remainder(beats, BEATS_PER_BAR) / BEATS_PER_BAR * BAR_PLACES).long().clamp(0, BAR_PLACES - 1)
     out = torch.empty(LATENT_CH, len(beats))
     for r in torch.unique(run).tolist():
-        table = np.random.default_rng([int(seed) % 2**63, int(r) % 2**63, 5113]).standard_normal(
-            (LATENT_CH, BAR_PLACES), dtype=np.float32)
         at = run == r
-        out[:, at] = torch.from_numpy(table)[:, place[at]]
+        out[:, at] = torch.from_numpy(run_table(seed, r, (LATENT_CH, BAR_PLACES), 5113))[:, place[at]]
     return out
 
 
@@ -148,19 +146,18 @@ class LatentTrack:
         have = self.lat.shape[-1]
         k = 0 if have == 0 else 1 + (have - self.window) // self.hop
         start = k * self.hop
-        keep = have - start
+        keep, t0 = have - start, self.t0 + start / self.flow.rate
         dev = self.flow.mu.device
         noise = noise_of(self.z, self.window, salt=k)
         if self.repeat > 0:  # the net is a convolution and its clock comes round each bar: so does its output, mostly
             from .twostage import beat_positions
 
-            beats, _ = beat_positions(self.cond, 1, self.window, self.flow.rate, self.flow.bpm_range,
-                                      self.t0 + start / self.flow.rate)
+            beats, _ = beat_positions(self.cond, 1, self.window, self.flow.rate, self.flow.bpm_range, t0)
             noise = math.sqrt(1 - self.repeat) * noise + math.sqrt(self.repeat) * bar_noise(self.seed, beats[0].cpu())
         noise = noise.to(dev)
         known = self.lat[..., start:].to(dev) if keep else None
         cond = None if self.cond is None else self.cond.to(dev)
-        new = self.flow.sample(noise, cond, t0=self.t0 + start / self.flow.rate, known=known, n_known=keep)
+        new = self.flow.sample(noise, cond, t0=t0, known=known, n_known=keep)
         self.lat = torch.cat([self.lat, new[..., keep:].cpu()], -1)
 
     def frames(self, a: int, b: int) -> torch.Tensor:

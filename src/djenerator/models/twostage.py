@@ -281,7 +281,7 @@ class TwoStageGenerator(nn.Module):
         self.latent_dim, self.frame_dim = int(m.latent_dim), FRAME_DIM
         self.frame_samples = SLOW * self.codec.frame_samples
         self.clip_frames = math.ceil(self.clip_samples / self.codec.frame_samples)
-        reach = (self.latent.reach if self.stage2.adversarial else 0) + self.codec.decode_context + SLOW // 2 + 1
+        reach = self.latent.reach + self.codec.decode_context + SLOW // 2 + 1
         self.context_frames = math.ceil(reach / SLOW)
 
     @property
