@@ -194,25 +194,54 @@ def test_flow_end_to_end_prepare_train_generate_evaluate_serve(one_thread, tmp_p
         assert r.status_code == 422 and "bars-gan" in r.text  # a request it cannot make, not a 500
 
 
-def test_a_bar_locked_flow_piece_repeats_by_the_bar(one_thread):
-    """--repeat for a flow: a share of each window's noise comes round every bar (``bar_noise``). The net is a
-    convolution, and here deaf to the clock and the tempo, so with all of it locked its latents come round too."""
-    from djenerator.evaluate.structure import bar_repetition
-    from djenerator.models.latent_flow import bar_noise
-    from djenerator.models.twostage import CLOCK_DIM
+def test_bar_before_plays_the_sequence_again_one_bar_later():
+    """Each new frame reads the sequence one bar back, any bar length, by linear interpolation, new frames
+    included: against a frame-by-frame loop."""
+    from djenerator.models.latent_flow import bar_before
 
-    torch.manual_seed(1)
-    G = build_generator(flow_cfg(clip=131072)).eval()
+    lat = torch.arange(10.0)[None].repeat(2, 1)
+    torch.testing.assert_close(bar_before(lat, 12, 4.0)[0], torch.tensor([6.0, 7, 8, 9] * 3))
+    seq = [float(v) ** 2 for v in range(10)]
+    for a in range(10, 17):
+        lo, w = int(np.floor(a - 2.5)), (a - 2.5) % 1
+        seq.append(seq[lo] * (1 - w) + (seq[lo + 1] * w if w else 0.0))
+    torch.testing.assert_close(bar_before(lat.double() ** 2, 7, 2.5)[1], torch.tensor(seq[10:], dtype=torch.float64))
+    with pytest.raises(ValueError, match="at least one frame"):
+        bar_before(lat, 3, 0.5)
+
+
+def test_a_flow_piece_repeats_by_the_bar_within_each_run(one_thread):
+    """--repeat for a flow: each window's new frames start from the bar before (at flow time ``repeat``), so
+    repeat = 1 plays it again exactly and 0.7 a variation of it; the window in which a new run of bars begins
+    starts afresh. The piece's bar repetition grows with repeat."""
+    from djenerator.evaluate.structure import bar_repetition
+    from djenerator.models.latent_flow import bar_before
+    from djenerator.models.twostage import run_of
+
+    G = build_generator(flow_cfg(clip=65536)).eval()
     _nonzero_head(G)
-    with torch.no_grad():
-        G.latent.inp.weight[:, -CLOCK_DIM:] = 0
-    cond = torch.tensor([[0.5, 0.0]])  # 120 BPM: a bar is 2 s
-    n = bar_noise(4, torch.arange(0, 32, 1 / 32, dtype=torch.float64))  # 8 bars, 128 points a bar
-    assert 0.9 < float(n.std()) < 1.1
-    torch.testing.assert_close(n[:, 128:512], n[:, :384], atol=0, rtol=0)  # bars 2-4 of the run are bar 1
-    assert abs(float(torch.corrcoef(torch.stack([n[:, 512:].flatten(), n[:, :512].flatten()]))[0, 1])) < 0.1
+    cond = torch.tensor([[0.5, 0.0]])  # 120 BPM: a bar is 2 s, a run 8 s
+    z = torch.randn(1, 8, generator=torch.Generator().manual_seed(5))
+    lat = {r: LatentTrack(G.latent, z, cond, G.clip_frames, repeat=r).frames(0, 40 * 43) for r in (0.0, 0.7, 1.0)}
+    track = LatentTrack(G.latent, z, cond, G.clip_frames, repeat=1.0)
+    per_bar, hop, w = track.bar_frames(0.0), track.hop, G.clip_frames
+    assert per_bar == pytest.approx(2 * G.latent.rate)
+    fresh, corr = 0, {0.0: [], 0.7: []}
+    for a in range(w, 40 * 43 - hop, hop):  # the new frames of window 1, 2, ...
+        runs = run_of(torch.tensor([(a - 1) / G.latent.rate, (a + hop - 1) / G.latent.rate]) * 2)  # beats at 120
+        again = bar_before(lat[1.0][..., :a], hop, per_bar)
+        if runs[0] != runs[1]:
+            fresh += 1
+            assert (lat[1.0][..., a:a + hop] - again).abs().mean() > 0.05
+            continue
+        torch.testing.assert_close(lat[1.0][..., a:a + hop], again, atol=1e-5, rtol=0)
+        for r in corr:
+            ref = bar_before(lat[r][..., :a], hop, per_bar)
+            corr[r].append(float(torch.corrcoef(torch.stack([lat[r][..., a:a + hop].flatten(), ref.flatten()]))[0, 1]))
+    assert fresh == 4  # runs begin at 8, 16, 24 and 32 s
+    assert np.mean(corr[0.7]) > np.mean(corr[0.0]) + 0.3, corr
     score = {}
-    for repeat in (0.0, 0.5, 1.0):
+    for repeat in (0.0, 1.0):
         piece = render_piece_one_pass(G, PiecePlan.for_generator(G, 24 * SR, seed=2, repeat=repeat), cond)
         score[repeat] = bar_repetition(piece, SR, bpm=120.0, first_beat=0.0)["score"]
-    assert score[0.0] < 0.1 and score[0.0] + 0.05 < score[0.5] < score[1.0] - 0.1 and score[1.0] > 0.35, score
+    assert score[1.0] > score[0.0] + 0.2, score

@@ -182,7 +182,7 @@ def generate(checkpoint: Path = typer.Argument(..., help="Checkpoint file or run
              batch_size: int = typer.Option(16, help="Clips per forward pass."),
              interpolate_to: Optional[int] = typer.Option(None, "--interpolate-to", help="Interpolate from --seed to this seed: in n clips, or along time with --seconds."),
              bpm: Optional[float] = typer.Option(None, help="Requested tempo (tempo-conditioned models)."),
-             repeat: Optional[float] = typer.Option(None, "--repeat", help="With --seconds: the share (0 to 1) of the latents that comes round each bar, so riffs repeat (two-stage models: bars, bars-gan; default: the model's model.bar_repeat)."),
+             repeat: Optional[float] = typer.Option(None, "--repeat", help="With --seconds: how much (0 to 1) each bar repeats the bar before, so riffs come round (two-stage models: bars, bars-gan; 1 plays it again; default: the model's model.bar_repeat)."),
              device: str = typer.Option("cpu", help="cpu | cuda"),
              quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
              trust_checkpoint: bool = TrustOpt):

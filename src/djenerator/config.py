@@ -51,7 +51,8 @@ class ModelConfig:
     bpm_range: list[float] = field(default_factory=lambda: [80.0, 160.0])  # one octave: any tempo folds into it
     decoder_phase: str = "free"  # twostage: stage 1's phase head, a name in models.codec.PHASE_HEADS (free integrated pghi pghi_residual)
     codec_input: str = "mel"  # twostage: what stage 1's encoder reads, a name in models.codec.ENCODER_INPUTS (mel stft)
-    bar_repeat: float = 0.0  # twostage: pieces' share of slow latents locked to the bar, unless generate --repeat says
+    bar_repeat: float = 0.0  # twostage: how much pieces repeat by the bar (GAN: share of slow latents locked to it;
+    #   flow: how close each new bar starts to the bar before), unless generate --repeat says
     stage2: str = "gan"  # twostage: the latent model, a name in models.twostage.STAGE2 (gan flow)
     flow_steps: int = 8  # twostage with stage2=flow: midpoint steps (2 net passes each) from noise to latents; fewer: faster
 

@@ -138,15 +138,15 @@ def _fixed_window_piece(G: torch.nn.Module, cfg: Config, n_samples: int, seed: i
 
 
 def check_repeat(G: torch.nn.Module | None, repeat: float | None) -> None:
-    """``repeat`` is None (the model's ``bar_repeat``) or a share in [0, 1], and above 0 needs a generator that
-    can lock its latents to the bar."""
+    """``repeat`` is None (the model's ``bar_repeat``) or a value in [0, 1], and above 0 needs a generator that
+    can repeat by the bar."""
     if repeat is None:
         return
     if not (0.0 <= repeat <= 1.0):
-        raise ConfigError(f"--repeat is the share of the latents that comes round each bar, 0 to 1; got {repeat}")
+        raise ConfigError(f"--repeat is how much each bar repeats the bar before, 0 to 1; got {repeat}")
     if repeat > 0 and G is not None and not getattr(G, "bar_lock", hasattr(G, "lock_to_bar")):
-        raise ConfigError("--repeat needs a model that locks its latents to a bar clock (model.arch=twostage with "
-                          "model.stage2=gan, as in --preset bars-gan)")
+        raise ConfigError("--repeat needs a model that repeats by a bar clock (model.arch=twostage, as in "
+                          "--preset bars or bars-gan)")
 
 
 def check_interpolate(G: torch.nn.Module | None, interpolate_to: int | None) -> None:
@@ -166,8 +166,8 @@ def piece_blocks(G: torch.nn.Module, cfg: Config, seconds: float, seed: int = 0,
     A length-agnostic generator renders it chunk by chunk (see :mod:`djenerator.stream`), so memory stays that
     of one chunk; a fixed-window one makes one block, and refuses more than one window. With
     ``interpolate_to`` the piece morphs along time from seed's latents to that seed's; ``repeat`` (0 to 1) is
-    the share of the latents that comes round each bar (two-stage models; see ``lock_to_bar``), by default the
-    model's ``model.bar_repeat``.
+    how much each bar repeats the bar before (two-stage models: ``lock_to_bar``, ``LatentTrack``), by default
+    the model's ``model.bar_repeat``.
     """
     from .stream import PiecePlan, is_longform, iter_piece
 
@@ -251,7 +251,7 @@ class Request:
     seconds: float | None = None
     interpolate_to: int | None = None
     batch_size: int = 16
-    repeat: float | None = None  # pieces: the share of the latents that comes round each bar (None: the model's)
+    repeat: float | None = None  # pieces: how much each bar repeats the bar before (None: the model's)
 
     def seeds(self) -> list[int]:
         """The seed of each output, in order."""

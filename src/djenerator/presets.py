@@ -79,10 +79,11 @@ PRESETS: dict[str, dict] = {
         "shipped base autoencoder), then a flow over 6-s latent sequences (flow matching: a ConvNeXt net with "
         "dilations reaching 4.5 s and a bar clock learns the velocity from noise to latents by least squares; "
         "no critic), its weights averaged over the last third or so of the run (train.ema_power). "
-        "Prepare with --preset bars (6-s clips); pieces of any length, each 3 s continuing the 3 s before.",
+        "Prepare with --preset bars (6-s clips); pieces of any length, each 3 s continuing the 3 s before, "
+        "each new bar a variation of the one before within a run of four bars (generate --repeat).",
         "config": {
             "data": BARS_DATA,
-            "model": {**BARS_MODEL, "stage2": "flow"},  # docs/two-stage.md, round 17
+            "model": {**BARS_MODEL, "stage2": "flow", "bar_repeat": 0.7},  # docs/two-stage.md, rounds 17 and 18
             "train": {**BARS_TRAIN, "lr_g": 5e-4, "betas": [0.9, 0.99], "batch_size": 16},
         },
     },

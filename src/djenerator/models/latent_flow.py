@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..latents import noise_of_latents, run_table
+from ..latents import noise_of_latents
 from .codec import LATENT_CH
 from .grid import tempo_column
 from .spectral import _Block
@@ -78,7 +78,7 @@ class LatentFlow(nn.Module):
     def loss(self, lat: torch.Tensor, cond, gen: torch.Generator) -> torch.Tensor:
         """Flow-matching loss of real latents (B, LATENT_CH, F); every random draw from ``gen``."""
         b, _, n = lat.shape
-        x1 = (lat - self.mu[:, None]) / self.sd[:, None]
+        x1 = self.standardise(lat)
         x0 = torch.randn(x1.shape, generator=gen).to(x1)
         t = torch.sigmoid(torch.randn(b, generator=gen)).to(x1)  # logit-normal (Esser et al. 2024)
         prefix = torch.randint(1, n // 2 + 1, (b,), generator=gen) * (torch.rand(b, generator=gen) < PREFIX_SHARE)
@@ -88,21 +88,28 @@ class LatentFlow(nn.Module):
         return err.sum() / ((1 - mask).sum() * LATENT_CH).clamp_min(1)
 
     def sample(self, noise: torch.Tensor, cond, t0: float = 0.0, known: torch.Tensor | None = None,
-               n_known: int = 0, steps: int | None = None) -> torch.Tensor:
-        """Latents (B, LATENT_CH, F) from noise (B, LATENT_CH, F); the first ``n_known`` frames are ``known``'s
-        (latents as the codec has them)."""
+               n_known: int = 0, steps: int | None = None, start: float = 0.0) -> torch.Tensor:
+        """Latents (B, LATENT_CH, F) from ``noise`` (B, LATENT_CH, F), the state at flow time ``start`` (0: pure
+        noise; above 0, a noised guess to refine, as SDEdit does); the first ``n_known`` frames are ``known``'s
+        (latents as the codec has them). The midpoint rule takes steps of 1 / ``steps`` from ``start`` to 1."""
         b, _, n = noise.shape
         mask = (torch.arange(n, device=noise.device) < n_known).to(noise)[None, None].expand(b, 1, n)
         k = noise.new_zeros(noise.shape)
         if n_known:
-            k[..., :n_known] = (known[..., :n_known] - self.mu[:, None]) / self.sd[:, None]
+            k[..., :n_known] = self.standardise(known[..., :n_known])
         x, steps = noise, steps or self.steps
-        for i in range(steps):  # the midpoint rule: two evaluations a step, error O(1/steps^2)
-            t = torch.full((b,), i / steps, device=noise.device)
-            half = x + self.velocity(x, t, k, mask, cond, t0) / (2 * steps)
-            x = x + self.velocity(half, t + 0.5 / steps, k, mask, cond, t0) / steps
+        m = math.ceil(steps * (1.0 - start) - 1e-6)  # start 1: nothing left to refine
+        for i in range(m):  # the midpoint rule: two evaluations a step, error O(1/steps^2)
+            t0_i, dt = start + (1.0 - start) * i / m, (1.0 - start) / m
+            t = torch.full((b,), t0_i, device=noise.device)
+            half = x + self.velocity(x, t, k, mask, cond, t0) * dt / 2
+            x = x + self.velocity(half, t + dt / 2, k, mask, cond, t0) * dt
         x = x * (1 - mask) + k * mask
         return (x * self.sd[:, None] + self.mu[:, None]).clamp(-1, 1)
+
+    def standardise(self, lat: torch.Tensor) -> torch.Tensor:
+        """Codec latents (..., LATENT_CH, F) -> the flow's standardised space."""
+        return (lat - self.mu[:, None]) / self.sd[:, None]
 
 
 def noise_of(z: torch.Tensor, n: int, salt: int = 0) -> torch.Tensor:
@@ -111,33 +118,35 @@ def noise_of(z: torch.Tensor, n: int, salt: int = 0) -> torch.Tensor:
     return noise_of_latents(z, (LATENT_CH, n), salt.to_bytes(8, "little"))
 
 
-BAR_PLACES = 128  # noise places per bar for the bar lock (more than a bar's frames at 80 BPM: 129 ... at 43/s)
-
-
-def bar_noise(seed: int, beats: torch.Tensor) -> torch.Tensor:
-    """(LATENT_CH, n) N(0, 1) noise that comes round every bar: the value at each beat position (n,) is the entry of
-    its place in the bar (of BAR_PLACES) in a table drawn per (seed, run of RUN_BARS bars), so each run repeats
-    bar by bar and the next run brings other noise."""
-    from .twostage import BEATS_PER_BAR, run_of
-
-    run = run_of(beats)
-    place = torch.floor(torch.remainder(beats, BEATS_PER_BAR) / BEATS_PER_BAR * BAR_PLACES).long().clamp(0, BAR_PLACES - 1)
-    out = torch.empty(LATENT_CH, len(beats))
-    for r in torch.unique(run).tolist():
-        at = run == r
-        out[:, at] = torch.from_numpy(run_table(seed, r, (LATENT_CH, BAR_PLACES), 5113))[:, place[at]]
-    return out
+def bar_before(lat: torch.Tensor, n_new: int, per_bar: float) -> torch.Tensor:
+    """(..., n_new) frames that continue ``lat`` (..., F) by playing it again one bar (``per_bar`` frames, any
+    real number: linear interpolation between frames) later: frame a reads frame a - per_bar, which may itself be
+    one of the new frames."""
+    if per_bar < 1:
+        raise ValueError(f"a bar must span at least one frame; got {per_bar}")
+    out = lat
+    while out.shape[-1] < lat.shape[-1] + n_new:
+        a = torch.arange(out.shape[-1], min(out.shape[-1] + int(per_bar), lat.shape[-1] + n_new), dtype=torch.float64)
+        src = (a - per_bar).clamp_min(0)
+        lo = src.floor().long()
+        w = (src - lo).to(lat.dtype)
+        hi = (lo + 1).clamp_max(out.shape[-1] - 1)
+        out = torch.cat([out, out[..., lo] * (1 - w) + out[..., hi] * w], -1)
+    return out[..., lat.shape[-1]:]
 
 
 class LatentTrack:
     """A piece's latents, made lazily window by window: window k covers frames [k hop, k hop + window) and keeps
     the first ``window - hop`` of them from window k - 1. ``frames(a, b)`` makes what it needs and returns
-    (1, LATENT_CH, b - a); any split into calls gives the same latents, so streamed pieces equal one pass."""
+    (1, LATENT_CH, b - a); any split into calls gives the same latents, so streamed pieces equal one pass.
 
-    def __init__(self, flow: LatentFlow, z: torch.Tensor, cond, window: int, t0: float = 0.0, seed: int = 0,
-                 repeat: float = 0.0):
+    With ``repeat`` s > 0 a window's new frames start at flow time s from the bar before played again (SDEdit:
+    s = 1 plays it again as it was, 0.7 a variation of it), so a riff comes round bar after bar; the window in
+    which a new run of RUN_BARS bars begins starts afresh, so the piece moves on (docs/two-stage.md, round 18)."""
+
+    def __init__(self, flow: LatentFlow, z: torch.Tensor, cond, window: int, t0: float = 0.0, repeat: float = 0.0):
         self.flow, self.z, self.cond, self.window, self.t0 = flow, z, cond, int(window), float(t0)
-        self.seed, self.repeat = int(seed), float(repeat)  # the share of the noise's variance that comes round each bar
+        self.repeat = float(repeat)
         self.hop = self.window - self.window // 2
         self.lat = torch.zeros(1, LATENT_CH, 0)
 
@@ -148,17 +157,35 @@ class LatentTrack:
         start = k * self.hop
         keep, t0 = have - start, self.t0 + start / self.flow.rate
         dev = self.flow.mu.device
-        noise = noise_of(self.z, self.window, salt=k)
-        if self.repeat > 0:  # the net is a convolution and its clock comes round each bar: so does its output, mostly
-            from .twostage import beat_positions
-
-            beats, _ = beat_positions(self.cond, 1, self.window, self.flow.rate, self.flow.bpm_range, t0)
-            noise = math.sqrt(1 - self.repeat) * noise + math.sqrt(self.repeat) * bar_noise(self.seed, beats[0].cpu())
-        noise = noise.to(dev)
+        noise = noise_of(self.z, self.window, salt=k).to(dev)
         known = self.lat[..., start:].to(dev) if keep else None
         cond = None if self.cond is None else self.cond.to(dev)
-        new = self.flow.sample(noise, cond, t0=t0, known=known, n_known=keep)
+        s = self.repeat if keep and self._run_at(have - 1) == self._run_at(have + self.hop - 1) else 0.0
+        if s > 0:  # start the new frames part of the way from noise to the bar before (SDEdit): a variation of it
+            per_bar = self.bar_frames(t0)
+            last = self.lat[..., max(0, have - math.ceil(per_bar) - 1):].to(dev)
+            guess = torch.cat([known, bar_before(last, self.window - keep, per_bar)], -1)
+            noise = (1 - s) * noise + s * self.flow.standardise(guess)
+        new = self.flow.sample(noise, cond, t0=t0, known=known, n_known=keep, start=s)
         self.lat = torch.cat([self.lat, new[..., keep:].cpu()], -1)
+
+    def _beats(self, t: float, n: int = 1) -> torch.Tensor:
+        from .twostage import beat_positions
+
+        return beat_positions(self.cond, 1, n, self.flow.rate, self.flow.bpm_range, t)[0][0].cpu()
+
+    def bar_frames(self, t: float) -> float:
+        """Frames per bar at the piece's tempo at time ``t``."""
+        from .twostage import BEATS_PER_BAR
+
+        beats = self._beats(t, 2)
+        return BEATS_PER_BAR / float(beats[1] - beats[0])
+
+    def _run_at(self, frame: int) -> int:
+        """The run of RUN_BARS bars that frame ``frame`` of the piece falls in."""
+        from .twostage import run_of
+
+        return int(run_of(self._beats(self.t0 + frame / self.flow.rate))[0])
 
     def frames(self, a: int, b: int) -> torch.Tensor:
         while self.lat.shape[-1] < b:

@@ -301,7 +301,7 @@ class TwoStageGenerator(nn.Module):
         from ..latents import clip_latent
         from .latent_flow import LatentTrack
 
-        return LatentTrack(self.latent, clip_latent(seed, 0, self.latent_dim)[None], cond, self.clip_frames, t0, seed,
+        return LatentTrack(self.latent, clip_latent(seed, 0, self.latent_dim)[None], cond, self.clip_frames, t0,
                            repeat)
 
     def lock_to_bar(self, z_seq: torch.Tensor, seed: int, cond: torch.Tensor | None, t0: float,

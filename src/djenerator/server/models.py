@@ -60,9 +60,9 @@ def request_models(max_count: int, max_steps: int, max_seconds: float, max_train
         seconds: nullable(Float, "number", gt=0, doc={"maximum": max_seconds}) = Field(
                                          None, description=f"Length of each piece, at most {max_seconds:g} s, for "
                                                      "models that make any length.")
-        repeat: nullable(Float, "number", ge=0, le=1) = Field(None, description="With seconds: the share of "
-                              "the latents that comes round each bar, 0 (as drawn) to 1 (each run of four bars "
-                              "repeats bar by bar); two-stage models only (bars, bars-gan). Default: the model's model.bar_repeat.")
+        repeat: nullable(Float, "number", ge=0, le=1) = Field(None, description="With seconds: how much each "
+                              "bar repeats the bar before, 0 (as drawn) to 1 (each run of four bars repeats bar by "
+                              "bar); two-stage models only (bars, bars-gan). Default: the model's model.bar_repeat.")
 
     class JobRequest(BaseModel):
         model_config = STRICT
