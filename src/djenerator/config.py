@@ -54,7 +54,7 @@ class ModelConfig:
     bar_repeat: float = 0.0  # twostage: how much pieces repeat by the bar (GAN: share of slow latents locked to it;
     #   flow: how close each new bar starts to the bar before), unless generate --repeat says
     stage2: str = "gan"  # twostage: the latent model, a name in models.twostage.STAGE2 (gan flow)
-    flow_steps: int = 8  # twostage with stage2=flow: midpoint steps (2 net passes each) from noise to latents; fewer: faster
+    flow_steps: int = 5  # twostage with stage2=flow: sampler steps (1 net pass each, +1) from noise to latents; fewer: faster
 
 
 @dataclass

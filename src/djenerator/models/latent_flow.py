@@ -2,8 +2,9 @@
 
 Rectified flow / flow matching (Liu et al. 2023; Lipman et al. 2023): with x_t = (1 - t) noise + t data, a net
 learns the velocity data - noise by least squares, and sampling integrates dx/dt = v(x, t) from noise at t = 0
-to t = 1 (the midpoint rule, ``model.flow_steps`` steps). Nothing is adversarial, so a short CPU run learns the
-latents' distribution steadily where the latent GAN swings from step to step (docs/two-stage.md, round 17).
+to t = 1 (two-step Adams-Bashforth, ``model.flow_steps`` steps). Nothing is adversarial, so a short CPU run
+learns the latents' distribution steadily where the latent GAN swings from step to step (docs/two-stage.md,
+round 17).
 
 The net is the latent GAN's body (ConvNeXt blocks with dilations reaching 4.5 s, FiLM) reading x_t, the bar clock
 and known frames with their mask; FiLM carries t and the tempo. Latents are standardised per channel by the
@@ -25,7 +26,8 @@ from .grid import tempo_column
 from .spectral import _Block
 from .twostage import CLOCK_DIM, COND_DIM, DILATIONS, KERNEL, bar_clock
 
-FLOW_STEPS = 8  # midpoint steps from noise to latents, two net evaluations each (model.flow_steps)
+FLOW_STEPS = 5  # sampler steps from noise to latents, one net pass each and one more to start (model.flow_steps)
+SCHEDULE_POWER = 1.5  # the sampler's times are u^1.5 for u evenly spaced: denser near the noise
 T_DIM = 64  # FiLM width of the time embedding
 PREFIX_SHARE = 0.5  # training windows with a known prefix (of up to half the window)
 
@@ -37,13 +39,20 @@ def time_features(t: torch.Tensor, dim: int = 32) -> torch.Tensor:
     return torch.cat([torch.sin(a), torch.cos(a)], 1)
 
 
+def time_grid(start: float, steps: int) -> torch.Tensor:
+    """Flow times from ``start`` to 1 for a sampler of ``steps`` steps over the whole way (fewer from a later
+    start; none from 1), closer together near the noise, where the velocity turns most: t = u^1.5."""
+    m = math.ceil(steps * (1.0 - start) - 1e-6)
+    return start + (1.0 - start) * torch.linspace(0.0, 1.0, m + 1, dtype=torch.float64) ** SCHEDULE_POWER
+
+
 class LatentFlow(nn.Module):
     """v(x_t, t, known, mask, cond) over codec latents (B, LATENT_CH, F) at ``rate`` frames/s."""
 
     def __init__(self, dim: int, rate: float, bpm_range, tempo_conditioning: bool, steps: int = FLOW_STEPS):
         super().__init__()
         self.rate, self.bpm_range, self.tempo_conditioning = float(rate), tuple(bpm_range), bool(tempo_conditioning)
-        self.steps = int(steps)  # midpoint steps of sample() (model.flow_steps)
+        self.steps = int(steps)  # sampler steps of sample() (model.flow_steps)
         self.reach = 0  # no per-frame inputs beyond the piece's own latents (LatentTrack): no context to render
         ch = 4 * max(int(dim), 4)
         style = T_DIM + (COND_DIM if self.tempo_conditioning else 0)
@@ -91,19 +100,24 @@ class LatentFlow(nn.Module):
                n_known: int = 0, steps: int | None = None, start: float = 0.0) -> torch.Tensor:
         """Latents (B, LATENT_CH, F) from ``noise`` (B, LATENT_CH, F), the state at flow time ``start`` (0: pure
         noise; above 0, a noised guess to refine, as SDEdit does); the first ``n_known`` frames are ``known``'s
-        (latents as the codec has them). The midpoint rule takes steps of 1 / ``steps`` from ``start`` to 1."""
+        (latents as the codec has them). ``steps`` (``model.flow_steps``) steps of :func:`time_grid` from ``start``
+        to 1, by the two-step Adams-Bashforth rule: ``steps`` + 1 passes of the net (docs/two-stage.md, round 18)."""
         b, _, n = noise.shape
         mask = (torch.arange(n, device=noise.device) < n_known).to(noise)[None, None].expand(b, 1, n)
         k = noise.new_zeros(noise.shape)
         if n_known:
             k[..., :n_known] = self.standardise(known[..., :n_known])
-        x, steps = noise, steps or self.steps
-        m = math.ceil(steps * (1.0 - start) - 1e-6)  # start 1: nothing left to refine
-        for i in range(m):  # the midpoint rule: two evaluations a step, error O(1/steps^2)
-            t0_i, dt = start + (1.0 - start) * i / m, (1.0 - start) / m
-            t = torch.full((b,), t0_i, device=noise.device)
-            half = x + self.velocity(x, t, k, mask, cond, t0) * dt / 2
-            x = x + self.velocity(half, t + dt / 2, k, mask, cond, t0) * dt
+        x, prev, h_prev = noise, None, 1.0
+        ts = time_grid(start, steps or self.steps).tolist()
+        for t, h in zip(ts[:-1], [b_ - a_ for a_, b_ in zip(ts[:-1], ts[1:])]):  # Adams-Bashforth 2: error O(h^2)
+            v = self.velocity(x, torch.full((b,), t, device=noise.device), k, mask, cond, t0)
+            if prev is None:  # a midpoint step to start (it needs no earlier velocity)
+                half = torch.full((b,), t + h / 2, device=noise.device)
+                x = x + h * self.velocity(x + v * h / 2, half, k, mask, cond, t0)
+            else:
+                r = h / h_prev
+                x = x + h * ((1 + r / 2) * v - (r / 2) * prev)
+            prev, h_prev = v, h
         x = x * (1 - mask) + k * mask
         return (x * self.sd[:, None] + self.mu[:, None]).clamp(-1, 1)
 
