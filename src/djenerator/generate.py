@@ -119,6 +119,22 @@ def generate_clips(G: torch.nn.Module, cfg: Config, n: int = 8, seed: int = 0, b
     return torch.cat(out).clamp(-1, 1).numpy()
 
 
+def morph_clips(G: torch.nn.Module, cfg: Config, seed: int, to_seed: int, steps: int, batch_size: int = 16,
+                bpm: float | None = None) -> np.ndarray:
+    """(steps, T): the clips from clip 0 of ``seed`` to clip 0 of ``to_seed`` of a generator that morphs by its
+    noise (``G.morph``: a flow), not by its latents."""
+    z0, z1 = latents(1, cfg.model.latent_dim, seed), latents(1, cfg.model.latent_dim, to_seed)
+    t, out = torch.linspace(0, 1, steps), []
+    for i in range(0, steps, batch_size):
+        tb = t[i:i + batch_size]
+        cond = bpm_cond(cfg, bpm, len(tb))
+        with evaluating(G) as device:
+            x = G.morph(z0.expand(len(tb), -1).to(device), z1.expand(len(tb), -1).to(device), tb.to(device),
+                        None if cond is None else cond.to(device))
+        out.append(x.float().cpu()[:, 0])
+    return torch.cat(out).clamp(-1, 1).numpy()
+
+
 # --- pieces of any length --------------------------------------------------------------------------
 def _check_seconds(seconds: float) -> None:
     if not (seconds > 0 and np.isfinite(seconds)):
@@ -147,15 +163,6 @@ def check_repeat(G: torch.nn.Module | None, repeat: float | None) -> None:
     if repeat > 0 and G is not None and not getattr(G, "bar_lock", hasattr(G, "lock_to_bar")):
         raise ConfigError("--repeat needs a model that repeats by a bar clock (model.arch=twostage, as in "
                           "--preset bars or bars-gan)")
-
-
-def check_interpolate(G: torch.nn.Module | None, interpolate_to: int | None) -> None:
-    """``--interpolate-to`` needs a generator whose output follows its latents smoothly: a flow's latent only
-    seeds its noise, so the latents between two seeds would give unrelated clips."""
-    if interpolate_to is not None and G is not None and not getattr(G, "morphs", True):
-        raise ConfigError("--interpolate-to needs a model whose output morphs with its latents; model.stage2=flow "
-                          "(--preset bars) draws each clip's noise from its latent, so the clips between two seeds "
-                          "would be unrelated: use --preset bars-gan to interpolate")
 
 
 def piece_blocks(G: torch.nn.Module, cfg: Config, seconds: float, seed: int = 0, bpm: float | None = None,
@@ -268,7 +275,8 @@ def file_tag(seed: int, interpolate_to: int | None = None) -> str:
 def request_clips(G: torch.nn.Module, cfg: Config, req: Request) -> np.ndarray:
     """The clips of a request without ``seconds``: n clips of its seed, or its interpolation."""
     steps = len(req.seeds())
-    check_interpolate(G, req.interpolate_to)
+    if req.interpolate_to is not None and not getattr(G, "morphs", True):
+        return morph_clips(G, cfg, req.seed, req.interpolate_to, steps, req.batch_size, req.bpm)
     z = None if req.interpolate_to is None else interpolation_latents(cfg, req.seed, req.interpolate_to, steps)
     return generate_clips(G, cfg, steps, req.seed, req.batch_size, req.bpm, z)
 

@@ -29,7 +29,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .generate import check_interpolate, evaluating, forward
+from .generate import evaluating, forward
 from .latents import clip_latent, frame_latents, slerp
 
 
@@ -94,8 +94,9 @@ def _track(G: torch.nn.Module, plan: PiecePlan, cond: torch.Tensor | None):
     make = getattr(G, "stream_track", None)
     if make is None:
         return None
-    check_interpolate(G, plan.interpolate_to)
-    return make(plan.seed, cond, -plan.context * plan.frame_samples / G.sample_rate, plan.repeat)
+    per = G.frame_samples // G.codec.frame_samples  # codec frames per latent frame
+    return make(plan.seed, cond, -plan.context * plan.frame_samples / G.sample_rate, plan.repeat,
+                plan.interpolate_to, plan.total * per)
 
 
 def _render(G: torch.nn.Module, plan: PiecePlan, start: int, stop: int, cond: torch.Tensor | None,

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..latents import noise_of_latents
+from ..latents import noise_of_latents, slerp
 from .codec import LATENT_CH
 from .grid import tempo_column
 from .spectral import _Block
@@ -132,6 +132,13 @@ def noise_of(z: torch.Tensor, n: int, salt: int = 0) -> torch.Tensor:
     return noise_of_latents(z, (LATENT_CH, n), salt.to_bytes(8, "little"))
 
 
+def noise_between(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor, n: int, salt: int = 0) -> torch.Tensor:
+    """(B, LATENT_CH, n): the slerp at weights t (B,) from the noise of z0 (B, D) to that of z1: a flow's sampler
+    maps noise to latents smoothly, so clips made from it morph from z0's clip to z1's (t = 0 and 1 give them)."""
+    a, b = noise_of(z0, n, salt), noise_of(z1, n, salt)
+    return slerp(a.flatten(1).T, b.flatten(1).T, t.to(a.dtype)).T.reshape(a.shape)
+
+
 def bar_before(lat: torch.Tensor, n_new: int, per_bar: float) -> torch.Tensor:
     """(..., n_new) frames that continue ``lat`` (..., F) by playing it again one bar (``per_bar`` frames, any
     real number: linear interpolation between frames) later: frame a reads frame a - per_bar, which may itself be
@@ -156,11 +163,14 @@ class LatentTrack:
 
     With ``repeat`` s > 0 a window's new frames start at flow time s from the bar before played again (SDEdit:
     s = 1 plays it again as it was, 0.7 a variation of it), so a riff comes round bar after bar; the window in
-    which a new run of RUN_BARS bars begins starts afresh, so the piece moves on (docs/two-stage.md, round 18)."""
+    which a new run of RUN_BARS bars begins starts afresh, so the piece moves on (docs/two-stage.md, round 18).
+    With ``morph`` = (z1, frames) the noise of window k is :func:`noise_between` z and z1 at the window's place
+    in a piece of that many frames, so the piece morphs from z's to z1's."""
 
-    def __init__(self, flow: LatentFlow, z: torch.Tensor, cond, window: int, t0: float = 0.0, repeat: float = 0.0):
+    def __init__(self, flow: LatentFlow, z: torch.Tensor, cond, window: int, t0: float = 0.0, repeat: float = 0.0,
+                 morph: tuple[torch.Tensor, int] | None = None):
         self.flow, self.z, self.cond, self.window, self.t0 = flow, z, cond, int(window), float(t0)
-        self.repeat = float(repeat)
+        self.repeat, self.morph = float(repeat), morph
         self.hop = self.window - self.window // 2
         self.lat = torch.zeros(1, LATENT_CH, 0)
 
@@ -171,7 +181,7 @@ class LatentTrack:
         start = k * self.hop
         keep, t0 = have - start, self.t0 + start / self.flow.rate
         dev = self.flow.mu.device
-        noise = noise_of(self.z, self.window, salt=k).to(dev)
+        noise = self._noise(k, start).to(dev)
         known = self.lat[..., start:].to(dev) if keep else None
         cond = None if self.cond is None else self.cond.to(dev)
         s = self.repeat if keep and self._run_at(have - 1) == self._run_at(have + self.hop - 1) else 0.0
@@ -182,6 +192,13 @@ class LatentTrack:
             noise = (1 - s) * noise + s * self.flow.standardise(guess)
         new = self.flow.sample(noise, cond, t0=t0, known=known, n_known=keep, start=s)
         self.lat = torch.cat([self.lat, new[..., keep:].cpu()], -1)
+
+    def _noise(self, k: int, start: int) -> torch.Tensor:
+        if self.morph is None:
+            return noise_of(self.z, self.window, salt=k)
+        z1, frames = self.morph
+        t = torch.tensor([min(1.0, start / max(frames - self.window, 1))])
+        return noise_between(self.z, z1, t, self.window, salt=k)
 
     def _beats(self, t: float, n: int = 1) -> torch.Tensor:
         from .twostage import beat_positions

@@ -290,19 +290,30 @@ class TwoStageGenerator(nn.Module):
 
     @property
     def morphs(self) -> bool:
-        """Whether latents between two seeds give clips between theirs (a flow's latent only seeds its noise)."""
+        """Whether the latents between two seeds give the clips between theirs; a flow's latent only seeds its
+        noise, so it morphs by its noise instead (:meth:`morph`)."""
         return self.stage2.adversarial
 
-    def stream_track(self, seed: int, cond: torch.Tensor | None, t0: float = 0.0, repeat: float = 0.0):
-        """A flow's piece latents (:class:`.latent_flow.LatentTrack`) for seed ``seed``; None for the GAN, whose
-        latents come from per-frame inputs. ``t0``: the time (s) of the track's first frame on the piece's clock."""
+    def morph(self, z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        """A flow's clips (B, 1, clip_samples) at places t (B,) on the way from z0's clip to z1's (B, latent_dim)."""
+        from .latent_flow import noise_between
+
+        noise = noise_between(z0, z1, t, self.clip_frames).to(z0)
+        return self.codec.decode(self.latent.sample(noise, cond))[:, :, :self.clip_samples]
+
+    def stream_track(self, seed: int, cond: torch.Tensor | None, t0: float = 0.0, repeat: float = 0.0,
+                     to_seed: int | None = None, frames: int = 0):
+        """A flow's piece latents (:class:`.latent_flow.LatentTrack`) for seed ``seed`` (morphing to ``to_seed``
+        over ``frames`` codec frames); None for the GAN, whose latents come from per-frame inputs. ``t0``: the
+        time (s) of the track's first frame on the piece's clock."""
         if self.stage2.adversarial:
             return None
         from ..latents import clip_latent
         from .latent_flow import LatentTrack
 
+        morph = None if to_seed is None else (clip_latent(to_seed, 0, self.latent_dim)[None], int(frames))
         return LatentTrack(self.latent, clip_latent(seed, 0, self.latent_dim)[None], cond, self.clip_frames, t0,
-                           repeat)
+                           repeat, morph)
 
     def lock_to_bar(self, z_seq: torch.Tensor, seed: int, cond: torch.Tensor | None, t0: float,
                     share: float) -> torch.Tensor:
