@@ -17,14 +17,13 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..latents import noise_of_latents, slerp
 from .codec import LATENT_CH
 from .grid import tempo_column
 from .spectral import _Block
-from .twostage import CLOCK_DIM, COND_DIM, DILATIONS, KERNEL, bar_clock
+from .twostage import BEATS_PER_BAR, CLOCK_DIM, COND_DIM, DILATIONS, KERNEL, bar_clock, beat_positions, run_of
 
 FLOW_STEPS = 5  # sampler steps from noise to latents, one net pass each and one more to start (model.flow_steps)
 SCHEDULE_POWER = 1.5  # the sampler's times are u^1.5 for u evenly spaced: denser near the noise
@@ -109,7 +108,8 @@ class LatentFlow(nn.Module):
             k[..., :n_known] = self.standardise(known[..., :n_known])
         x, prev, h_prev = noise, None, 1.0
         ts = time_grid(start, steps or self.steps).tolist()
-        for t, h in zip(ts[:-1], [b_ - a_ for a_, b_ in zip(ts[:-1], ts[1:])]):  # Adams-Bashforth 2: error O(h^2)
+        for t, t_next in zip(ts[:-1], ts[1:]):  # Adams-Bashforth 2: error O(h^2)
+            h = t_next - t
             v = self.velocity(x, torch.full((b,), t, device=noise.device), k, mask, cond, t0)
             if prev is None:  # a midpoint step to start (it needs no earlier velocity)
                 half = torch.full((b,), t + h / 2, device=noise.device)
@@ -201,21 +201,15 @@ class LatentTrack:
         return noise_between(self.z, z1, t, self.window, salt=k)
 
     def _beats(self, t: float, n: int = 1) -> torch.Tensor:
-        from .twostage import beat_positions
-
         return beat_positions(self.cond, 1, n, self.flow.rate, self.flow.bpm_range, t)[0][0].cpu()
 
     def bar_frames(self, t: float) -> float:
         """Frames per bar at the piece's tempo at time ``t``."""
-        from .twostage import BEATS_PER_BAR
-
         beats = self._beats(t, 2)
         return BEATS_PER_BAR / float(beats[1] - beats[0])
 
     def _run_at(self, frame: int) -> int:
         """The run of RUN_BARS bars that frame ``frame`` of the piece falls in."""
-        from .twostage import run_of
-
         return int(run_of(self._beats(self.t0 + frame / self.flow.rate))[0])
 
     def frames(self, a: int, b: int) -> torch.Tensor:
