@@ -172,6 +172,14 @@ def test_a_flow_morphs_by_its_noise(one_thread):
     track = LatentTrack(G.latent, z0, None, w, morph=(z1, 5 * w))
     torch.testing.assert_close(track._noise(0, 0), noise_of(z0, w, 0))
     torch.testing.assert_close(track._noise(8, 4 * w), noise_of(z1, w, 8), atol=1e-5, rtol=0)
+    G = build_generator(flow_cfg(clip=65536)).eval()  # a piece: its first window as seed 1 alone makes it, then
+    _nonzero_head(G)  # other sound (the piece starts one context frame into the track)
+    cond = torch.tensor([[0.5, 0.0]])
+    plain, morph = (render_piece_one_pass(G, PiecePlan.for_generator(G, 12 * SR, seed=1, interpolate_to=to), cond)
+                    for to in (None, 2))
+    first = G.clip_samples // 3  # within window 0, clear of the decoder's reach into window 1
+    np.testing.assert_allclose(morph[:first], plain[:first], atol=1e-5)
+    assert np.abs(morph[-first:] - plain[-first:]).mean() > 1e-3
 
 
 def test_flow_resumes_exactly_and_logs_its_loss(one_thread, clip_ds, tmp_path):
