@@ -50,7 +50,7 @@ def make_audio(G, cfg, req, n: int) -> tuple[list[np.ndarray], list[int]]:
                     repeat=req.repeat)
     try:
         audio = gen.render(G, cfg, r)
-    except ConfigError as e:  # a request this model cannot make, e.g. a flow asked to interpolate clips
+    except ConfigError as e:  # a request this model cannot make, e.g. --repeat for a model without a bar clock
         raise HTTPException(422, str(e)) from None
     except ValueError as e:  # e.g. a fixed-window model asked for more than one window
         if req.seconds is None:
