@@ -31,14 +31,10 @@ def clip_latent(seed: int, i: int, dim: int) -> torch.Tensor:
 
 def run_latents(seed: int, runs, dim: int) -> torch.Tensor:
     """(3, dim, K) standard normal vectors of runs[0..K-1] of seed ``seed``; run r's depend only on (seed, r)."""
-    cols = [run_table(seed, r, (3, dim), 9157) for r in runs]
+    s = int(seed) % (2**63)
+    cols = [np.random.default_rng([s, int(r) % (2**63), 9157]).standard_normal((3, dim), dtype=np.float32)
+            for r in runs]
     return torch.from_numpy(np.stack(cols, axis=2)) if cols else torch.zeros(3, dim, 0)
-
-
-def run_table(seed: int, run: int, shape: tuple[int, ...], salt: int) -> np.ndarray:
-    """float32 N(0, 1) draws of ``shape`` for run ``run`` of seed ``seed``: a function of (seed, run, salt) only."""
-    rng = np.random.default_rng([int(seed) % (2**63), int(run) % (2**63), int(salt)])
-    return rng.standard_normal(shape, dtype=np.float32)
 
 
 def latents(n: int, dim: int, seed: int) -> torch.Tensor:
