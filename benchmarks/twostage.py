@@ -6,19 +6,25 @@
     python benchmarks/twostage.py recon  DATA22 RUN --base FILE|none --steps 2000 --probe-every 250
     python benchmarks/twostage.py recon-png DATA22 OUT.png LABEL=CODEC_FILE [...] [--crop 0]
     python benchmarks/twostage.py lines DATA22 LABEL=CODEC_FILE [...]
+    python benchmarks/twostage.py checkpoints SRC_AUDIO WORK RUN [-n 64]
 
 ``bars`` trains stage 1 for codec-share of the budget (and logs its reconstruction on fixed dataset
 crops against CPU seconds to RUN/codec_curve.csv), then stage 2 for the rest. ``laptop`` runs the
 ordinary training loop with its clock replaced by process CPU time. ``judge`` renders 30-s pieces of
 every run, cuts them into 2-s segments and compares them at 16 kHz with 2-s segments of the source
 recordings: log-mel Frechet distance (and the real-vs-real floor), Welch spectral flatness, onset
-rate, and bar repetition of the 30-s pieces against 30-s excerpts of the recordings.
+rate, and bar repetition of the 30-s pieces against 30-s excerpts of the recordings. ``checkpoints`` judges
+every stage-2 checkpoint of a run along the way (its average ``G``, trained weights ``G_train`` and kept best
+``G_best``): clip FD over the floor and flatness as ``quality.py`` reads them (its real clips in WORK), and the
+latent FD that ``train.best_every`` reads, so a user sees whether a longer run helped and what the latent FD chose.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
+import tempfile
 import time
 import types
 from pathlib import Path
@@ -292,6 +298,36 @@ def cmd_judge(a) -> None:
               f"{s['bar_rep']:.3f} |")
 
 
+def cmd_checkpoints(a) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    import quality as q
+
+    from djenerator.codec_train import LatentWatch
+    from djenerator.data.dataset import ClipDataset
+    from djenerator.generate import generate_clips, load_generator
+
+    run = Path(a.run)
+    G, cfg, _ = load_generator(run)
+    sr = cfg.data.sample_rate
+    ref = q.real_reference(Path(a.src), Path(a.work), sr, 512)
+    lat = torch.load(run / "codec" / "latents.pt", weights_only=True)["latents"].float()
+    ds = ClipDataset(json.loads((run / "run.json").read_text())["dataset"])
+    watch = LatentWatch(lat, ds, cfg, Path(tempfile.mkdtemp()), 0)  # the latent FD the run's training reads
+    print("| checkpoint | weights | clip FD / floor | flatness gen/real | latent FD |\n|---|---|---|---|---|")
+    for path in sorted((run / "checkpoints").glob("step_*.pt")):
+        ck = torch.load(path, weights_only=True, map_location="cpu")
+        for name in ("G", "G_train", "G_best"):
+            if name not in ck:
+                continue
+            G.load_state_dict(ck[name])
+            with torch.no_grad():
+                clips = generate_clips(G.eval(), cfg, a.n, seed=0)
+            j = q.judge(q.segments(np.asarray(clips), sr, sr), sr, ref)
+            print(f"| {path.stem} | {name} | {j['fd'] / j['fd_floor']:.2f} | {j['flat_gen'] / j['flat_real']:.2f} | "
+                  f"{watch(G, int(ck['step'])):.3f} |", flush=True)
+    watch.close()
+
+
 def _spectrograms(named: list[tuple[str, np.ndarray]], path: Path) -> None:
     """One wide log-mel spectrogram per 30-s piece, stacked, same colour scale."""
     import matplotlib
@@ -379,6 +415,11 @@ def main(argv=None) -> None:
     s.add_argument("runs", nargs="+", help="RUN, or RUN@SHARE: its pieces with that share locked to the bar")
     s.add_argument("--pieces", type=int, default=8)
     s.add_argument("--png", default=None, help="write a spectrogram of the first 30-s piece of each, beside real")
+    s = sub.add_parser("checkpoints", help="every stage-2 checkpoint of a run judged: clip FD, flatness, latent FD")
+    s.add_argument("src")
+    s.add_argument("work", help="quality.py's --work folder for SRC (its real clips are prepared there once)")
+    s.add_argument("run")
+    s.add_argument("-n", type=int, default=64)
     s = sub.add_parser("speed")
     s.add_argument("runs", nargs=1)
     s.add_argument("--threads", type=int, default=1, help="also time batch 16 in wall-clock time on this many threads")
@@ -386,7 +427,7 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     {"bars": cmd_bars, "laptop": cmd_laptop, "recon": cmd_recon, "recon-png": cmd_recon_png, "lines": cmd_lines,
-     "judge": cmd_judge, "speed": cmd_speed}[a.cmd](a)
+     "judge": cmd_judge, "speed": cmd_speed, "checkpoints": cmd_checkpoints}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -202,7 +202,71 @@ def test_flow_resumes_exactly_and_logs_its_loss(one_thread, clip_ds, tmp_path):
     assert read_csv_columns(tmp_path / "a" / "logs" / "latent_fd.csv")["step"] == [2.0, 4.0]
 
 
+def _scripted_fd(monkeypatch, values):
+    """The watch's latent FD reads ``values`` in turn (a list it pops): which weights are best is then known."""
+    import djenerator.evaluate.latent as latent
+
+    monkeypatch.setattr(latent, "latent_fd", lambda *a, **k: values.pop(0))
+
+
+def test_a_run_keeps_its_best_weights_and_generate_uses_them(one_thread, clip_ds, tmp_path, monkeypatch):
+    from djenerator.generate import load_generator
+
+    _scripted_fd(monkeypatch, [3.0, 1.0, 2.0, 5.0])
+    said = []
+    cfg = flow_cfg("train.codec_steps=2", "train.steps=4", "train.ckpt_every=1", "train.keep_checkpoints=10",
+                   "train.sample_every=100", "train.best_every=1")
+    ct.train_twostage(cfg, clip_ds, tmp_path / "a", progress=False, log=said.append)
+    cks = {s: torch.load(tmp_path / "a" / "checkpoints" / f"step_{s:07d}.pt", weights_only=True) for s in (1, 2, 4)}
+    _assert_same(cks[4]["G_best"], cks[2]["G"])  # step 2 read 1.0, the lowest
+    _assert_same(cks[1]["G_best"], cks[1]["G"])
+    assert cks[4]["best"] == [1.0, 2] and cks[1]["best"] == [3.0, 1]
+    assert not torch.equal(cks[4]["G"]["latent.out.weight"], cks[2]["G"]["latent.out.weight"])
+    G, _, step = load_generator(tmp_path / "a" / "checkpoints" / "step_0000004.pt")
+    _assert_same(G.state_dict(), cks[2]["G"])
+    assert step == 4 and any("weights of step 2" in m for m in said)
+    assert read_csv_columns(tmp_path / "a" / "logs" / "latent_fd.csv")["latent_fd"] == [3.0, 1.0, 2.0, 5.0]
+
+
+def test_the_best_weights_resume_exactly(one_thread, clip_ds, tmp_path, monkeypatch):
+    def cfg_of(steps):
+        return flow_cfg("train.codec_steps=2", f"train.steps={steps}", "train.ckpt_every=100",
+                        "train.sample_every=100", "train.best_every=1")
+
+    _scripted_fd(monkeypatch, [3.0, 2.0, 1.0, 5.0])
+    ct.train_twostage(cfg_of(4), clip_ds, tmp_path / "a", progress=False, log=lambda m: None)
+    _scripted_fd(monkeypatch, [3.0, 2.0, 1.0, 5.0])
+    for steps, resume in ((2, False), (4, True)):
+        ct.train_twostage(cfg_of(steps), clip_ds, tmp_path / "b", resume=resume, progress=False, log=lambda m: None)
+    ga, gb = (torch.load(r / "checkpoints" / "step_0000004.pt", weights_only=True) for r in (tmp_path / "a", tmp_path / "b"))
+    _assert_same(ga["G_best"], gb["G_best"])
+    assert ga["best"] == gb["best"] == [1.0, 3]
+
+
+def test_the_weights_at_a_budgets_end_are_measured_too(one_thread, clip_ds, tmp_path, monkeypatch):
+    from djenerator.budget import Budget
+
+    values = [2.0, 1.0]
+    _scripted_fd(monkeypatch, values)
+    budget, asked = Budget(), []
+
+    def halt():  # the budget ends one step after the first measure (step 2): at step 3, between measures
+        if len(values) < 2:
+            asked.append(1)
+        return "time budget" if len(asked) >= 2 else ""
+
+    budget.halt = halt
+    cfg = flow_cfg("train.codec_steps=2", "train.steps=100", "train.ckpt_every=100", "train.sample_every=100",
+                   "train.best_every=2")
+    res = ct.train_twostage(cfg, clip_ds, tmp_path / "a", progress=False, log=lambda m: None, budget=budget)
+    ck = torch.load(res.checkpoint, weights_only=True)
+    assert res.step == 3 and res.stopped == "time budget" and ck["best"] == [1.0, 3]
+    _assert_same(ck["G_best"], ck["G"])
+    assert read_csv_columns(tmp_path / "a" / "logs" / "latent_fd.csv")["step"] == [2.0, 3.0]
+
+
 @pytest.mark.parametrize("extra,words", [
+    (("train.best_every=-1",), "train.best_every must be 0"),
     (("model.stage2=diffusion",), "model.stage2 must be one of gan, flow"),
     (("model.stage2=flow", "model.bar_repeat=0", "model.flow_steps=0"), "model.flow_steps"),
     (("model.stage2=flow", "model.bar_repeat=0", "train.r1=1"), "train.r1"),
@@ -217,6 +281,8 @@ def test_flow_on_another_arch_is_refused():
 
     with pytest.raises(ConfigError, match="model.arch=twostage only"):
         build_config("laptop", [], ["model.stage2=flow"])
+    with pytest.raises(ConfigError, match="train.best_every.*twostage"):
+        build_config("laptop", [], ["train.best_every=100"])
 
 
 def test_flow_end_to_end_prepare_train_generate_evaluate_serve(one_thread, tmp_path):

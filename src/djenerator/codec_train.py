@@ -297,11 +297,13 @@ def latent_batch(lat: torch.Tensor, ds: ClipDataset, cfg: Config, step: int, rat
 
 class LatentWatch:
     """Stage 2's latent-frame FD (:mod:`.evaluate.latent`) of the output generator against the run's real latents,
-    at each sample step: appended to ``logs/latent_fd.csv``, and the best so far kept, so a user sees a run drift
-    (the value rises) without decoding audio. Fixed latents and tempos; leaves every global RNG as it was."""
+    at each sample step and every ``train.best_every`` steps: appended to ``logs/latent_fd.csv``, and the best so
+    far kept, so a user sees a run drift (the value rises) without decoding audio. With ``keep`` it also keeps the
+    best weights, which checkpoints carry as ``G_best`` and generate uses: a run that goes on too long keeps what
+    it was at its best (docs/two-stage.md, round 19). Fixed latents and tempos; leaves every global RNG as it was."""
 
     def __init__(self, lat: torch.Tensor, ds: ClipDataset, cfg: Config, run_dir: Path, start: int, writer=None,
-                 n: int = 128):
+                 n: int = 128, keep: bool = False):
         from .evaluate.latent import real_frames
         from .io import read_csv_columns
 
@@ -315,6 +317,17 @@ class LatentWatch:
         self.best = min(((v, int(s)) for s, v in zip(old.get("step", []), old.get("latent_fd", []))
                          if s <= start and np.isfinite(v)), default=(float("inf"), 0))
         self.csv, self.writer = StepLog(path, ["step", "latent_fd"], start), writer  # writer: stage 2's TensorBoard
+        self.keep, self.weights, self.last = keep, None, None  # weights: G's state at self.best (with keep)
+
+    def load(self, ck: dict) -> None:
+        """A resumed run's best weights and their distance, as its checkpoint holds them."""
+        if self.keep:  # from a checkpoint without best weights, the next measure starts them
+            self.weights = ck.get("G_best")
+            self.best = (float(ck["best"][0]), int(ck["best"][1])) if "G_best" in ck else (float("inf"), 0)
+
+    def state(self) -> dict:
+        """What a checkpoint carries of the watch: the best weights and (latent FD, step), with keep."""
+        return {} if self.weights is None else {"G_best": self.weights, "best": list(self.best)}
 
     def __call__(self, G, step: int) -> float:
         from .evaluate.latent import latent_fd
@@ -328,11 +341,22 @@ class LatentWatch:
         self.csv.write({"step": step, "latent_fd": fd})
         if self.writer is not None:
             self.writer.add_scalar("stage2/latent_fd", fd, step)
-        self.best = min(self.best, (fd, step))
+        if (fd, step) < self.best and self.keep:
+            self.weights = {k: v.detach().clone() for k, v in G.state_dict().items()}
+        self.best, self.last = min(self.best, (fd, step)), step
         return fd
 
     def describe(self, fd: float) -> str:
         return f"latent FD {fd:.2f} (best {self.best[0]:.2f} at step {self.best[1]})"
+
+    def report(self, watched: str, step: int, log) -> None:
+        """The closing lines of stage 2: the last measure, and which weights generate uses."""
+        if watched:
+            log(f"stage 2: {watched[2:]} (logs/latent_fd.csv: the distance of the output's latent frames to the "
+                "real ones; a rise means the run drifts)")
+        if self.weights is not None and self.best[1] != step:
+            log(f"stage 2: generate uses the weights of step {self.best[1]}, whose latent FD was the lowest "
+                "(train.best_every; the checkpoint's G_best)")
 
     def close(self) -> None:
         self.csv.close()
@@ -434,13 +458,15 @@ def train_stage2(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, code
     # with a time budget (--minutes) the bar counts its seconds, so its total and ETA are the budget's
     what = "latent GAN" if D is not None else "latent flow"
     bar = progress_bar(start, t.steps, progress, budget.max_seconds, budget.wall0, f"stage 2: {what}")
-    watch, watched = LatentWatch(lat, ds, cfg, run_dir, start, log_csv.writer), ""
+    watch, watched = LatentWatch(lat, ds, cfg, run_dir, start, log_csv.writer, keep=t.best_every > 0), ""
+    if ck is not None:
+        watch.load(ck)
     step, stopped = start, "done"
     last = Path(ck["path"]) if ck is not None else None
 
     def snapshot() -> Path:
         critic = {} if D is None else {"D": D.state_dict(), "opt_d": opt_d.state_dict()}
-        state = {**ema.state(G), **critic, "opt_g": opt_g.state_dict(), "codec_step": codec_step}
+        state = {**ema.state(G), **critic, **watch.state(), "opt_g": opt_g.state_dict(), "codec_step": codec_step}
         return save_checkpoint(run_dir, step, cfg, state, t.keep_checkpoints)
 
     G.train()
@@ -465,12 +491,16 @@ def train_stage2(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, code
                     bar.set_postfix_str(f"{where}{shown}{watched}")
             if bar is not None:
                 bar.update(1)
-            if step % t.sample_every == 0 or step == t.steps:
+            sample = step % t.sample_every == 0 or step == t.steps
+            if sample:
                 write_samples(ema.output(G), z_fixed, bpm_fixed, cfg, run_dir / "samples" / f"step_{step:07d}")
+            if sample or (t.best_every and step % t.best_every == 0):
                 watched = ", " + watch.describe(watch(ema.output(G), step))
                 G.codec.eval()  # the frozen codec stays in eval mode whatever G's mode (both above set it)
             if step % t.ckpt_every == 0 or step == t.steps:
                 last = snapshot()
+        if watch.keep and stopped == "time budget" and step > start and watch.last != step:  # a candidate too
+            watched = ", " + watch.describe(watch(ema.output(G), step))
     finally:
         log_csv.close()
         watch.close()
@@ -478,9 +508,7 @@ def train_stage2(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, code
             bar.close()
     if step > start and (last is None or not last.name.endswith(f"{step:07d}.pt")):
         last = snapshot()
-    if watched:
-        log(f"stage 2: {watched[2:]} (logs/latent_fd.csv: the distance of the output's latent frames to the real "
-            "ones; a rise means the run drifts)")
+    watch.report(watched, step, log)
     return step, last, stopped
 
 

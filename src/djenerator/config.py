@@ -102,7 +102,8 @@ class TrainConfig:
     codec_base: str = "none"  # twostage: start stage 1 from a base autoencoder: "auto" (the shipped one for the rate), a file, "none"
     ema: float = 0.0  # decay of the moving average of the generator's weights that outputs use (0 = off; e.g. 0.999)
     ema_power: float = 0.0  # > 0: that average weighs step s as s**ema_power instead (a window that grows with the run; see ema.py)
-    lr_fall: float = 0.0  # the GAN's two learning rates fall in a line to 0 over this last share of the run (train.steps or --minutes/--cpu-minutes, whichever ends first; 0 = constant; not in bars: round 16)
+    lr_fall: float = 0.0  # the learning rates fall in a line to 0 over this last share of the run (train.steps or --minutes/--cpu-minutes, whichever ends first; 0 = constant; not in bars: rounds 16 and 19)
+    best_every: int = 0  # twostage: every this many stage-2 steps the output's latent FD is measured, and checkpoints carry the best weights so far (G_best), which generate uses (0 = off: the last)
 
 
 @dataclass
@@ -373,6 +374,9 @@ def _validate_model(cfg: Config) -> None:
         raise ConfigError(f"train.r1 must be 0 (off) or a positive gamma, got {t.r1}")
     if t.r1 > 0 and not arch.two_stage:
         raise ConfigError("train.r1 is read by the latent GAN of the two-stage model (model.arch=twostage) only")
+    if t.best_every < 0 or (t.best_every > 0 and not arch.two_stage):
+        raise ConfigError(f"train.best_every must be 0 (off) or a step count, and is read by the two-stage model "
+                          f"(model.arch=twostage) only; got {t.best_every} with model.arch={m.arch}")
     if t.modulation < 0:
         raise ConfigError(f"train.modulation must be 0 (off) or a positive weight, got {t.modulation}")
     if t.critic_seconds < 0:

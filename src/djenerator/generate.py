@@ -63,7 +63,7 @@ def generator_of(ck: dict, device: str | torch.device = "cpu") -> tuple[torch.nn
     """``load_generator`` for a checkpoint already read, for callers that need its other entries too."""
     cfg = config_of(ck)
     G = build_generator(cfg).to(device)
-    fit_weights(G, ck["G"], ck)
+    fit_weights(G, ck.get("G_best", ck["G"]), ck)  # G_best: a two-stage run's best weights (train.best_every)
     G.eval()
     return G, cfg, int(ck["step"])
 
