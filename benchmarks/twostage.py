@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 import tempfile
 import time
@@ -304,6 +303,7 @@ def cmd_checkpoints(a) -> None:
 
     from djenerator.codec_train import LatentWatch
     from djenerator.data.dataset import ClipDataset
+    from djenerator.evaluate.report import find_dataset
     from djenerator.generate import generate_clips, load_generator
 
     run = Path(a.run)
@@ -311,7 +311,7 @@ def cmd_checkpoints(a) -> None:
     sr = cfg.data.sample_rate
     ref = q.real_reference(Path(a.src), Path(a.work), sr, 512)
     lat = torch.load(run / "codec" / "latents.pt", weights_only=True)["latents"].float()
-    ds = ClipDataset(json.loads((run / "run.json").read_text())["dataset"])
+    ds = ClipDataset(find_dataset(run, None))
     watch = LatentWatch(lat, ds, cfg, Path(tempfile.mkdtemp()), 0)  # the latent FD the run's training reads
     print("| checkpoint | weights | clip FD / floor | flatness gen/real | latent FD |\n|---|---|---|---|---|")
     for path in sorted((run / "checkpoints").glob("step_*.pt")):
