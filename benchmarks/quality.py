@@ -6,8 +6,9 @@
 Each (set, preset) is prepared at the preset's own rate and clip length and trained in its own process,
 stopped (Ctrl-C, so it saves a checkpoint) once that process has used ``--cpu-minutes`` of CPU time: machine
 load changes the steps a run gets per wall-clock second, not per CPU second, so the comparison holds on a
-busy machine. Each model's output is resampled to every ``--eval-sr`` and cut into 1-s segments, like the
-real clips, and the table gives per set, rate and preset:
+busy machine. Each model's output is resampled to every ``--eval-sr`` and cut into 1-s segments, each scaled to
+peak 0.95 like the real clips (so a model is not judged on its segments' loudness), and the table gives per set,
+rate and preset:
 
 - FD and KID of log-mel clip statistics against the real segments, with the real-vs-real floor (two halves);
 - spectral flatness, onset rate and the inter-onset-interval distance (generated vs real; IOI beside its floor);
@@ -41,7 +42,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from djenerator.audio import AudioError, load_audio, resample
+from djenerator.audio import AudioError, load_audio, peak_normalize, resample, rms_db
 from djenerator.config import DataConfig, build_config
 from djenerator.data.dataset import ClipDataset
 from djenerator.data.prepare import find_audio, prepare
@@ -107,12 +108,16 @@ def dataset_for(raw: Path, preset: str, work: Path) -> Path:
 
 
 def segments(clips: np.ndarray, sr_in: int, sr_out: int, seconds: float = 1.0) -> np.ndarray:
-    """Every clip resampled to ``sr_out`` and cut into whole segments of ``seconds``: (n, seconds * sr_out)."""
-    seg = int(round(seconds * sr_out))
+    """Every clip resampled to ``sr_out`` and cut into whole segments of ``seconds``, each scaled to peak 0.95 as
+    ``prepare`` scales the real segments (data.normalize "peak"): (n, seconds * sr_out). Without that a model whose
+    clips are longer than 1 s is judged on the loudness of its segments (the quiet seconds of a peak-normalised
+    6-s clip) more than on their sound. Segments that prepare would drop as silent (data.silence_db) stay as they are."""
+    seg, silence_db = int(round(seconds * sr_out)), DataConfig().silence_db
     out = []
     for c in clips:
         r = resample(np.asarray(c, dtype=np.float32), sr_in, sr_out) if sr_in != sr_out else np.asarray(c, np.float32)
         out += [r[i:i + seg] for i in range(0, len(r) - seg + 1, seg)]
+    out = [peak_normalize(x) if rms_db(x) >= silence_db else x for x in out]
     return np.stack(out) if out else np.zeros((0, seg), np.float32)
 
 
