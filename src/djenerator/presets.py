@@ -75,8 +75,8 @@ PRESETS: dict[str, dict] = {
     "bars": {
         "summary": "Music by the bar, at 22.05 kHz (two stages, after Musika): an autoencoder (log-mel encoder -> "
         "16 latent channels at 43 frames/s -> ConvNeXt decoder of the STFT magnitude, its phase from the magnitude "
-        "by phase-gradient integration, ISTFT; multi-resolution STFT + mel loss and a multi-resolution STFT critic; "
-        "train.codec_steps steps, from the shipped base autoencoder and its critic), then a flow over 6-s latent sequences (flow matching: a ConvNeXt net with "
+        "by phase-gradient integration, ISTFT; multi-resolution STFT + mel loss; train.codec_steps steps, from the "
+        "shipped base autoencoder), then a flow over 6-s latent sequences (flow matching: a ConvNeXt net with "
         "dilations reaching 4.5 s and a bar clock learns the velocity from noise to latents by least squares; "
         "no critic), its weights averaged over the last third or so of the run (train.ema_power), and the "
         "average whose latents read nearest the data's (every 400 steps) kept for generate (train.best_every). "
@@ -86,8 +86,7 @@ PRESETS: dict[str, dict] = {
             "data": BARS_DATA,
             "model": {**BARS_MODEL, "stage2": "flow", "bar_repeat": 0.7},  # docs/two-stage.md, rounds 17 and 18
             "train": {**BARS_TRAIN, "lr_g": 5e-4, "betas": [0.9, 0.99], "batch_size": 16,
-                      "best_every": 400,  # round 19: keep the weights whose latent FD is lowest
-                      "codec_adversarial": 0.1},  # round 20: stage 1 keeps the base's sharpness against its critic
+                      "best_every": 400},  # round 19: keep the weights whose latent FD is lowest
         },
     },
     "bars-gan": {
