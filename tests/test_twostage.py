@@ -792,3 +792,22 @@ def test_lr_fall_in_stage_two_resumes_exactly(one_thread, clip_ds, tmp_path, mon
     # the last step (3 of 4 behind it) ran at (1 - 3/4) / 0.5 of the base rates
     assert gb["opt_g"]["param_groups"][0]["lr"] == pytest.approx(0.5 * cfg.train.lr_g)
     assert gb["opt_d"]["param_groups"][0]["lr"] == pytest.approx(0.5 * cfg.train.lr_d)
+
+
+def test_codec_hinge_weighs_the_critics_hinge_term_beside_feature_matching():
+    """train.codec_hinge=0 leaves stage 1's critic loss as 2 x feature matching alone (round 20); 1 adds the hinge
+    term in full (the generator's hinge loss: minus the mean logit over every resolution's patches)."""
+    cfg = build_config("bars", overrides=["model.dim=8"])
+    torch.manual_seed(0)
+    real, fake = 0.1 * torch.randn(2, 1, 4096), 0.1 * torch.randn(2, 1, 4096)
+    critic = ct.Critic.build(cfg)
+    logits, f_feats = critic.D(fake)
+    _, r_feats = critic.D(real)
+    fm = torch.stack([(f - r).abs().mean() for f, r in zip(f_feats, r_feats)]).mean()
+    critic.hinge = 0.0
+    assert torch.allclose(critic.g_loss(fake, real), ct.FM_WEIGHT * fm, rtol=1e-5)
+    critic.hinge = 1.0
+    assert torch.allclose(critic.g_loss(fake, real), ct.FM_WEIGHT * fm - logits.mean(), rtol=1e-5)
+    assert ct.Critic.build(build_config("bars", overrides=["train.codec_hinge=0"])).hinge == 0.0
+    with pytest.raises(ConfigError, match="codec_hinge"):
+        build_config("bars", overrides=["train.codec_hinge=-1"])

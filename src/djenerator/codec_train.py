@@ -126,8 +126,8 @@ class Critic:
     """Stage 1's optional critic (``train.codec_adversarial`` > 0): a multi-resolution STFT discriminator
     with hinge loss and feature matching, as Vocos and HiFi-GAN sharpen their decoders; its own AdamW."""
 
-    def __init__(self, D: torch.nn.Module, lr: float):
-        self.D = D
+    def __init__(self, D: torch.nn.Module, lr: float, hinge: float = 1.0):
+        self.D, self.hinge = D, hinge  # hinge: the weight of the hinge term beside feature matching (train.codec_hinge)
         self.opt = torch.optim.AdamW(D.parameters(), lr=lr, betas=(0.8, 0.99))
 
     @classmethod
@@ -137,7 +137,7 @@ class Critic:
         from .models.discriminators import MultiResolutionSTFTDiscriminator
 
         plain = replace(cfg, model=replace(cfg.model, tempo_conditioning=False))  # crops carry no tempo labels
-        return cls(MultiResolutionSTFTDiscriminator(plain), cfg.train.lr_codec)
+        return cls(MultiResolutionSTFTDiscriminator(plain), cfg.train.lr_codec, cfg.train.codec_hinge)
 
     def judge(self, x: torch.Tensor) -> list:
         return [self.D(x)]
@@ -149,7 +149,7 @@ class Critic:
         self.opt.step()
 
     def g_loss(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        return losses.g_objective("hinge", self.D, self.judge, fake, real, FM_WEIGHT)[0]
+        return losses.g_objective("hinge", self.D, self.judge, fake, real, FM_WEIGHT, self.hinge)[0]
 
     def start_from(self, weights: dict, log=print) -> None:
         """The base autoencoder's critic, when it has the shape of this one (else a fresh critic, said)."""

@@ -94,6 +94,7 @@ class TrainConfig:
     lr_codec: float = 1e-3
     codec_tune: str = "all"  # twostage: what stage 1 trains, a name in models.codec.TUNED_PARTS (all encoder)
     codec_adversarial: float = 0.0  # twostage: weight of a multi-resolution STFT critic (hinge + feature matching) in stage 1; 0 = reconstruction only
+    codec_hinge: float = 1.0  # twostage: the critic's hinge term within codec_adversarial, beside 2 x feature matching; 0 = feature matching alone
     codec_phase: float = 0.0  # twostage: weight of the phase-step loss (models.codec.phase_distance) in stage 1; 0 = off
     codec_consistency: float = 0.0  # twostage: weight of models.codec.consistency_distance (drawn magnitude vs its audio's) in stage 1; 0 = off
     r1: float = 0.0  # twostage: gamma of the R1 penalty, gamma/2 E||grad D(real)||^2 in stage 2's critic loss (0 = off)
@@ -387,3 +388,5 @@ def _validate_model(cfg: Config) -> None:
         raise ConfigError(f"train.codec_consistency must be 0 (off) or a positive weight, got {t.codec_consistency}")
     if t.codec_adversarial < 0:
         raise ConfigError(f"train.codec_adversarial must be 0 (off) or a positive weight, got {t.codec_adversarial}")
+    if t.codec_hinge < 0:
+        raise ConfigError(f"train.codec_hinge must be 0 (feature matching alone) or a positive weight, got {t.codec_hinge}")

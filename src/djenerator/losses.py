@@ -140,15 +140,15 @@ def g_loss(name: str, fake_out: DOut) -> Tensor:
 
 
 def g_objective(name: str, D: torch.nn.Module, judge: Callable[[Tensor], DOut], fake_in: Tensor, real_in: Tensor,
-                fm_weight: float) -> tuple[Tensor, DOut]:
-    """The generator's loss: ``judge`` (D as the step calls it) on ``fake_in`` with D's parameters frozen, so
-    gradients reach G only, plus ``fm_weight`` x feature matching against its features of ``real_in``;
+                fm_weight: float, adv_weight: float = 1.0) -> tuple[Tensor, DOut]:
+    """The generator's loss: ``adv_weight`` x ``judge`` (D as the step calls it) on ``fake_in`` with D's parameters
+    frozen, so gradients reach G only, plus ``fm_weight`` x feature matching against its features of ``real_in``;
     returns (loss, D's outputs on the fakes)."""
     for p in D.parameters():
         p.requires_grad_(False)
     try:
         f_out = judge(fake_in)
-        loss = g_loss(name, f_out)
+        loss = adv_weight * g_loss(name, f_out)
         if fm_weight > 0:
             with torch.no_grad():
                 r_feat = judge(real_in)
