@@ -27,7 +27,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from ..audio import AUDIO_EXTENSIONS, AudioError, audio_info, iter_blocks, rms_db, source_info
+from ..audio import AUDIO_EXTENSIONS, AudioError, audio_info, iter_blocks, peak_normalize, rms_db, source_info
 from ..config import BPM_LIMITS, DataConfig
 from ..io import lock_dir, printable
 
@@ -290,7 +290,7 @@ def _cut_file(path: Path, rel: str, cfg: DataConfig, fh, entries: list[dict], re
             report.silent_clips += 1
             continue
         if cfg.normalize == "peak":
-            c = c * (0.95 / max(float(np.max(np.abs(c))), 1e-9))
+            c = peak_normalize(c)  # a clip that passed the silence check has a peak
         elif gain is not None:
             c = c * gain
         c = np.clip(c, -1.0, 1.0).astype("<f4")
