@@ -224,7 +224,10 @@ def test_a_run_keeps_its_best_weights_and_generate_uses_them(one_thread, clip_ds
     assert not torch.equal(cks[4]["G"]["latent.out.weight"], cks[2]["G"]["latent.out.weight"])
     G, _, step = load_generator(tmp_path / "a" / "checkpoints" / "step_0000004.pt")
     _assert_same(G.state_dict(), cks[2]["G"])
-    assert step == 4 and any("weights of step 2" in m for m in said)
+    assert step == 2 and any("weights of step 2" in m for m in said)  # the step of what it plays, not the file's
+    G, _, step = load_generator(tmp_path / "a" / "checkpoints" / "step_0000004.pt", best=False)
+    _assert_same(G.state_dict(), cks[4]["G"])
+    assert step == 4
     assert read_csv_columns(tmp_path / "a" / "logs" / "latent_fd.csv")["latent_fd"] == [3.0, 1.0, 2.0, 5.0]
 
 

@@ -31,10 +31,11 @@ LONGFORM_HINT = ("train with --preset spectral (model.arch=spectral), whose gene
 
 
 # --- the generator ---------------------------------------------------------------------------------
-def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Config, int]:
-    """(generator in eval mode, its config, the step it was saved at)."""
+def load_generator(path: str | Path, device: str | torch.device = "cpu",
+                   best: bool = True) -> tuple[torch.nn.Module, Config, int]:
+    """(generator in eval mode, its config, the step its weights are from); see :func:`generator_of`."""
     device = check_device(device)
-    return generator_of(load_checkpoint(path, map_location=device), device)
+    return generator_of(load_checkpoint(path, map_location=device), device, best)
 
 
 def check_device(name: str | torch.device) -> torch.device:
@@ -59,13 +60,20 @@ def check_request(n: int | None = None, batch_size: int | None = None, bpm: floa
         raise ConfigError(f"--bpm must be between {BPM_LIMITS[0]:g} and {BPM_LIMITS[1]:g}, got {bpm:g}")
 
 
-def generator_of(ck: dict, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Config, int]:
-    """``load_generator`` for a checkpoint already read, for callers that need its other entries too."""
+def generator_of(ck: dict, device: str | torch.device = "cpu",
+                 best: bool = True) -> tuple[torch.nn.Module, Config, int]:
+    """``load_generator`` for a checkpoint already read, for callers that need its other entries too.
+
+    A two-stage run that keeps its best weights (``train.best_every``) carries them as ``G_best``; they are
+    what the run makes, and the step returned is theirs, so that what a user is told matches what they hear.
+    ``best=False`` takes the checkpoint's own weights (``G``) and step instead, as a curve over steps needs.
+    """
     cfg = config_of(ck)
     G = build_generator(cfg).to(device)
-    fit_weights(G, ck.get("G_best", ck["G"]), ck)  # G_best: a two-stage run's best weights (train.best_every)
+    use_best = best and "G_best" in ck
+    fit_weights(G, ck["G_best"] if use_best else ck["G"], ck)
     G.eval()
-    return G, cfg, int(ck["step"])
+    return G, cfg, int(ck["best"][1]) if use_best else int(ck["step"])
 
 
 @contextmanager

@@ -410,7 +410,7 @@ def evaluate(target: str | Path, dataset: str | Path | None = None, n: int = 64,
     out = Path(out_dir) if out_dir is not None else run_dir
     out.mkdir(parents=True, exist_ok=True)
 
-    log(f"generating {n} clips (seed {seed}) from {ckpt.name} (step {step})")
+    log(f"generating {n} clips (seed {seed}) from {ckpt.name} (weights of step {step})")
     rng = np.random.default_rng(seed)
     gen = _generated(G, cfg, ds, n, seed, rng)
     n_real = min(max_real, len(ds))
@@ -501,7 +501,7 @@ def over_steps(ckpts: list[Path], ds: ClipDataset, real_idx: np.ndarray, n: int,
     series: dict[str, list] = {"step": [], "copies": []}
     for p in _bar(ckpts, progress, "checkpoints", "ckpt"):
         try:
-            G, cfg, step = load_generator(p, device)
+            G, cfg, step = load_generator(p, device, best=False)  # each checkpoint's own weights
         except CheckpointError:
             continue
         fake = torch.from_numpy(np.asarray(generate_clips(G, cfg, n, seed), dtype=np.float32))
