@@ -19,6 +19,18 @@ class Budget:
         self.max_seconds, self.max_cpu = max_seconds, max_cpu_seconds
         self.stop: list[bool] = []
 
+    @property
+    def limited(self) -> bool:
+        """Whether either clock has a limit."""
+        return self.max_seconds is not None or self.max_cpu is not None
+
+    def scale(self) -> tuple[float, str]:
+        """What a progress bar over this budget counts: (its total in seconds, their name); the wall clock's limit
+        when there is one, else the CPU clock's. The bar's position is ``share() x total``."""
+        if self.max_seconds is not None:
+            return float(self.max_seconds), "s of the time budget"
+        return float(self.max_cpu or 0.0), "CPU-s of the CPU budget"
+
     def halt(self) -> str:
         """Why to stop now ("interrupted", "time budget"), or ""."""
         if self.stop:

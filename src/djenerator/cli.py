@@ -141,7 +141,7 @@ def train(dataset: Path = typer.Argument(..., help="Prepared dataset folder (fro
           trust_checkpoint: bool = TrustOpt):
     """Train a GAN on a prepared dataset.
 
-    The progress bar counts steps, or with --minutes the seconds of the time budget (its ETA is then the budget's end). Its fields: step (done/total), D loss and G loss (the discriminator's and the generator's losses at the last logged step; they pull against each other, so neither falls steadily), steps/s (training speed).
+    The progress bar counts steps, or with --minutes (--cpu-minutes) the seconds (CPU seconds) of the budget (its ETA is then the budget's end). Its fields: step (done/total), D loss and G loss (the discriminator's and the generator's losses at the last logged step; they pull against each other, so neither falls steadily), steps/s (training speed).
     """  # noqa: E501 (one paragraph: the help text re-wraps it)
     from .train import train as run_train
 

@@ -457,7 +457,7 @@ def train_stage2(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, code
                      run_dir / "logs" / "tb" / "stage2", "stage2")
     # with a time budget (--minutes) the bar counts its seconds, so its total and ETA are the budget's
     what = "latent GAN" if D is not None else "latent flow"
-    bar = progress_bar(start, t.steps, progress, budget.max_seconds, budget.wall0, f"stage 2: {what}")
+    bar = progress_bar(start, t.steps, progress, budget, f"stage 2: {what}")
     watch, watched = LatentWatch(lat, ds, cfg, run_dir, start, log_csv.writer, keep=t.best_every > 0), ""
     if ck is not None:
         watch.load(ck)
@@ -486,7 +486,7 @@ def train_stage2(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, code
             if step % t.log_every == 0 or step == t.steps:
                 log_csv.write({"step": step, **got, "cpu_s": round(time.process_time(), 1)})
                 if bar is not None:
-                    where = f"step {step}, " if budget.max_seconds is not None else ""
+                    where = f"step {step}, " if budget.limited else ""
                     shown = ", ".join(f"{LOSS_LABELS[k]} {v:.3f}" for k, v in got.items())
                     bar.set_postfix_str(f"{where}{shown}{watched}")
             if bar is not None:

@@ -120,7 +120,7 @@ def _train(cfg: Config, dataset: str | Path, run_dir: Path, resume: bool, progre
         _write_run_files(cfg, run_dir, dataset)
     G_step, D_step, D_frozen = _step_paths(G, D, dd, t)
     samples = Samples(cfg, ds, run_dir, device, dd)
-    report = Report(run_dir, start, t.steps, t.loss, dd.is_main, progress, log, budget.max_seconds, budget.wall0)
+    report = Report(run_dir, start, t.steps, t.loss, dd.is_main, progress, log, budget)
     batches, ctrl_c = Batches(ds, cfg, local, device, start), CtrlC()
     step, stopped = start, "done"
     G.train(), D.train()

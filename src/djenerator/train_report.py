@@ -11,6 +11,7 @@ import torch
 
 from . import distributed, losses
 from .augment import AdaController, Augmenter
+from .budget import Budget
 from .health import HealthMonitor, HealthWarning, batch_diversity
 from .io import StepLog
 
@@ -23,15 +24,15 @@ class Report:
     health (so that all stop together); ``write`` (rank 0) alone writes files and shows the bar."""
 
     def __init__(self, run_dir: Path, start: int, steps: int, loss: str, write: bool, progress: bool,
-                 log: Callable[[str], None], max_seconds: float | None, t_start: float):
+                 log: Callable[[str], None], budget: Budget):
         self.run_dir, self.steps, self.write, self.log = run_dir, steps, write, log
-        self.budget = bool(max_seconds)  # the bar counts seconds: say the step beside it
+        self.budget = budget.limited  # the bar counts seconds: say the step beside it
         self.logs = RunLog(run_dir / "logs" / "losses.csv", LOG_FIELDS, start, run_dir / "logs" / "tb", "train") \
             if write else None
         self.writer = self.logs.writer if write else None  # TensorBoard, for the eval/* metrics too
         self.monitor = HealthMonitor(loss)
         self.warnings: list[str] = []
-        self.bar = progress_bar(start, steps, progress and write, max_seconds, t_start)  # a time budget: a bar over it
+        self.bar = progress_bar(start, steps, progress and write, budget)  # a time budget: a bar over it
         self.t0, self.t0_step = time.perf_counter(), start
 
     def log_step(self, stats: dict) -> None:
@@ -141,22 +142,21 @@ def bar_postfix(stats: dict, steps: int | None = None) -> str:
             f"{stats['steps_per_s']:.2f} steps/s")
 
 
-def progress_bar(start: int, total: int, enabled: bool, max_seconds: float | None = None, t_start: float | None = None,
-                 desc: str = "train"):
-    """A tqdm bar over the steps, or with ``max_seconds`` over the time budget (seconds since ``t_start``),
-    so that its total and ETA are the budget's; ``update()`` then moves it to the time spent."""
+def progress_bar(start: int, total: int, enabled: bool, budget: Budget | None = None, desc: str = "train"):
+    """A tqdm bar over the steps, or, when ``budget`` has a limit (``--minutes``, ``--cpu-minutes``), over that
+    budget, so that its total and ETA are the budget's; ``update()`` then moves it to the share spent."""
     if not enabled:
         return None
     from tqdm import tqdm
 
-    if max_seconds is None:
+    if budget is None or not budget.limited:
         return tqdm(total=total, initial=start, desc=desc, unit="step", dynamic_ncols=True)
-    t0 = time.perf_counter() if t_start is None else t_start
+    seconds, what = budget.scale()
 
     class BudgetBar(tqdm):
         def update(self, n=1):
-            return super().update(min(time.perf_counter() - t0, self.total) - self.n)
+            return super().update(min(budget.share() * self.total, self.total) - self.n)
 
-    fmt = "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of the time budget, ETA {remaining}{postfix}"
-    return BudgetBar(total=float(max_seconds), initial=min(time.perf_counter() - t0, max_seconds), desc=desc,
-                     unit="s", dynamic_ncols=True, bar_format=fmt)
+    fmt = "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} " + what + ", ETA {remaining}{postfix}"
+    return BudgetBar(total=seconds, initial=min(budget.share() * seconds, seconds), desc=desc, unit="s",
+                     dynamic_ncols=True, bar_format=fmt)
