@@ -38,7 +38,7 @@ def main() -> None:
     print(f"| {Path(a.run).name} step {ck['step']} | FD / floor | KID | flatness gen / real | onsets/s gen / real |")
     print("|---|---|---|---|---|")
     for name, key in (("moving average (G)", "G"), ("trained weights (G_train)", "G_train")):
-        G, cfg, _ = generator_of({**ck, "G": ck[key]})
+        G, cfg, _ = generator_of({**ck, "G": ck[key]}, best=False)
         with torch.no_grad():
             clips = np.asarray(generate_clips(G, cfg, a.n, seed=0))
         j = quality.judge(quality.segments(clips, cfg.data.sample_rate, a.eval_sr), a.eval_sr, ref)

@@ -18,7 +18,7 @@ rate and preset:
 - bar: bar-level repetition of 30-s pieces (``evaluate.structure``; models that make any length), beside the real
   one of the middle 30 s of up to 32 of the set's files (``REAL_PIECES``; it ranges ~0 to ~0.6 from track to track);
 - copies: generated clips whose normalised cross-correlation with a training clip reaches 0.8;
-- steps done and CPU seconds used.
+- steps done (and the step of the weights a run kept, ``train.best_every``) and CPU seconds used.
 
 A GAN's score after a short run moves a lot with its seed (several-fold in FD at a few hundred steps), so one run
 per arm cannot rank two variants: ``--seeds 0,1,2`` trains every (set, preset) once per ``train.seed`` and adds a
@@ -51,7 +51,8 @@ from djenerator.evaluate import metrics
 from djenerator.evaluate.features import clip_features
 from djenerator.evaluate.memorisation import max_normalized_xcorr
 from djenerator.evaluate.structure import bar_repetition
-from djenerator.generate import generate_clips, generate_long, load_generator
+from djenerator.checkpoint import load_checkpoint, resolve_checkpoint
+from djenerator.generate import generate_clips, generate_long, generator_of
 from djenerator.stream import is_longform
 from djenerator.synth import synth_dataset
 
@@ -166,13 +167,15 @@ def judge(gen: np.ndarray, sr: int, ref: dict) -> dict:
 def model_output(run: Path, n: int, n_pieces: int, repeat: float | None = None) -> dict:
     """n clips and, for models that make any length, ``n_pieces`` 30-s pieces, at the model's own rate (with
     ``repeat`` of their latents locked to the bar where the model has a bar clock; None: the model's default)."""
-    G, cfg, step = load_generator(run)
+    ck = load_checkpoint(resolve_checkpoint(run))
+    G, cfg, kept = generator_of(ck)  # a run that keeps its best weights plays those (kept: their step)
+    step = int(ck["step"])  # the steps the run did
     extra = {"repeat": repeat} if repeat is not None and hasattr(G, "lock_to_bar") else {}
     with torch.no_grad():
         clips = generate_clips(G, cfg, n, seed=0)
         pieces = [generate_long(G, cfg, PIECE_SECONDS, seed=s, **extra) for s in range(n_pieces)] if is_longform(G) else []
     return {"clips": np.asarray(clips), "pieces": pieces, "sr": cfg.data.sample_rate, "step": step,
-            "train_data": cfg.data}
+            "kept_step": kept, "train_data": cfg.data}
 
 
 def copies(clips: np.ndarray, train_ds: Path, n_check: int = 16) -> int:
@@ -228,6 +231,12 @@ def spread_table(rows: list[dict]) -> Table:
     return t
 
 
+def _steps(r: dict) -> str:
+    """Steps the run did, and the step of the weights it kept where they are earlier (train.best_every)."""
+    kept = r.get("kept_step", r["step"])
+    return str(r["step"]) + (f" (kept {kept})" if kept != r["step"] else "")
+
+
 def table(rows: list[dict], title: str) -> Table:
     t = Table(title=title)
     for col in ("set", "eval sr", "preset", "seed", "model sr", "steps", "CPU s", "FD / floor", "KID (floor)",
@@ -236,7 +245,7 @@ def table(rows: list[dict], title: str) -> Table:
     for r in rows:
         j = r["judge"]
         seed = "-" if r["seed"] is None else str(r["seed"])
-        t.add_row(r["set"], str(r["eval_sr"]), r["preset"], seed, str(r["model_sr"]), str(r["step"]), f"{r['cpu_s']:.0f}",
+        t.add_row(r["set"], str(r["eval_sr"]), r["preset"], seed, str(r["model_sr"]), _steps(r), f"{r['cpu_s']:.0f}",
                   f"{j['fd']:.1f} / {j['fd_floor']:.1f} = {j['fd'] / j['fd_floor']:.1f}x",
                   f"{j['kid']:.3g} +- {j['kid_se']:.2g} ({j['kid_floor']:.2g})",
                   f"{j['flat_gen']:.3f} / {j['flat_real']:.3f}", f"{j['tonal_gen']:.2f} / {j['tonal_real']:.2f}",
@@ -290,7 +299,7 @@ def main() -> None:
             bar_real = float(np.nanmean([b["score"] for b in ref["bars"]])) if ref["bars"] else float("nan")
             pieces = [resample(p, out["sr"], sr) for p in out["pieces"]]
             rows.append({"set": tr["set"], "eval_sr": sr, "preset": tr["preset"], "seed": tr["seed"],
-                         "model_sr": out["sr"], "step": tr["step"], "cpu_s": tr["cpu_s"], "judge": judge(gen, sr, ref),
+                         "model_sr": out["sr"], "step": tr["step"], "kept_step": out["kept_step"], "cpu_s": tr["cpu_s"], "judge": judge(gen, sr, ref),
                          "bar_gen": bar_score(pieces, sr), "bar_real": bar_real,
                          "copies": n_copy})
     console.print(table(rows, f"{args.cpu_minutes:g} CPU-minutes per run, {args.threads} thread(s)"))

@@ -16,6 +16,19 @@ def one_thread():
     torch.set_num_threads(n)
 
 
+@pytest.fixture(scope="session")
+def bench_quality():
+    """benchmarks/quality.py as a module (benchmarks/ is not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "quality.py"
+    spec = importlib.util.spec_from_file_location("bench_quality", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def sine(freq: float, sr: int, seconds: float, amp: float = 0.5) -> np.ndarray:
     t = np.arange(int(sr * seconds)) / sr
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)

@@ -209,7 +209,8 @@ def _scripted_fd(monkeypatch, values):
     monkeypatch.setattr(latent, "latent_fd", lambda *a, **k: values.pop(0))
 
 
-def test_a_run_keeps_its_best_weights_and_generate_uses_them(one_thread, clip_ds, tmp_path, monkeypatch):
+def test_a_run_keeps_its_best_weights_and_generate_uses_them(one_thread, clip_ds, tmp_path, monkeypatch,
+                                                             bench_quality):
     from djenerator.generate import load_generator
 
     _scripted_fd(monkeypatch, [3.0, 1.0, 2.0, 5.0])
@@ -228,6 +229,8 @@ def test_a_run_keeps_its_best_weights_and_generate_uses_them(one_thread, clip_ds
     G, _, step = load_generator(tmp_path / "a" / "checkpoints" / "step_0000004.pt", best=False)
     _assert_same(G.state_dict(), cks[4]["G"])
     assert step == 4
+    out = bench_quality.model_output(tmp_path / "a", 2, 0)  # the benchmark: steps done, and the kept weights' step
+    assert out["step"] == 4 and out["kept_step"] == 2 and bench_quality._steps(out) == "4 (kept 2)"
     assert read_csv_columns(tmp_path / "a" / "logs" / "latent_fd.csv")["latent_fd"] == [3.0, 1.0, 2.0, 5.0]
 
 
