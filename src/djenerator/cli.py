@@ -223,8 +223,8 @@ def evaluate(target: Path = typer.Argument(..., help="Run folder (its latest che
                        all_checkpoints=all_checkpoints, device=device, progress=not quiet, held=held,
                        log=(lambda m: None) if quiet else (lambda m: console.print(m, markup=False)))
     table = Table("metric", "generated", "real / baseline", "verdict",
-                  title=f"{Path(rep['checkpoint']).name} (weights of step {rep['step']}): {rep['n_generated']} generated vs "
-                        f"{rep['n_real']} real clips")
+                  title=f"{Path(rep['checkpoint']).name} (weights of step {rep['step']}): "
+                        f"{rep['n_generated']} generated vs {rep['n_real']} real clips")
     for row in rep["summary"]:
         style = "red" if any(w in row[3] for w in ("copy", "copies", "collapse", "far", "noisier", "unlike")) else None
         table.add_row(*row, style=style)

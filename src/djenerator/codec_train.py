@@ -455,7 +455,7 @@ def train_stage2(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, code
     z_fixed, bpm_fixed = sample_latents(cfg)
     log_csv = RunLog(run_dir / "logs" / "losses.csv", ["step", *G.stage2.losses, "cpu_s"], start,
                      run_dir / "logs" / "tb" / "stage2", "stage2")
-    # with a time budget (--minutes) the bar counts its seconds, so its total and ETA are the budget's
+    # with a time budget (--minutes, --cpu-minutes) the bar counts its seconds, so its total and ETA are the budget's
     what = "latent GAN" if D is not None else "latent flow"
     bar = progress_bar(start, t.steps, progress, budget, f"stage 2: {what}")
     watch, watched = LatentWatch(lat, ds, cfg, run_dir, start, log_csv.writer, keep=t.best_every > 0), ""
