@@ -51,7 +51,7 @@ from djenerator.evaluate import metrics
 from djenerator.evaluate.features import clip_features
 from djenerator.evaluate.memorisation import max_normalized_xcorr
 from djenerator.evaluate.structure import bar_repetition
-from djenerator.checkpoint import load_checkpoint, resolve_checkpoint
+from djenerator.checkpoint import load_checkpoint
 from djenerator.generate import generate_clips, generate_long, generator_of
 from djenerator.stream import is_longform
 from djenerator.synth import synth_dataset
@@ -167,7 +167,7 @@ def judge(gen: np.ndarray, sr: int, ref: dict) -> dict:
 def model_output(run: Path, n: int, n_pieces: int, repeat: float | None = None) -> dict:
     """n clips and, for models that make any length, ``n_pieces`` 30-s pieces, at the model's own rate (with
     ``repeat`` of their latents locked to the bar where the model has a bar clock; None: the model's default)."""
-    ck = load_checkpoint(resolve_checkpoint(run))
+    ck = load_checkpoint(run)  # a run folder: its latest checkpoint
     G, cfg, kept = generator_of(ck)  # a run that keeps its best weights plays those (kept: their step)
     step = int(ck["step"])  # the steps the run did
     extra = {"repeat": repeat} if repeat is not None and hasattr(G, "lock_to_bar") else {}
@@ -299,7 +299,8 @@ def main() -> None:
             bar_real = float(np.nanmean([b["score"] for b in ref["bars"]])) if ref["bars"] else float("nan")
             pieces = [resample(p, out["sr"], sr) for p in out["pieces"]]
             rows.append({"set": tr["set"], "eval_sr": sr, "preset": tr["preset"], "seed": tr["seed"],
-                         "model_sr": out["sr"], "step": tr["step"], "kept_step": out["kept_step"], "cpu_s": tr["cpu_s"], "judge": judge(gen, sr, ref),
+                         "model_sr": out["sr"], "step": tr["step"], "kept_step": out["kept_step"],
+                         "cpu_s": tr["cpu_s"], "judge": judge(gen, sr, ref),
                          "bar_gen": bar_score(pieces, sr), "bar_real": bar_real,
                          "copies": n_copy})
     console.print(table(rows, f"{args.cpu_minutes:g} CPU-minutes per run, {args.threads} thread(s)"))
