@@ -1,5 +1,4 @@
 """Progress bars have a total and an ETA; with a time budget, the total and the ETA are the budget's."""
-from djenerator import train_report
 from djenerator.train_report import bar_postfix, progress_bar as _bar
 
 
