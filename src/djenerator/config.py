@@ -93,6 +93,7 @@ class TrainConfig:
     codec_seconds: float = 1.0
     lr_codec: float = 1e-3
     codec_tune: str = "all"  # twostage: what stage 1 trains, a name in models.codec.TUNED_PARTS (all encoder)
+    codec_recon: str = "stft+mel"  # twostage: what stage 1 fits, a name in models.codec.RECONSTRUCTIONS (stft+mel mel)
     codec_adversarial: float = 0.0  # twostage: weight of a multi-resolution STFT critic (hinge + feature matching) in stage 1; 0 = reconstruction only
     codec_hinge: float = 1.0  # twostage: the critic's hinge term within codec_adversarial, beside 2 x feature matching; 0 = feature matching alone
     codec_phase: float = 0.0  # twostage: weight of the phase-step loss (models.codec.phase_distance) in stage 1; 0 = off
@@ -346,12 +347,17 @@ def _validate_model(cfg: Config) -> None:
         raise ConfigError(f"model.discriminators must be a non-empty list of {', '.join(DISCRIMINATORS)}, "
                           f"got {m.discriminators}")
     arch = ARCHS[m.arch]
-    from .models.codec import ENCODER_INPUTS, PHASE_HEADS, TUNED_PARTS
+    from .models.codec import ENCODER_INPUTS, PHASE_HEADS, RECONSTRUCTIONS, TUNED_PARTS
 
     if not 0.0 <= m.bar_repeat <= 1.0 or (m.bar_repeat > 0 and not arch.two_stage):
         raise ConfigError(f"model.bar_repeat is a share from 0 to 1 read by model.arch=twostage only, got {m.bar_repeat}")
     if t.codec_tune not in TUNED_PARTS:
         raise ConfigError(f"train.codec_tune must be one of {', '.join(TUNED_PARTS)}, got '{t.codec_tune}'")
+    if t.codec_recon not in RECONSTRUCTIONS:
+        raise ConfigError(f"train.codec_recon must be one of {', '.join(RECONSTRUCTIONS)}, got '{t.codec_recon}'")
+    if RECONSTRUCTIONS[t.codec_recon].stft == 0 and t.codec_base == "none" and t.codec_adversarial == 0:
+        raise ConfigError(f"train.codec_recon={t.codec_recon} leaves the fine structure to a base autoencoder or a "
+                          "critic: give train.codec_base or train.codec_adversarial")
     if t.codec_tune != "all" and t.codec_base == "none":
         raise ConfigError(f"train.codec_tune={t.codec_tune} keeps part of a base autoencoder: give train.codec_base")
     if m.decoder_phase not in PHASE_HEADS:

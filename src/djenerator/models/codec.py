@@ -301,9 +301,27 @@ def lobe_coherence(spec: torch.Tensor) -> torch.Tensor:
     return (w * -cos).sum() / w.sum().clamp_min(1e-12)
 
 
-def reconstruction_loss(codec: Codec, fake: torch.Tensor, real: torch.Tensor, mel_weight: float = 1.0,
+@dataclass(frozen=True)
+class Reconstruction:
+    stft: float  # weight of stft_distance: every bin's log-magnitude at three resolutions, fine structure included
+    mel: float  # weight of mel_distance: the log-mel envelope, 80 bands
+
+
+# what stage 1 fits to the real clip (train.codec_recon). "stft+mel" trains a base from scratch; fine-tuning a base
+# with it makes a wash, since the bin-level fit is best met by the middle of what the latents leave open (a smear
+# between partials). "mel" fits the envelope and leaves the fine structure as the base (and its critic) drew it,
+# as HiFi-GAN's reconstruction term does (round 22 of docs/two-stage.md)
+RECONSTRUCTIONS = {"stft+mel": Reconstruction(1.0, 1.0), "mel": Reconstruction(0.0, 1.0)}
+
+
+def reconstruction_loss(codec: Codec, fake: torch.Tensor, real: torch.Tensor, kind: str = "stft+mel",
                         phase_weight: float = 0.0) -> torch.Tensor:
-    loss = stft_distance(fake, real) + mel_weight * mel_distance(codec, fake, real)
+    """Stage 1's fit of ``fake`` to ``real``: the ``RECONSTRUCTIONS`` entry ``kind``, + ``phase_weight`` x
+    ``phase_distance``."""
+    r = RECONSTRUCTIONS[kind]
+    loss = r.mel * mel_distance(codec, fake, real)
+    if r.stft > 0:
+        loss = r.stft * stft_distance(fake, real) + loss
     if phase_weight > 0:
         loss = loss + phase_weight * phase_distance(fake, real, codec.n_fft, codec.hop)
     return loss
