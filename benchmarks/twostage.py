@@ -183,6 +183,26 @@ def cmd_lines(a) -> None:
                    "lobe coherence drawn": round(float(lobe_coherence(drawn)), 2)}, flush=True)
 
 
+def cmd_pattern(a) -> None:
+    """Is each codec's fine structure the music's or its own? ``codec.fine_structure_pattern`` (0.5-5 kHz) of 32
+    crops of 3 s of DATA (seed 7): the recordings, and per codec its drawn magnitude and its audio (round 22)."""
+    from djenerator import codec_train as ct
+    from djenerator.data.dataset import ClipDataset
+    from djenerator.models.codec import fine_structure_pattern
+
+    codecs = [(spec.split("=", 1)[0], _codec_from(spec.split("=", 1)[1])) for spec in a.codecs]
+    c0 = codecs[0][1]
+    x = ct.crops(ClipDataset(a.data), 7, 0, 32, 3 * c0.sample_rate // 1024 * 1024)
+    lo, hi = (round(f * c0.n_fft / c0.sample_rate) for f in (500.0, 5000.0))
+    show = lambda logmag: "correlation %.2f, size %.3f" % fine_structure_pattern(logmag, lo, hi)
+    print("recordings:", show(torch.log(c0.stft(x).abs() + 1e-7)))
+    for label, codec in codecs:
+        with torch.no_grad():
+            z = codec.encode(x)
+            drawn, audio = codec.log_magnitude(z).transpose(1, 2), codec.decode(z)
+        print(f"{label}: drawn {show(drawn)}; audio {show(torch.log(codec.stft(audio).abs() + 1e-7))}", flush=True)
+
+
 def cmd_recon_png(a) -> None:
     """Log-mel of probe crop ``--crop`` of DATA (the ``recon`` probes) beside its reconstruction by each codec; with
     ``--linear HZ``, the linear-frequency STFT magnitude up to HZ instead (where harmonic lines show)."""
@@ -410,6 +430,9 @@ def main(argv=None) -> None:
     s = sub.add_parser("lines", help="harmonic lines of the probe crops through each codec: magnitude or phase?")
     s.add_argument("data")
     s.add_argument("codecs", nargs="+", help="LABEL=FILE: a base autoencoder or a stage-1 checkpoint")
+    s = sub.add_parser("pattern", help="is each codec's fine structure the music's, or one texture for every clip?")
+    s.add_argument("data")
+    s.add_argument("codecs", nargs="+", help="LABEL=FILE: a base autoencoder or a stage-1 checkpoint")
     s = sub.add_parser("judge")
     s.add_argument("src")
     s.add_argument("runs", nargs="+", help="RUN, or RUN@SHARE: its pieces with that share locked to the bar")
@@ -427,7 +450,7 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     {"bars": cmd_bars, "laptop": cmd_laptop, "recon": cmd_recon, "recon-png": cmd_recon_png, "lines": cmd_lines,
-     "judge": cmd_judge, "speed": cmd_speed, "checkpoints": cmd_checkpoints}[a.cmd](a)
+     "pattern": cmd_pattern, "judge": cmd_judge, "speed": cmd_speed, "checkpoints": cmd_checkpoints}[a.cmd](a)
 
 
 if __name__ == "__main__":
