@@ -177,8 +177,9 @@ def codec_state(codec: Codec, opt, critic: Critic | None) -> dict:
 
 
 def codec_step(codec: Codec, opt, critic: Critic | None, real: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
-    """One stage-1 update: reconstruction loss (``t.codec_recon``), + ``t.codec_phase`` x ``phase_distance``, + ``t.codec_consistency``
-    x ``consistency_distance``, + ``t.codec_adversarial`` x the critic's (after the critic's own step)."""
+    """One stage-1 update: reconstruction loss (``t.codec_recon``), + ``t.codec_phase`` x ``phase_distance``,
+    + ``t.codec_consistency`` x ``consistency_distance``, + ``t.codec_adversarial`` x the critic's (after the
+    critic's own step)."""
     fake, spec = codec.draw(real)
     loss = reconstruction_loss(codec, fake, real, t.codec_recon, phase_weight=t.codec_phase)
     if t.codec_consistency > 0:

@@ -320,10 +320,10 @@ class Reconstruction:
     mel: float  # weight of mel_distance: the log-mel envelope, 80 bands
 
 
-# what stage 1 fits to the real clip (train.codec_recon). "stft+mel" trains a base from scratch; fine-tuning a base
-# with it makes a wash, since the bin-level fit is best met by the middle of what the latents leave open (a smear
-# between partials). "mel" fits the envelope and leaves the fine structure as the base (and its critic) drew it,
-# as HiFi-GAN's reconstruction term does (round 22 of docs/two-stage.md)
+# what stage 1 fits to the real clip (train.codec_recon). "stft+mel" (bars, and every base): its 2048-point term
+# smears the decoder's fine structure into a wash in fine-tuning. "mel" fits the envelope alone, as HiFi-GAN's
+# reconstruction term does; without a bin-level fit the decoder's own fine structure (nearly the same for every
+# clip) grows into steady lines, so bars keeps "stft+mel" (round 22 of docs/two-stage.md)
 RECONSTRUCTIONS = {"stft+mel": Reconstruction(1.0, 1.0), "mel": Reconstruction(0.0, 1.0)}
 
 
