@@ -15,6 +15,9 @@ rate and preset:
 - tonal: the share of energy in harmonic lines (``metrics.tonal_share``; noise ~0, a drone ~1), generated vs real;
 - drone: the share of that line energy held all segment long (``metrics.drone_share``; changing notes ~0, a drone
   ~1), generated and real (a difference: real is often ~0);
+- pattern: how alike the segments' fine structure is from one to the next (``metrics.fine_structure_similarity``;
+  recordings ~0.1-0.2, a decoder that draws one texture for every clip, steady lines or a fixed wash, ~0.6-0.9),
+  generated and real;
 - bar: bar-level repetition of 30-s pieces (``evaluate.structure``; models that make any length), beside the real
   one of the middle 30 s of up to 32 of the set's files (``REAL_PIECES``; it ranges ~0 to ~0.6 from track to track);
 - copies: generated clips whose normalised cross-correlation with a training clip reaches 0.8;
@@ -158,6 +161,8 @@ def judge(gen: np.ndarray, sr: int, ref: dict) -> dict:
         "flat_real": float(np.mean(metrics.spectral_flatness(real, sr))),
         **{f"{k}_{side}": float(v) for side, clips in (("gen", gen), ("real", real))
            for k, v in zip(("tonal", "drone"), metrics.harmonic_lines(clips, sr).mean(0))},
+        "pattern_gen": metrics.fine_structure_similarity(gen, sr)[0],
+        "pattern_real": metrics.fine_structure_similarity(real, sr)[0],
         "onsets_gen": rs_gen["onset_rate_mean"], "onsets_real": rs_real["onset_rate_mean"],
         "ioi": metrics.ioi_distance(rs_gen["ioi_hist"], rs_real["ioi_hist"]),
         "ioi_floor": metrics.ioi_distance(rs_a["ioi_hist"], rs_b["ioi_hist"]),
@@ -211,6 +216,7 @@ def ratios(r: dict) -> dict:
     return {"FD / floor": j["fd"] / j["fd_floor"], "flatness gen/real": j["flat_gen"] / j["flat_real"],
             "tonal gen/real": j["tonal_gen"] / j["tonal_real"],
             "drone gen-real": j.get("drone_gen", np.nan) - j.get("drone_real", np.nan),  # judged before: nan
+            "pattern gen-real": j.get("pattern_gen", np.nan) - j.get("pattern_real", np.nan),
             "onsets gen/real": j["onsets_gen"] / j["onsets_real"],
             "IOI / floor": j["ioi"] / j["ioi_floor"],
             "bar gen/real": r["bar_gen"] / r["bar_real"]}
@@ -240,7 +246,7 @@ def _steps(r: dict) -> str:
 def table(rows: list[dict], title: str) -> Table:
     t = Table(title=title)
     for col in ("set", "eval sr", "preset", "seed", "model sr", "steps", "CPU s", "FD / floor", "KID (floor)",
-                "flatness gen/real", "tonal gen/real", "drone gen/real", "onsets/s gen/real", "IOI (floor)", "bar gen/real", "copies"):
+                "flatness gen/real", "tonal gen/real", "drone gen/real", "pattern gen/real", "onsets/s gen/real", "IOI (floor)", "bar gen/real", "copies"):
         t.add_column(col, justify="right" if col not in ("set", "preset") else "left")
     for r in rows:
         j = r["judge"]
@@ -250,6 +256,7 @@ def table(rows: list[dict], title: str) -> Table:
                   f"{j['kid']:.3g} +- {j['kid_se']:.2g} ({j['kid_floor']:.2g})",
                   f"{j['flat_gen']:.3f} / {j['flat_real']:.3f}", f"{j['tonal_gen']:.2f} / {j['tonal_real']:.2f}",
                   f"{j.get('drone_gen', np.nan):.2f} / {j.get('drone_real', np.nan):.2f}",
+                  f"{j.get('pattern_gen', np.nan):.2f} / {j.get('pattern_real', np.nan):.2f}",
                   f"{j['onsets_gen']:.2f} / {j['onsets_real']:.2f}",
                   f"{j['ioi']:.3f} ({j['ioi_floor']:.3f})", f"{r['bar_gen']:.2f} / {r['bar_real']:.2f}",
                   str(r["copies"]))

@@ -184,17 +184,17 @@ def cmd_lines(a) -> None:
 
 
 def cmd_pattern(a) -> None:
-    """Is each codec's fine structure the music's or its own? ``codec.fine_structure_pattern`` (0.5-5 kHz) of 32
+    """Is each codec's fine structure the music's or its own? ``metrics.fine_structure_pattern`` (0.5-5 kHz) of 32
     crops of 3 s of DATA (seed 7): the recordings, and per codec its drawn magnitude and its audio (round 22)."""
     from djenerator import codec_train as ct
     from djenerator.data.dataset import ClipDataset
-    from djenerator.models.codec import fine_structure_pattern
+    from djenerator.evaluate.metrics import fine_structure_pattern
 
     codecs = [(spec.split("=", 1)[0], _codec_from(spec.split("=", 1)[1])) for spec in a.codecs]
     c0 = codecs[0][1]
     x = ct.crops(ClipDataset(a.data), 7, 0, 32, 3 * c0.sample_rate // 1024 * 1024)
     lo, hi = (round(f * c0.n_fft / c0.sample_rate) for f in (500.0, 5000.0))
-    show = lambda logmag: "correlation %.2f, size %.3f" % fine_structure_pattern(logmag, lo, hi)
+    show = lambda logmag: "correlation %.2f, size %.3f" % fine_structure_pattern(logmag.numpy(), lo, hi)
     print("recordings:", show(torch.log(c0.stft(x).abs() + 1e-7)))
     for label, codec in codecs:
         with torch.no_grad():

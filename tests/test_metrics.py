@@ -12,6 +12,8 @@ from djenerator.evaluate.metrics import (
     diversity,
     drone_share,
     fidelity_coverage,
+    fine_structure_pattern,
+    fine_structure_similarity,
     frechet_distance,
     high_freq_energy_ratio,
     ioi_distance,
@@ -200,6 +202,37 @@ def test_drone_share_tells_a_held_tone_from_notes_that_change():
     assert d[0] > 0.95 and d[1] < 0.05 and d[3] == 0.0 and d[4] == 0.0
     assert d[2] == pytest.approx(1 / 6, abs=0.04)
     assert drone_share(riff[None], SR, held=0.1)[0] > 0.3  # a short enough hold counts every note as held
+
+
+def test_fine_structure_pattern_matches_a_median_filter_and_pearson_computed_apart():
+    """The pattern is the frame-averaged log-magnitude less scipy's 9-bin medfilt (the same away from the edges);
+    its correlation is the mean Pearson correlation over every pair of clips, here summed pair by pair."""
+    from scipy.signal import medfilt
+
+    g = np.random.default_rng(0)
+    logmag = np.linspace(0, -6, 257)[None, :, None] + 0.3 * g.standard_normal((12, 257, 1)) \
+        + 0.05 * g.standard_normal((12, 257, 20))
+    pattern = np.stack([row - medfilt(row, 9) for row in logmag.mean(-1)])[:, 10:240]
+    z = (pattern - pattern.mean(1, keepdims=True)) / pattern.std(1, keepdims=True)
+    pairs = [float(np.mean(z[i] * z[j])) for i in range(12) for j in range(12) if i != j]
+    corr, size = fine_structure_pattern(logmag, 10, 240)
+    assert corr == pytest.approx(np.mean(pairs), abs=1e-9) and abs(corr) < 0.1
+    assert size == pytest.approx(float(np.abs(pattern).mean()), rel=1e-9) and size > 0.1
+
+
+def test_fine_structure_similarity_tells_one_texture_for_every_clip_from_the_musics():
+    """Clips whose partials sit at the same frequencies (a decoder's fixed texture) read near 1; clips with partials
+    of their own (recordings of different notes) near 0."""
+    g = np.random.default_rng(0)
+    t = np.arange(SR) / SR
+
+    def clip(freqs):
+        return 0.1 * sum(np.sin(2 * np.pi * f * t + g.uniform(0, 2 * np.pi)) for f in freqs) + 0.05 * g.standard_normal(SR)
+
+    fixed = [620.0, 1130.0, 1770.0, 2930.0, 4110.0]
+    same = np.stack([clip(fixed) for _ in range(16)]).astype(np.float32)
+    own = np.stack([clip(g.uniform(550.0, 4900.0, 5)) for _ in range(16)]).astype(np.float32)
+    assert fine_structure_similarity(same, SR)[0] > 0.9 and fine_structure_similarity(own, SR)[0] < 0.1
 
 
 def test_high_freq_energy_ratio():

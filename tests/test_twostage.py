@@ -14,8 +14,8 @@ from djenerator.ema import Ema
 from djenerator.io import read_csv_columns
 from djenerator.generate import generate_long
 from djenerator.models import build_discriminator, build_generator
-from djenerator.models.codec import (LATENT_CH, Codec, consistency_distance, fine_structure_pattern, lobe_coherence,
-                                     mel_distance, phase_distance, reconstruction_loss, stft_distance)
+from djenerator.models.codec import (LATENT_CH, Codec, consistency_distance, lobe_coherence, mel_distance,
+                                     phase_distance, reconstruction_loss, stft_distance)
 from djenerator.models.twostage import DECODED_FRAMES, DecodedCritic
 from djenerator.stream import PiecePlan, iter_piece, render_piece_one_pass
 
@@ -98,25 +98,6 @@ def test_the_mel_reconstruction_reads_the_envelope_not_where_the_partials_sit(on
     assert mel["near"] < 0.1 * mel["far"] and both["near"] > 0.4 * both["far"]
     assert mel["near"] == pytest.approx(float(mel_distance(c, near, x)))
     assert both["near"] == pytest.approx(float(stft_distance(near, x) + mel_distance(c, near, x)))
-
-
-def test_fine_structure_pattern_tells_one_texture_for_every_clip_from_the_musics(one_thread):
-    """A bin-level ripple shared by every clip reads a correlation near 1, a ripple of each clip's own near 0; the
-    numbers equal scipy's 9-bin medfilt envelope and numpy's corrcoef away from the edges (round 22)."""
-    from scipy.signal import medfilt
-
-    g = torch.Generator().manual_seed(0)
-    envelope = torch.linspace(0, -6, 257)[None, :, None]
-    frames = lambda: 0.05 * torch.randn(16, 257, 20, generator=g)
-    shared = envelope + 0.3 * torch.randn(1, 257, 1, generator=g) + frames()
-    own = envelope + 0.3 * torch.randn(16, 257, 1, generator=g) + frames()
-    assert fine_structure_pattern(shared, 10, 240)[0] > 0.9 and abs(fine_structure_pattern(own, 10, 240)[0]) < 0.1
-    m = own.mean(-1).numpy()
-    pattern = np.stack([row - medfilt(row, 9) for row in m])[:, 10:240]
-    c = np.corrcoef(pattern)
-    corr, size = fine_structure_pattern(own, 10, 240)
-    assert corr == pytest.approx((c.sum() - 16) / (16 * 15), abs=1e-5)
-    assert size == pytest.approx(float(np.abs(pattern).mean()), rel=1e-5) and size > 0.1
 
 
 def test_stage_one_fits_what_codec_recon_names(one_thread):

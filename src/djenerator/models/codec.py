@@ -301,19 +301,6 @@ def lobe_coherence(spec: torch.Tensor) -> torch.Tensor:
     return (w * -cos).sum() / w.sum().clamp_min(1e-12)
 
 
-def fine_structure_pattern(logmag: torch.Tensor, lo: int, hi: int, width: int = 9) -> tuple[float, float]:
-    """How alike clips' fine structure is. Each clip's log-magnitude (clips, bins, frames) is averaged over frames,
-    less its running median over ``width`` bins (the envelope), at bins lo..hi (lo >= width // 2). Returns the mean
-    correlation of that pattern between different clips, and its mean absolute size. Recordings' fine structure
-    follows what plays (0.1-0.2 between clips); a decoder that draws one texture for every clip reads near 1."""
-    m = logmag.float().mean(-1)
-    pad = width // 2
-    envelope = F.pad(m[:, None], (pad, pad), mode="replicate")[:, 0].unfold(-1, width, 1).median(-1).values
-    pattern = (m - envelope)[:, lo:hi]
-    c, n = torch.corrcoef(pattern), pattern.shape[0]
-    return float((c.sum() - n) / (n * (n - 1))), float(pattern.abs().mean())
-
-
 @dataclass(frozen=True)
 class Reconstruction:
     stft: float  # weight of stft_distance: every bin's log-magnitude at three resolutions, fine structure included
