@@ -233,6 +233,9 @@ def test_fine_structure_similarity_tells_one_texture_for_every_clip_from_the_mus
     same = np.stack([clip(fixed) for _ in range(16)]).astype(np.float32)
     own = np.stack([clip(g.uniform(550.0, 4900.0, 5)) for _ in range(16)]).astype(np.float32)
     assert fine_structure_similarity(same, SR)[0] > 0.9 and fine_structure_similarity(own, SR)[0] < 0.1
+    with_silence = np.concatenate([same, np.zeros((1, SR), np.float32)])  # skipped, not a nan
+    assert fine_structure_similarity(with_silence, SR)[0] == pytest.approx(fine_structure_similarity(same, SR)[0])
+    assert np.isnan(fine_structure_similarity(np.zeros((3, SR), np.float32), SR)[0])
 
 
 def test_high_freq_energy_ratio():

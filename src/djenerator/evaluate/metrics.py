@@ -253,7 +253,11 @@ def fine_structure_pattern(logmag, lo: int, hi: int, width: int = 9) -> tuple[fl
 
     m = np.asarray(logmag, dtype=np.float64).mean(-1)
     pattern = (m - median_filter(m, size=(1, width), mode="nearest"))[:, lo:hi]
-    c, n = np.corrcoef(pattern), len(pattern)
+    pattern = pattern[pattern.std(1) > 0]  # a silent clip has no fine structure to compare
+    n = len(pattern)
+    if n < 2:
+        return float("nan"), float(np.abs(pattern).mean()) if n else float("nan")
+    c = np.corrcoef(pattern)
     return float((c.sum() - n) / (n * (n - 1))), float(np.abs(pattern).mean())
 
 
