@@ -255,19 +255,21 @@ def fine_structure_pattern(logmag, lo: int, hi: int, width: int = 9) -> tuple[fl
     pattern = (m - median_filter(m, size=(1, width), mode="nearest"))[:, lo:hi]
     pattern = pattern[pattern.std(1) > 0]  # a silent clip has no fine structure to compare
     n = len(pattern)
+    size = float(np.abs(pattern).mean()) if n else float("nan")
     if n < 2:
-        return float("nan"), float(np.abs(pattern).mean()) if n else float("nan")
+        return float("nan"), size
     c = np.corrcoef(pattern)
-    return float((c.sum() - n) / (n * (n - 1))), float(np.abs(pattern).mean())
+    return float((c.sum() - n) / (n * (n - 1))), size
 
 
 def fine_structure_similarity(x, sr: int, n_fft: int = 1024, band_hz: tuple[float, float] = (500.0, 5000.0)):
-    """``fine_structure_pattern`` of clips (N, T) at ``sr`` over ``band_hz``, from their log power spectrogram."""
+    """``fine_structure_pattern`` of clips (N, T) at ``sr`` over ``band_hz``, from their log-magnitude STFT (the
+    size in nepers of magnitude, as ``benchmarks/twostage.py pattern`` reports it for a decoder)."""
     from .features import power_spectrogram
 
-    logp = np.log(power_spectrogram(_to_tensor(x), n_fft, n_fft // 4).double().numpy() + 1e-14)
+    logmag = 0.5 * np.log(power_spectrogram(_to_tensor(x), n_fft, n_fft // 4).double().numpy() + 1e-14)
     lo, hi = (int(round(f * n_fft / sr)) for f in band_hz)
-    return fine_structure_pattern(logp, lo, hi)
+    return fine_structure_pattern(logmag, lo, hi)
 
 
 def diversity(x_feats, max_n: int = 2000, seed: int = 0) -> float:
