@@ -128,14 +128,19 @@ def cmd_recon(a) -> None:
 
 
 def _texture_ratios(rec: np.ndarray, real: np.ndarray, sr: int) -> dict:
-    """Spectral flatness, onset rate and harmonic lines of reconstructions over the real crops' (1 = as noisy, busy, pitched)."""
-    from djenerator.evaluate.metrics import spectral_flatness, tonal_share
+    """Spectral flatness, onset rate and harmonic lines of reconstructions over the real crops' (1 = as noisy, busy,
+    pitched); and how each reconstruction's fine structure correlates with its own crop's and with the others'."""
+    from djenerator.evaluate.features import power_spectrogram
+    from djenerator.evaluate.metrics import fine_structure_match, spectral_flatness, tonal_share
     from djenerator.evaluate.rhythm import onset_rate
 
     flat = float(np.mean(spectral_flatness(rec, sr)) / np.mean(spectral_flatness(real, sr)))
     onsets = float(np.mean([onset_rate(x, sr) for x in rec]) / np.mean([onset_rate(x, sr) for x in real]))
     tonal = float(np.mean(tonal_share(rec, sr)) / np.mean(tonal_share(real, sr)))
-    return {"flatness_x": round(flat, 2), "onsets_x": round(onsets, 2), "tonal_x": round(tonal, 2)}
+    logmag = lambda y: 0.5 * np.log(power_spectrogram(torch.from_numpy(y), 1024, 256).double().numpy() + 1e-14)
+    own, others = fine_structure_match(logmag(rec), logmag(real), *(round(f * 1024 / sr) for f in (500.0, 5000.0)))
+    return {"flatness_x": round(flat, 2), "onsets_x": round(onsets, 2), "tonal_x": round(tonal, 2),
+            "fine_own": round(own, 2), "fine_others": round(others, 2)}
 
 
 def _codec_from(spec: str):
@@ -185,22 +190,26 @@ def cmd_lines(a) -> None:
 
 def cmd_pattern(a) -> None:
     """Is each codec's fine structure the music's or its own? ``metrics.fine_structure_pattern`` (0.5-5 kHz) of 32
-    crops of 3 s of DATA (seed 7): the recordings, and per codec its drawn magnitude and its audio (round 22)."""
+    crops of 3 s of DATA (seed 7): the recordings, and per codec its drawn magnitude and its audio (round 22); and
+    ``fine_structure_match``: how each reconstruction's pattern correlates with its own recording's (round 23)."""
     from djenerator import codec_train as ct
     from djenerator.data.dataset import ClipDataset
-    from djenerator.evaluate.metrics import fine_structure_pattern
+    from djenerator.evaluate.metrics import fine_structure_match, fine_structure_pattern
 
     codecs = [(spec.split("=", 1)[0], _codec_from(spec.split("=", 1)[1])) for spec in a.codecs]
     c0 = codecs[0][1]
     x = ct.crops(ClipDataset(a.data), 7, 0, 32, 3 * c0.sample_rate // 1024 * 1024)
     lo, hi = (round(f * c0.n_fft / c0.sample_rate) for f in (500.0, 5000.0))
+    real = torch.log(c0.stft(x).abs() + 1e-7).numpy()
     show = lambda logmag: "correlation %.2f, size %.3f" % fine_structure_pattern(logmag.numpy(), lo, hi)
-    print("recordings:", show(torch.log(c0.stft(x).abs() + 1e-7)))
+    match = lambda logmag: "own recording's %.2f (others' %.2f)" % fine_structure_match(logmag.numpy(), real, lo, hi)
+    print("recordings:", show(torch.from_numpy(real)))
     for label, codec in codecs:
         with torch.no_grad():
             z = codec.encode(x)
             drawn, audio = codec.log_magnitude(z).transpose(1, 2), codec.decode(z)
-        print(f"{label}: drawn {show(drawn)}; audio {show(torch.log(codec.stft(audio).abs() + 1e-7))}", flush=True)
+        heard = torch.log(codec.stft(audio).abs() + 1e-7)
+        print(f"{label}: drawn {show(drawn)}, {match(drawn)}; audio {show(heard)}, {match(heard)}", flush=True)
 
 
 def cmd_recon_png(a) -> None:

@@ -12,6 +12,7 @@ from djenerator.evaluate.metrics import (
     diversity,
     drone_share,
     fidelity_coverage,
+    fine_structure_match,
     fine_structure_pattern,
     fine_structure_similarity,
     frechet_distance,
@@ -236,6 +237,28 @@ def test_fine_structure_similarity_tells_one_texture_for_every_clip_from_the_mus
     with_silence = np.concatenate([same, np.zeros((1, SR), np.float32)])  # skipped, not a nan
     assert fine_structure_similarity(with_silence, SR)[0] == pytest.approx(fine_structure_similarity(same, SR)[0])
     assert np.isnan(fine_structure_similarity(np.zeros((3, SR), np.float32), SR)[0])
+
+
+def test_fine_structure_match_is_the_pattern_correlation_clip_by_clip():
+    """Own = mean Pearson correlation of clip i's pattern with reference clip i's, others = over every i != j;
+    computed apart with scipy's medfilt. A copy with the same partials reads near 1 against its own clip, a fixed
+    texture as much against every clip."""
+    from scipy.signal import medfilt
+
+    g = np.random.default_rng(1)
+    ref = np.linspace(0, -6, 257)[None, :, None] + 0.4 * g.standard_normal((10, 257, 1)) + 0.05 * g.standard_normal((10, 257, 8))
+    near = ref + 0.2 * g.standard_normal(ref.shape)
+    pat = lambda x: np.stack([row - medfilt(row, 9) for row in x.mean(-1)])[:, 10:240]
+    a, b = pat(near), pat(ref)
+    z = lambda p: (p - p.mean(1, keepdims=True)) / p.std(1, keepdims=True)
+    c = z(a) @ z(b).T / a.shape[1]
+    own, others = fine_structure_match(near, ref, 10, 240)
+    assert own == pytest.approx(np.trace(c) / 10, abs=1e-9) and own > 0.8
+    assert others == pytest.approx((c.sum() - np.trace(c)) / 90, abs=1e-9) and abs(others) < 0.1
+    fixed = np.repeat(ref[:1], 10, 0)  # one texture for every clip
+    own, others = fine_structure_match(fixed, ref, 10, 240)
+    assert abs(own - others) < 0.15
+    assert np.isnan(fine_structure_match(ref[:1], ref[:1], 10, 240)[0])
 
 
 def test_high_freq_energy_ratio():

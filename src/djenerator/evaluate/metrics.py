@@ -243,16 +243,22 @@ def drone_share(x, sr: int, held: float = 0.8, **line_args) -> np.ndarray:
     return harmonic_lines(x, sr, held, **line_args)[:, 1]
 
 
+def _fine_patterns(logmag, lo: int, hi: int, width: int) -> np.ndarray:
+    """Each clip's frame-averaged log-magnitude (clips, bins, frames) less its running median over ``width`` bins,
+    at bins lo..hi: the fine structure, its envelope taken out."""
+    from scipy.ndimage import median_filter
+
+    m = np.asarray(logmag, dtype=np.float64).mean(-1)
+    return (m - median_filter(m, size=(1, width), mode="nearest"))[:, lo:hi]
+
+
 def fine_structure_pattern(logmag, lo: int, hi: int, width: int = 9) -> tuple[float, float]:
     """How alike clips' fine structure is. Each clip's log-magnitude (clips, bins, frames) is averaged over frames,
     less its running median over ``width`` bins (the envelope), at bins lo..hi. Returns the mean correlation of that
     pattern between different clips, and its mean absolute size. Recordings' fine structure follows what plays
     (0.1-0.2 between clips); a decoder that draws one texture for every clip reads near 1 (round 22 of
     docs/two-stage.md)."""
-    from scipy.ndimage import median_filter
-
-    m = np.asarray(logmag, dtype=np.float64).mean(-1)
-    pattern = (m - median_filter(m, size=(1, width), mode="nearest"))[:, lo:hi]
+    pattern = _fine_patterns(logmag, lo, hi, width)
     pattern = pattern[pattern.std(1) > 0]  # a silent clip has no fine structure to compare
     n = len(pattern)
     size = float(np.abs(pattern).mean()) if n else float("nan")
@@ -260,6 +266,21 @@ def fine_structure_pattern(logmag, lo: int, hi: int, width: int = 9) -> tuple[fl
         return float("nan"), size
     c = np.corrcoef(pattern)
     return float((c.sum() - n) / (n * (n - 1))), size
+
+
+def fine_structure_match(logmag, reference, lo: int, hi: int, width: int = 9) -> tuple[float, float]:
+    """Is a reconstruction's fine structure in its own recording's place? ``fine_structure_pattern``'s pattern of
+    each clip of ``logmag`` correlated with the same clip's of ``reference`` (both (clips, bins, frames)), and
+    with the other clips' (what a fixed texture would score). Returns (own, others) mean correlations; own near 1
+    puts the partials where the recording has them, own near others draws the same whatever plays."""
+    a, b = _fine_patterns(logmag, lo, hi, width), _fine_patterns(reference, lo, hi, width)
+    keep = (a.std(1) > 0) & (b.std(1) > 0)
+    a, b = a[keep], b[keep]
+    n = len(a)
+    if n < 2:
+        return float("nan"), float("nan")
+    c = np.corrcoef(a, b)[:n, n:]
+    return float(np.trace(c) / n), float((c.sum() - np.trace(c)) / (n * (n - 1)))
 
 
 def fine_structure_similarity(x, sr: int, n_fft: int = 1024, band_hz: tuple[float, float] = (500.0, 5000.0)):
