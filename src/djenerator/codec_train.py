@@ -92,17 +92,17 @@ def start_from_base(codec: Codec, codec_base: str, log=print, critic: "Critic | 
         return None
     base = load_codec_base(path)
     made = Config.from_dict(base["config"])  # what the base was trained as: same shapes can mean another head or input
-    state = codec.adopt(base["G"], made.model.decoder_phase)  # a head grown from the base's: its extra rows at zero
+    state = codec.adopt(base["G"], made.model.decoder_phase, made.model.codec_envelope)  # fitted where it can be
     fits = {k: tuple(v.shape) for k, v in codec.state_dict().items()} == {k: tuple(v.shape) for k, v in state.items()}
     heads = {codec.phase, PHASE_HEADS[codec.phase].grows_from}
-    if not fits or made.model.decoder_phase not in heads or ((made.data.sample_rate, made.model.codec_input)
-                                                             != (codec.sample_rate, codec.reads)):
+    if not fits or made.model.decoder_phase not in heads or made.model.codec_peaks not in (0, codec.peaks) or (
+            (made.data.sample_rate, made.model.codec_input) != (codec.sample_rate, codec.reads)):
         if codec_base == "auto":
-            log(f"stage 1: the shipped base autoencoder ({path.name}) is for another rate, model.dim, model.decoder_phase "
-                "or model.codec_input; training the autoencoder from scratch")
+            log(f"stage 1: the shipped base autoencoder ({path.name}) is for another rate, model.dim, model.decoder_phase, "
+                "model.codec_input or model.codec_peaks; training the autoencoder from scratch")
             return None
         raise CheckpointError(f"train.codec_base: {path} is an autoencoder of another rate, model.dim, "
-                              "model.decoder_phase or model.codec_input than this run's")
+                              "model.decoder_phase, model.codec_input or model.codec_peaks than this run's")
     codec.load_state_dict(state)
     if critic is not None and "D" in base:
         critic.start_from(base["D"], log)
@@ -254,7 +254,7 @@ def train_codec(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, budge
 
 @torch.no_grad()
 def encode_dataset(codec: Codec, ds: ClipDataset, batch: int = 16) -> torch.Tensor:
-    """Every clip through the frozen encoder: (N, LATENT_CH, clip_samples // frame_samples)."""
+    """Every clip through the frozen encoder: (N, latent channels, clip_samples // frame_samples)."""
     n = ds.clip_samples // codec.frame_samples * codec.frame_samples
     out = [codec.encode(ds.batch(np.arange(i, min(i + batch, len(ds))))[0][:, :, :n]) for i in range(0, len(ds), batch)]
     return torch.cat(out)

@@ -51,6 +51,10 @@ class ModelConfig:
     bpm_range: list[float] = field(default_factory=lambda: [80.0, 160.0])  # one octave: any tempo folds into it
     decoder_phase: str = "free"  # twostage: stage 1's phase head, a name in models.codec.PHASE_HEADS (free integrated pghi pghi_residual)
     codec_input: str = "mel"  # twostage: what stage 1's encoder reads, a name in models.codec.ENCODER_INPUTS (mel stft)
+    codec_peaks: int = 0  # twostage: bands (100 Hz-5 kHz, log-spaced) whose strongest partial the latents carry as
+    #   measured (place, level), drawn by the decoder as a Hann lobe (dsp.peaks); 0: none, the head draws them all
+    codec_envelope: int = 0  # twostage: the decoder's head draws the log-magnitude at this many mel-spaced points,
+    #   interpolated to every bin (no fine structure of its own); 0: every bin
     bar_repeat: float = 0.0  # twostage: how much pieces repeat by the bar (GAN: share of slow latents locked to it;
     #   flow: how close each new bar starts to the bar before), unless generate --repeat says
     stage2: str = "gan"  # twostage: the latent model, a name in models.twostage.STAGE2 (gan flow)
@@ -347,7 +351,8 @@ def _validate_model(cfg: Config) -> None:
         raise ConfigError(f"model.discriminators must be a non-empty list of {', '.join(DISCRIMINATORS)}, "
                           f"got {m.discriminators}")
     arch = ARCHS[m.arch]
-    from .models.codec import ENCODER_INPUTS, PHASE_HEADS, RECONSTRUCTIONS, TUNED_PARTS
+    from .models.codec import (ENCODER_INPUTS, MAX_PEAK_BANDS, MIN_ENVELOPE, N_MELS, PHASE_HEADS, RECONSTRUCTIONS,
+                               TUNED_PARTS)
 
     if not 0.0 <= m.bar_repeat <= 1.0 or (m.bar_repeat > 0 and not arch.two_stage):
         raise ConfigError(f"model.bar_repeat is a share from 0 to 1 read by model.arch=twostage only, got {m.bar_repeat}")
@@ -364,6 +369,11 @@ def _validate_model(cfg: Config) -> None:
         raise ConfigError(f"model.decoder_phase must be one of {', '.join(PHASE_HEADS)}, got '{m.decoder_phase}'")
     if m.codec_input not in ENCODER_INPUTS:
         raise ConfigError(f"model.codec_input must be one of {', '.join(ENCODER_INPUTS)}, got '{m.codec_input}'")
+    if not 0 <= m.codec_peaks <= MAX_PEAK_BANDS:
+        raise ConfigError(f"model.codec_peaks must be from 0 to {MAX_PEAK_BANDS} bands, got {m.codec_peaks}")
+    if m.codec_envelope and not MIN_ENVELOPE <= m.codec_envelope <= N_MELS * 4:
+        raise ConfigError(f"model.codec_envelope must be 0 (every bin) or {MIN_ENVELOPE} to {N_MELS * 4} points, "
+                          f"got {m.codec_envelope}")
     if m.beat_grid and (not arch.beat_grid or not m.tempo_conditioning):
         grid = ", ".join(f"model.arch={n}" for n, a in ARCHS.items() if a.beat_grid)
         raise ConfigError(f"model.beat_grid needs {grid} and model.tempo_conditioning=true")

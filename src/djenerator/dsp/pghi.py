@@ -20,6 +20,7 @@ import torch
 
 HANN_GAMMA = 0.25645  # gamma / n_fft^2 of the Gaussian that best matches a Hann window (Prusa et al.)
 BLOCK = 32  # frames worked through at a time
+TIE = 1e-4  # neighbouring bins closer than this are level: float rounding cannot turn a climb (so chunks decode alike)
 
 
 def peak_of_bin(mag: torch.Tensor) -> torch.Tensor:
@@ -27,9 +28,9 @@ def peak_of_bin(mag: torch.Tensor) -> torch.Tensor:
     it reaches (a peak is its own)."""
     K = mag.shape[-1]
     up = torch.zeros_like(mag, dtype=torch.bool)  # the bin to the right is higher: climb right
-    up[..., :-1] = mag[..., 1:] > mag[..., :-1]
+    up[..., :-1] = mag[..., 1:] > mag[..., :-1] + TIE
     down = torch.zeros_like(up)  # else the bin to the left is higher: climb left
-    down[..., 1:] = (mag[..., :-1] > mag[..., 1:]) & ~up[..., 1:]
+    down[..., 1:] = (mag[..., :-1] > mag[..., 1:] + TIE) & ~up[..., 1:]
     top = ~(up | down)
     # the n-th top of a frame sits at pos[n] (n from 1); `seen` counts the tops up to and including each bin
     # (in the magnitude's float type, exact to 2^24 bins and faster than integers). Climbing left, or standing on

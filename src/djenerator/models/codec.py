@@ -41,11 +41,14 @@ from torch import nn
 
 from ..config import Config
 from ..dsp.mel import mel_filterbank
+from ..dsp.peaks import band_edges, band_peaks, mel_interp, peak_latents, peaks_of_latents, render_lobes
 from ..dsp.pghi import pghi_frames
 
-LATENT_CH = 16  # channels of the latent sequence stage 2 learns
+LATENT_CH = 16  # learned channels of the latent sequence stage 2 learns (model.codec_peaks adds two per band)
 N_MELS = 80
 KERNEL = 7
+MAX_PEAK_BANDS = 24  # model.codec_peaks: at most this many bands (two latent channels each)
+MIN_ENVELOPE = 16  # model.codec_envelope: at least this many points, when not 0
 LATENT_NOISE = 0.05  # std of the noise on latents during training (decoder robustness)
 STFT_RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))
 
@@ -65,6 +68,11 @@ PHASE_HEADS = {"free": PhaseHead(False, 2), "integrated": PhaseHead(True, 2), "p
 ENCODER_INPUTS = ("mel", "stft")
 # what stage 1 trains (train.codec_tune): parameter-name prefixes; "encoder" keeps a base's decoder as it is
 TUNED_PARTS = {"all": ("",), "encoder": ("enc",)}
+
+
+def latent_channels(peaks: int) -> int:
+    """Channels of a codec's latents: the learned ones, and a place and a level per peak band."""
+    return LATENT_CH + 2 * int(peaks)
 
 
 def codec_hop(sample_rate: int) -> int:
@@ -91,7 +99,7 @@ class Codec(nn.Module):
     """``encode(audio) -> latents``, ``decode(latents) -> audio``; ``forward`` = reconstruct (with latent noise in training)."""
 
     def __init__(self, sample_rate: int, dim: int = 32, enc_blocks: int = 3, dec_blocks: int = 6,
-                 phase: str = "free", reads: str = "mel"):
+                 phase: str = "free", reads: str = "mel", peaks: int = 0, envelope: int = 0):
         super().__init__()
         if phase not in PHASE_HEADS:
             raise ValueError(f"phase head must be one of {', '.join(PHASE_HEADS)}, got {phase!r}")
@@ -110,16 +118,21 @@ class Codec(nn.Module):
         self.enc = nn.Sequential(*[ConvNeXt(ch) for _ in range(enc_blocks)])
         self.enc_down = nn.Conv1d(ch, ch, 4, stride=2, padding=1)
         self.enc_out = nn.Conv1d(ch, LATENT_CH, 1)
-        self.dec_in = nn.Conv1d(LATENT_CH, ch, KERNEL, padding=KERNEL // 2)
+        self.peaks, self.envelope, self.latent_ch = int(peaks), int(envelope), latent_channels(peaks)
+        self.register_buffer("edges", band_edges(self.sample_rate, self.n_fft, self.peaks), persistent=False)
+        if self.envelope:  # the head draws the log-magnitude at mel-spaced points; bins in between are interpolated
+            self.register_buffer("env_basis", mel_interp(self.sample_rate, self.bins, self.envelope), persistent=False)
+        self.dec_in = nn.Conv1d(self.latent_ch, ch, KERNEL, padding=KERNEL // 2)
         self.dec_up = nn.Conv1d(ch, ch, 3, padding=1)
         self.dec = nn.Sequential(*[ConvNeXt(ch) for _ in range(dec_blocks)])
         self.dec_norm = nn.LayerNorm(ch)
-        self.head = nn.Linear(ch, PHASE_HEADS[phase].outputs * self.bins)
+        self.drawn = self.envelope or self.bins  # log-magnitude values the head draws per frame
+        self.head = nn.Linear(ch, self.drawn + (PHASE_HEADS[phase].outputs - 1) * self.bins)
         with torch.no_grad():
-            self.head.bias[: self.bins].fill_(math.log(0.1 * self.n_fft / math.sqrt(1.5 * self.bins)))
+            self.head.bias[: self.drawn].fill_(math.log(0.1 * self.n_fft / math.sqrt(1.5 * self.bins)))
             if PHASE_HEADS[phase].grows_from:  # its extra outputs start at zero: it decodes as the head it grows from
-                self.head.weight[self.bins:].zero_()
-                self.head.bias[self.bins:].zero_()
+                self.head.weight[self.drawn:].zero_()
+                self.head.bias[self.drawn:].zero_()
         # each bin's own phase turn per hop (the running sum's centre)
         turn = torch.remainder(2 * math.pi * self.hop * torch.arange(self.bins, dtype=torch.float64) / self.n_fft, 2 * math.pi)
         self.register_buffer("turn", turn.float(), persistent=False)
@@ -134,7 +147,8 @@ class Codec(nn.Module):
         if isinstance(cfg, dict):
             cfg = Config.from_dict(cfg)
         m = cfg.model
-        return cls(cfg.data.sample_rate, m.dim, phase=m.decoder_phase, reads=m.codec_input)
+        return cls(cfg.data.sample_rate, m.dim, phase=m.decoder_phase, reads=m.codec_input, peaks=m.codec_peaks,
+                   envelope=m.codec_envelope)
 
     def stft(self, audio: torch.Tensor) -> torch.Tensor:
         """(B, 1, T) -> (B, bins, T / hop) complex STFT at the decoder's resolution, centred frames (the last one
@@ -155,20 +169,40 @@ class Codec(nn.Module):
         return self.log_mel(audio) if self.reads == "mel" else torch.log(self.power(audio) + 1e-5)
 
     def encode(self, audio: torch.Tensor) -> torch.Tensor:
-        """(B, 1, T) with T a multiple of frame_samples -> latents (B, LATENT_CH, T / frame_samples) in (-1, 1)."""
+        """(B, 1, T) with T a multiple of frame_samples -> latents (B, latent_ch, T / frame_samples) in [-1, 1]: the
+        learned channels, then the peak bands' places and levels (``dsp.peaks``) at the latents' own rate."""
         h = self.enc(self.enc_in(self.features(audio) / 4.0))
-        return torch.tanh(self.enc_out(F.gelu(self.enc_down(h))))
+        z = torch.tanh(self.enc_out(F.gelu(self.enc_down(h))))
+        if not self.peaks:
+            return z
+        with torch.no_grad():
+            mag = torch.stft(audio[:, 0].float(), self.n_fft, self.frame_samples, window=self.window, center=True,
+                             return_complex=True).abs()[..., : z.shape[-1]]
+            zp = peak_latents(*band_peaks(mag, self.edges), self.edges)
+        return torch.cat([z, zp], 1)
 
     def head_out(self, z: torch.Tensor) -> torch.Tensor:
         """latents (B, LATENT_CH, N) -> what the decoder's head draws, (B, 2N frames, outputs x bins): the
         log-magnitude's bins first."""
         h = self.dec_in(z)
         h = self.dec_up(F.interpolate(h, scale_factor=2, mode="nearest"))
-        return self.head(self.dec_norm(self.dec(h).transpose(1, 2))).float()
+        out = self.head(self.dec_norm(self.dec(h).transpose(1, 2))).float()
+        if self.envelope:
+            out = torch.cat([out[..., : self.envelope] @ self.env_basis.T, out[..., self.envelope:]], -1)
+        return out
+
+    def _log_magnitude(self, z: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
+        """The head's log-magnitude (B, 2N, bins), with the peak bands' lobes added to its magnitude; each latent
+        frame's peaks are held for its two STFT frames."""
+        logmag = head[..., : self.bins].clamp(max=7.0)
+        if not self.peaks:
+            return logmag
+        freq, amp = (v.repeat_interleave(2, 1)[:, : logmag.shape[1]] for v in peaks_of_latents(z[:, LATENT_CH:], self.edges))
+        return torch.log(torch.exp(logmag) + render_lobes(freq, amp, self.bins))
 
     def log_magnitude(self, z: torch.Tensor) -> torch.Tensor:
-        """latents (B, LATENT_CH, N) -> the natural-log STFT magnitude the decoder draws, (B, 2N frames, bins)."""
-        return self.head_out(z)[..., : self.bins].clamp(max=7.0)
+        """latents (B, latent_ch, N) -> the natural-log STFT magnitude the decoder draws, (B, 2N frames, bins)."""
+        return self._log_magnitude(z, self.head_out(z))
 
     def spectrum(self, z: torch.Tensor, phase: torch.Tensor | None = None, start: int = 0,
                  carry: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -177,7 +211,7 @@ class Codec(nn.Module):
         chunk continues from where the previous one handed over. ``carry``: also return the running phase (B,
         bins, 2N), the one to hand on (for "pghi_residual" the phase-gradient phase, without the correction)."""
         head = self.head_out(z)
-        logmag, out = head[..., : self.bins].clamp(max=7.0), head[..., self.bins:]
+        logmag, out = self._log_magnitude(z, head), head[..., self.bins:]
         if self.phase == "free":
             runs = out
         elif self.phase == "integrated":
@@ -199,17 +233,26 @@ class Codec(nn.Module):
                                phase.double()[:, None] + torch.cumsum(step[:, start:], 1)], 1)
         return torch.remainder(total, 2 * math.pi).float()
 
-    def adopt(self, state: dict, phase: str) -> dict:
-        """A state dict of a codec with phase head ``phase``, fitted to this one: a head this one grows from
-        gets zero rows for the outputs it lacks (so this codec decodes as it did); otherwise as it is."""
-        if PHASE_HEADS[self.phase].grows_from != phase:
-            return state
-        own, state = self.state_dict(), dict(state)
-        for k in ("head.weight", "head.bias"):
-            grown = torch.zeros_like(own[k])
-            grown[: state[k].shape[0]] = state[k]
-            state[k] = grown
-        return state
+    def adopt(self, state: dict, phase: str, envelope: int = 0) -> dict:
+        """A state dict of a codec with phase head ``phase`` and head ``envelope`` (0: every bin), fitted to this
+        one: latent channels it lacks (peak bands) start ignored (zero input weights); a head drawing every bin,
+        for an envelope head, is projected onto the envelope (least squares: it keeps the base's envelope and
+        drops the fine structure); a head this one grows from gets zero rows for the outputs it lacks. A state
+        that needs none of these is returned as it is, so this codec decodes as the base did where it can."""
+        own, out = self.state_dict(), dict(state)
+        w = out["dec_in.weight"]
+        if w.shape[1] < self.latent_ch:
+            out["dec_in.weight"] = torch.cat([w, w.new_zeros(w.shape[0], self.latent_ch - w.shape[1], w.shape[2])], 1)
+        if self.envelope and not envelope:
+            pinv = torch.linalg.pinv(self.env_basis.double()).float()
+            for k in ("head.weight", "head.bias"):
+                out[k] = torch.cat([pinv @ out[k][: self.bins], out[k][self.bins:]])
+        if PHASE_HEADS[self.phase].grows_from == phase:
+            for k in ("head.weight", "head.bias"):
+                grown = torch.zeros_like(own[k])
+                grown[: out[k].shape[0]] = out[k]
+                out[k] = grown
+        return out if any(out[k] is not state[k] for k in out) else state
 
     def istft(self, spec: torch.Tensor, frames: int) -> torch.Tensor:
         """A (B, bins, 2 frames) STFT at the decoder's resolution -> audio (B, 1, frames * frame_samples) in [-1, 1]."""
@@ -225,8 +268,8 @@ class Codec(nn.Module):
         """(B, 1, T) -> (its reconstruction (B, 1, T), the complex STFT the decoder drew for it (B, bins, 2 T /
         frame_samples)); with latent noise in training."""
         z = self.encode(audio)
-        if self.training and LATENT_NOISE > 0:
-            z = z + LATENT_NOISE * torch.randn_like(z)
+        if self.training and LATENT_NOISE > 0:  # on the learned channels: the peaks' are measured, not learned
+            z = torch.cat([z[:, :LATENT_CH] + LATENT_NOISE * torch.randn_like(z[:, :LATENT_CH]), z[:, LATENT_CH:]], 1)
         spec = self.spectrum(z)
         return self.istft(spec, z.shape[-1]), spec
 

@@ -46,10 +46,12 @@ def time_grid(start: float, steps: int) -> torch.Tensor:
 
 
 class LatentFlow(nn.Module):
-    """v(x_t, t, known, mask, cond) over codec latents (B, LATENT_CH, F) at ``rate`` frames/s."""
+    """v(x_t, t, known, mask, cond) over codec latents (B, channels, F) at ``rate`` frames/s."""
 
-    def __init__(self, dim: int, rate: float, bpm_range, tempo_conditioning: bool, steps: int = FLOW_STEPS):
+    def __init__(self, dim: int, rate: float, bpm_range, tempo_conditioning: bool, steps: int = FLOW_STEPS,
+                 channels: int = LATENT_CH):
         super().__init__()
+        self.channels = int(channels)
         self.rate, self.bpm_range, self.tempo_conditioning = float(rate), tuple(bpm_range), bool(tempo_conditioning)
         self.steps = int(steps)  # sampler steps of sample() (model.flow_steps)
         self.reach = 0  # no per-frame inputs beyond the piece's own latents (LatentTrack): no context to render
@@ -58,16 +60,16 @@ class LatentFlow(nn.Module):
         self.t_mlp = nn.Sequential(nn.Linear(32, T_DIM), nn.GELU(), nn.Linear(T_DIM, T_DIM))
         if self.tempo_conditioning:
             self.cond_embed = nn.Linear(1, COND_DIM)
-        self.inp = nn.Conv1d(2 * LATENT_CH + 1 + CLOCK_DIM, ch, KERNEL, padding=KERNEL // 2)
+        self.inp = nn.Conv1d(2 * self.channels + 1 + CLOCK_DIM, ch, KERNEL, padding=KERNEL // 2)
         self.blocks = nn.ModuleList(_Block(ch, style, d) for d in DILATIONS)
-        self.out = nn.Conv1d(ch, LATENT_CH, 1)
+        self.out = nn.Conv1d(ch, self.channels, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
-        self.register_buffer("mu", torch.zeros(LATENT_CH))
-        self.register_buffer("sd", torch.ones(LATENT_CH))
+        self.register_buffer("mu", torch.zeros(self.channels))
+        self.register_buffer("sd", torch.ones(self.channels))
 
     def set_scale(self, lat: torch.Tensor) -> None:
-        """Standardise by the per-channel mean and spread of the training latents (B, LATENT_CH, F)."""
+        """Standardise by the per-channel mean and spread of the training latents (B, channels, F)."""
         self.mu.copy_(lat.mean((0, 2)))
         self.sd.copy_(lat.std((0, 2)).clamp_min(1e-3))
 
@@ -84,7 +86,7 @@ class LatentFlow(nn.Module):
         return self.out(h)
 
     def loss(self, lat: torch.Tensor, cond, gen: torch.Generator) -> torch.Tensor:
-        """Flow-matching loss of real latents (B, LATENT_CH, F); every random draw from ``gen``."""
+        """Flow-matching loss of real latents (B, channels, F); every random draw from ``gen``."""
         b, _, n = lat.shape
         x1 = self.standardise(lat)
         x0 = torch.randn(x1.shape, generator=gen).to(x1)
@@ -93,11 +95,11 @@ class LatentFlow(nn.Module):
         mask = (torch.arange(n)[None] < prefix[:, None]).to(x1)[:, None]
         xt = (1 - t[:, None, None]) * x0 + t[:, None, None] * x1
         err = (self.velocity(xt, t, x1, mask, cond) - (x1 - x0)) ** 2 * (1 - mask)
-        return err.sum() / ((1 - mask).sum() * LATENT_CH).clamp_min(1)
+        return err.sum() / ((1 - mask).sum() * self.channels).clamp_min(1)
 
     def sample(self, noise: torch.Tensor, cond, t0: float = 0.0, known: torch.Tensor | None = None,
                n_known: int = 0, steps: int | None = None, start: float = 0.0) -> torch.Tensor:
-        """Latents (B, LATENT_CH, F) from ``noise`` (B, LATENT_CH, F), the state at flow time ``start`` (0: pure
+        """Latents (B, channels, F) from ``noise`` (B, channels, F), the state at flow time ``start`` (0: pure
         noise; above 0, a noised guess to refine, as SDEdit does); the first ``n_known`` frames are ``known``'s
         (latents as the codec has them). ``steps`` (``model.flow_steps``) steps of :func:`time_grid` from ``start``
         to 1, by the two-step Adams-Bashforth rule: ``steps`` + 1 passes of the net (docs/two-stage.md, round 18)."""
@@ -122,20 +124,21 @@ class LatentFlow(nn.Module):
         return (x * self.sd[:, None] + self.mu[:, None]).clamp(-1, 1)
 
     def standardise(self, lat: torch.Tensor) -> torch.Tensor:
-        """Codec latents (..., LATENT_CH, F) -> the flow's standardised space."""
+        """Codec latents (..., channels, F) -> the flow's standardised space."""
         return (lat - self.mu[:, None]) / self.sd[:, None]
 
 
-def noise_of(z: torch.Tensor, n: int, salt: int = 0) -> torch.Tensor:
-    """(B, LATENT_CH, n) N(0, 1) noise, a function of each row of z and ``salt``: the same z gives the same clip,
+def noise_of(z: torch.Tensor, n: int, salt: int = 0, channels: int = LATENT_CH) -> torch.Tensor:
+    """(B, channels, n) N(0, 1) noise, a function of each row of z and ``salt``: the same z gives the same clip,
     and window ``salt`` of a piece its own noise."""
-    return noise_of_latents(z, (LATENT_CH, n), salt.to_bytes(8, "little"))
+    return noise_of_latents(z, (channels, n), salt.to_bytes(8, "little"))
 
 
-def noise_between(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor, n: int, salt: int = 0) -> torch.Tensor:
-    """(B, LATENT_CH, n): the slerp at weights t (B,) from the noise of z0 (B, D) to that of z1: a flow's sampler
+def noise_between(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor, n: int, salt: int = 0,
+                  channels: int = LATENT_CH) -> torch.Tensor:
+    """(B, channels, n): the slerp at weights t (B,) from the noise of z0 (B, D) to that of z1: a flow's sampler
     maps noise to latents smoothly, so clips made from it morph from z0's clip to z1's (t = 0 and 1 give them)."""
-    a, b = noise_of(z0, n, salt), noise_of(z1, n, salt)
+    a, b = noise_of(z0, n, salt, channels), noise_of(z1, n, salt, channels)
     return slerp(a.flatten(1).T, b.flatten(1).T, t.to(a.dtype)).T.reshape(a.shape)
 
 
@@ -159,7 +162,7 @@ def bar_before(lat: torch.Tensor, n_new: int, per_bar: float) -> torch.Tensor:
 class LatentTrack:
     """A piece's latents, made lazily window by window: window k covers frames [k hop, k hop + window) and keeps
     the first ``window - hop`` of them from window k - 1. ``frames(a, b)`` makes what it needs and returns
-    (1, LATENT_CH, b - a); any split into calls gives the same latents, so streamed pieces equal one pass.
+    (1, channels, b - a); any split into calls gives the same latents, so streamed pieces equal one pass.
 
     With ``repeat`` s > 0 a window's new frames start at flow time s from the bar before played again (SDEdit:
     s = 1 plays it again as it was, 0.7 a variation of it), so a riff comes round bar after bar; the window in
@@ -172,7 +175,7 @@ class LatentTrack:
         self.flow, self.z, self.cond, self.window, self.t0 = flow, z, cond, int(window), float(t0)
         self.repeat, self.morph = float(repeat), morph
         self.hop = self.window - self.window // 2
-        self.lat = torch.zeros(1, LATENT_CH, 0)
+        self.lat = torch.zeros(1, flow.channels, 0)
 
     @torch.no_grad()
     def _next(self) -> None:
@@ -195,10 +198,10 @@ class LatentTrack:
 
     def _noise(self, k: int, start: int) -> torch.Tensor:
         if self.morph is None:
-            return noise_of(self.z, self.window, salt=k)
+            return noise_of(self.z, self.window, salt=k, channels=self.flow.channels)
         z1, frames = self.morph
         t = torch.tensor([min(1.0, start / max(frames - self.window, 1))])
-        return noise_between(self.z, z1, t, self.window, salt=k)
+        return noise_between(self.z, z1, t, self.window, salt=k, channels=self.flow.channels)
 
     def _beats(self, t: float, n: int = 1) -> torch.Tensor:
         return beat_positions(self.cond, 1, n, self.flow.rate, self.flow.bpm_range, t)[0][0].cpu()

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config, ConfigError
-from .codec import LATENT_CH, Codec, codec_hop
+from .codec import Codec, codec_hop, latent_channels
 from .grid import cond_bpm, tempo_column
 from .spectral import SpectralGenerator, _Block
 
@@ -106,9 +106,9 @@ def _keep(h: torch.Tensor, lo: int, window: tuple[int, int] | None, need: int) -
 
 
 class LatentGenerator(nn.Module):
-    """slow latents + style + bar clock -> codec latents (B, LATENT_CH, N * SLOW)."""
+    """slow latents + style + bar clock -> codec latents (B, channels, N * SLOW)."""
 
-    def __init__(self, latent_dim: int, dim: int, tempo_conditioning: bool, bpm_range, rate: float):
+    def __init__(self, latent_dim: int, dim: int, tempo_conditioning: bool, bpm_range, rate: float, channels: int):
         super().__init__()
         self.latent_dim, self.rate, self.bpm_range = int(latent_dim), float(rate), tuple(bpm_range)
         self.tempo_conditioning = bool(tempo_conditioning)
@@ -119,7 +119,8 @@ class LatentGenerator(nn.Module):
         self.riffs = RiffLatents()
         self.inp = nn.Conv1d(FRAME_DIM + style_dim + CLOCK_DIM + 2 * RIFF_DIM, ch, KERNEL, padding=KERNEL // 2)
         self.blocks = nn.ModuleList(_Block(ch, style_dim, d) for d in DILATIONS)
-        self.out = nn.Conv1d(ch, LATENT_CH, 1)
+        self.channels = int(channels)
+        self.out = nn.Conv1d(ch, self.channels, 1)
         self.block_reach = [sum(d * (KERNEL // 2) for d in DILATIONS[i:]) for i in range(len(DILATIONS))]
         self.reach = KERNEL // 2 + self.block_reach[0]  # codec frames either way
 
@@ -169,7 +170,7 @@ class LatentGenerator(nn.Module):
 
 
 class LatentDiscriminator(nn.Module):
-    """D(latents (B, LATENT_CH, F), cond) -> (patch logits (B, 1, F'), features): dilated convs over latents,
+    """D(latents (B, channels, F), cond) -> (patch logits (B, 1, F'), features): dilated convs over latents,
     their difference to the bar before, and the clock."""
 
     def __init__(self, cfg: Config):
@@ -177,7 +178,7 @@ class LatentDiscriminator(nn.Module):
         ch = 4 * max(int(cfg.model.dim), 4)
         self.rate = cfg.data.sample_rate / (2 * codec_hop(cfg.data.sample_rate))
         self.bpm_range = tuple(cfg.model.bpm_range)
-        cin = 2 * LATENT_CH + 1 + CLOCK_DIM
+        cin = 2 * latent_channels(cfg.model.codec_peaks) + 1 + CLOCK_DIM
         self.convs = nn.ModuleList([nn.Conv1d(cin, ch, 5, padding=2)] + [
             nn.Conv1d(ch, ch, 5, stride=2 if i % 2 else 1, padding=2 * d, dilation=d)
             for i, d in enumerate((1, 2, 4, 1, 2, 4))])
@@ -197,7 +198,7 @@ DECODED_FRAMES = 24  # latent frames (~0.56 s) of each sequence the decoded crit
 
 
 class DecodedCritic(nn.Module):
-    """D(latents (B, LATENT_CH, F), cond) -> (patch logits (B, 1, frames, bins'), features): a 2-D critic on the
+    """D(latents (B, channels, F), cond) -> (patch logits (B, 1, frames, bins'), features): a 2-D critic on the
     log-magnitude that the run's frozen decoder draws from a random ``DECODED_FRAMES`` crop of the latents (the
     middle one in eval mode), so that stage 2 is judged by what its latents sound like (harmonic lines or a wash),
     not only by the codes. Strided over frequency only, as DAC's STFT critic is. ``bind(codec)`` lends it the
@@ -232,13 +233,13 @@ class DecodedCritic(nn.Module):
 
 
 def _gan(m, rate: float) -> nn.Module:
-    return LatentGenerator(m.latent_dim, m.dim, m.tempo_conditioning, m.bpm_range, rate)
+    return LatentGenerator(m.latent_dim, m.dim, m.tempo_conditioning, m.bpm_range, rate, latent_channels(m.codec_peaks))
 
 
 def _flow(m, rate: float) -> nn.Module:
     from .latent_flow import LatentFlow
 
-    return LatentFlow(m.dim, rate, m.bpm_range, m.tempo_conditioning, m.flow_steps)
+    return LatentFlow(m.dim, rate, m.bpm_range, m.tempo_conditioning, m.flow_steps, latent_channels(m.codec_peaks))
 
 
 @dataclass(frozen=True)
@@ -298,7 +299,7 @@ class TwoStageGenerator(nn.Module):
         """A flow's clips (B, 1, clip_samples) at places t (B,) on the way from z0's clip to z1's (B, latent_dim)."""
         from .latent_flow import noise_between
 
-        noise = noise_between(z0, z1, t, self.clip_frames).to(z0)
+        noise = noise_between(z0, z1, t, self.clip_frames, channels=self.latent.channels).to(z0)
         return self.codec.decode(self.latent.sample(noise, cond))[:, :, :self.clip_samples]
 
     def stream_track(self, seed: int, cond: torch.Tensor | None, t0: float = 0.0, repeat: float = 0.0,
@@ -375,12 +376,12 @@ class TwoStageGenerator(nn.Module):
         return n, self.context_frames * SLOW + offset
 
     def latents_for(self, z: torch.Tensor, cond: torch.Tensor | None, frames: int) -> torch.Tensor:
-        """Stage-2 training: codec latents (B, LATENT_CH, frames) of a window with full context on both sides
+        """Stage-2 training: codec latents (B, channels, frames) of a window with full context on both sides
         (a flow: one window from z's noise)."""
         if not self.stage2.adversarial:
             from .latent_flow import noise_of
 
-            return self.latent.sample(noise_of(z, frames).to(z), cond)
+            return self.latent.sample(noise_of(z, frames, channels=self.latent.channels).to(z), cond)
         n, start = self.crop_plan(frames)
         t0 = -start * self.codec.frame_samples / self.sample_rate
         return self.latent(self._sequence(z, n), z, cond, t0, window=(start, frames))
