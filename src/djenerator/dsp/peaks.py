@@ -36,7 +36,8 @@ def band_peaks(mag: torch.Tensor, edges: torch.Tensor, prominence: float = PROMI
     a, b, c = lm[..., :-2], lm[..., 1:-1], lm[..., 2:]
     peak = (b > a) & (b >= c) & (b - _neighbourhood_median(lm)[..., 1:-1] > prominence)
     score = torch.where(peak, b, torch.full_like(b, -1e9))
-    centre = torch.arange(1, b.shape[-1] + 1, dtype=edges.dtype)
+    edges = edges.to(b.device)
+    centre = torch.arange(1, b.shape[-1] + 1, dtype=edges.dtype, device=b.device)
     inband = (centre >= edges[:-1, None]) & (centre < edges[1:, None])  # (bands, bins - 2)
     top, i = torch.where(inband, score[..., None, :], torch.full_like(score[..., None, :], -2e9)).max(-1)
     al, be, ga = a.gather(-1, i), b.gather(-1, i), c.gather(-1, i)
@@ -52,7 +53,7 @@ def peak_latents(freq: torch.Tensor, level: torch.Tensor, valid: torch.Tensor, e
     had one, so a note's place holds between its frames."""
     lo, hi = edges[:-1].log(), edges[1:].log()
     place = 2 * (freq.log() - lo) / (hi - lo) - 1
-    last = torch.where(valid, torch.arange(place.shape[1])[None, :, None], 0).cummax(1).values
+    last = torch.where(valid, torch.arange(place.shape[1], device=place.device)[None, :, None], 0).cummax(1).values
     place = torch.where(valid.cumsum(1) > 0, place.gather(1, last), torch.zeros_like(place))
     level = torch.where(valid, torch.tanh((level - LEVEL_CENTRE) / LEVEL_SCALE), -torch.ones_like(level))
     return torch.cat([place, level], -1).transpose(1, 2)
