@@ -130,15 +130,13 @@ def cmd_recon(a) -> None:
 def _texture_ratios(rec: np.ndarray, real: np.ndarray, sr: int) -> dict:
     """Spectral flatness, onset rate and harmonic lines of reconstructions over the real crops' (1 = as noisy, busy,
     pitched); and how each reconstruction's fine structure correlates with its own crop's and with the others'."""
-    from djenerator.evaluate.features import power_spectrogram
-    from djenerator.evaluate.metrics import fine_structure_match, spectral_flatness, tonal_share
+    from djenerator.evaluate.metrics import fine_structure_agreement, spectral_flatness, tonal_share
     from djenerator.evaluate.rhythm import onset_rate
 
     flat = float(np.mean(spectral_flatness(rec, sr)) / np.mean(spectral_flatness(real, sr)))
     onsets = float(np.mean([onset_rate(x, sr) for x in rec]) / np.mean([onset_rate(x, sr) for x in real]))
     tonal = float(np.mean(tonal_share(rec, sr)) / np.mean(tonal_share(real, sr)))
-    logmag = lambda y: 0.5 * np.log(power_spectrogram(torch.from_numpy(y), 1024, 256).double().numpy() + 1e-14)
-    own, others = fine_structure_match(logmag(rec), logmag(real), *(round(f * 1024 / sr) for f in (500.0, 5000.0)))
+    own, others = fine_structure_agreement(rec, real, sr)
     return {"flatness_x": round(flat, 2), "onsets_x": round(onsets, 2), "tonal_x": round(tonal, 2),
             "fine_own": round(own, 2), "fine_others": round(others, 2)}
 

@@ -12,6 +12,7 @@ from djenerator.evaluate.metrics import (
     diversity,
     drone_share,
     fidelity_coverage,
+    fine_structure_agreement,
     fine_structure_match,
     fine_structure_pattern,
     fine_structure_similarity,
@@ -259,6 +260,23 @@ def test_fine_structure_match_is_the_pattern_correlation_clip_by_clip():
     own, others = fine_structure_match(fixed, ref, 10, 240)
     assert abs(own - others) < 0.15
     assert np.isnan(fine_structure_match(ref[:1], ref[:1], 10, 240)[0])
+
+
+def test_fine_structure_agreement_tells_partials_in_place_from_one_texture():
+    """Audio: reconstructions that keep each clip's partials (a little noise added) read own near 1 and others
+    near 0, 'partials in place'; one clip's texture for every clip reads own as others, 'one texture'."""
+    from djenerator.evaluate.verdicts import partials_verdict
+
+    g = np.random.default_rng(2)
+    t = np.arange(SR) / SR
+    clips = np.stack([sum(0.1 * np.sin(2 * np.pi * f * t) for f in g.uniform(550.0, 4900.0, 6))
+                      for _ in range(12)]).astype(np.float32)
+    kept = clips + 0.002 * g.standard_normal(clips.shape).astype(np.float32)
+    own, others = fine_structure_agreement(kept, clips, SR)
+    assert own > 0.8 and abs(others) < 0.15 and partials_verdict(own, others) == "partials in place"
+    own, others = fine_structure_agreement(np.repeat(kept[:1], 12, 0), clips, SR)
+    assert partials_verdict(own, others) == "one texture for every clip"
+    assert partials_verdict(float("nan"), 0.0) == "n/a" and partials_verdict(0.3, 0.05) == "partly in place"
 
 
 def test_high_freq_energy_ratio():

@@ -696,6 +696,9 @@ def test_prepare_train_generate_evaluate_end_to_end(one_thread, tmp_path):
     ae = rep["autoencoder"]
     assert rep["sample_rate"] == SR and np.isfinite(ae["stft_distance"]) and np.isfinite(ae["mel_distance"])
     assert 0.0 <= ae["tonal_share"]["reconstructed"] <= 1.0 and ae["tonal_share"]["real"] > 0.0
+    assert -1.0 <= ae["partials"]["own_recording"] <= 1.0 and ae["partials"]["verdict"] != "n/a"
+    row = [r for r in rep["summary"] if r[0] == "stage 1: partials where the recording's are"]
+    assert row and row[0][3] == ae["partials"]["verdict"]
     from fastapi.testclient import TestClient
 
     from djenerator.server.app import create_app

@@ -283,6 +283,17 @@ def fine_structure_match(logmag, reference, lo: int, hi: int, width: int = 9) ->
     return float(np.trace(c) / n), float((c.sum() - np.trace(c)) / (n * (n - 1)))
 
 
+def fine_structure_agreement(x, reference, sr: int, n_fft: int = 1024,
+                             band_hz: tuple[float, float] = (500.0, 5000.0)) -> tuple[float, float]:
+    """``fine_structure_match`` of clips (N, T) against ``reference`` clips (N, T), e.g. reconstructions against
+    the recordings: (own, others) correlations over ``band_hz``."""
+    from .features import power_spectrogram
+
+    logmag = lambda a: 0.5 * np.log(power_spectrogram(_to_tensor(a), n_fft, n_fft // 4).double().numpy() + 1e-14)
+    lo, hi = (int(round(f * n_fft / sr)) for f in band_hz)
+    return fine_structure_match(logmag(x), logmag(reference), lo, hi)
+
+
 def fine_structure_similarity(x, sr: int, n_fft: int = 1024, band_hz: tuple[float, float] = (500.0, 5000.0)):
     """``fine_structure_pattern`` of clips (N, T) at ``sr`` over ``band_hz``, from their log-magnitude STFT (the
     size in nepers of magnitude, as ``benchmarks/twostage.py pattern`` reports it for a decoder)."""

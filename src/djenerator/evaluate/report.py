@@ -210,6 +210,11 @@ def _autoencoder(codec, clips: np.ndarray, sr: int) -> dict:
     (tg, dg), (tr, dr) = [[_mean(c) for c in metrics.harmonic_lines(a[:, 0].numpy(), sr).T] for a in (y, x)]
     out["tonal_share"] = {"reconstructed": tg, "real": tr, "verdict": verdicts.pitch_verdict(tg, tr, dg, dr)}
     out["drone_share"] = {"reconstructed": dg, "real": dr}
+    own, others = metrics.fine_structure_agreement(y[:, 0].numpy(), x[:, 0].numpy(), sr)
+    out["partials"] = {"own_recording": own, "other_recordings": others,
+                       "method": "correlation of each reconstruction's fine structure (0.5-5 kHz, less its 9-bin "
+                                 "median) with its own recording's and with the others'",
+                       "verdict": verdicts.partials_verdict(own, others)}
     return out
 
 
@@ -641,6 +646,9 @@ def summary_rows(rep: dict) -> list[list[str]]:
         if "tonal_share" in ae:
             rows.append(["stage 1: harmonic lines kept", _fmt(ae["tonal_share"]["reconstructed"]),
                          _fmt(ae["tonal_share"]["real"]), ae["tonal_share"]["verdict"]])
+        if "partials" in ae:
+            rows.append(["stage 1: partials where the recording's are", _fmt(ae["partials"]["own_recording"]),
+                         f"{_fmt(ae['partials']['other_recordings'])} (another recording)", ae["partials"]["verdict"]])
     if "feature_min_ratio" in mem:
         rows.append(["nearest train clip (feature ratio, min)", _fmt(mem["feature_min_ratio"]), "1 = real spacing", ""])
     return rows

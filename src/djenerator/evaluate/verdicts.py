@@ -66,6 +66,17 @@ def pitch_verdict(tonal_g: float, tonal_r: float, drone_g: float = float("nan"),
     return "fewer harmonic lines than real" if ratio < 1 else "more harmonic lines than real"
 
 
+def partials_verdict(own: float, others: float) -> str:
+    """A reconstruction's fine structure against its own recording's (``metrics.fine_structure_match``): 'one
+    texture for every clip' when it matches its own recording no better than another (within 0.1), 'partials in
+    place' from 0.5, else 'partly in place'."""
+    if not _ok(own, others):
+        return "n/a"
+    if own < others + 0.1:
+        return "one texture for every clip"
+    return "partials in place" if own >= 0.5 else "partly in place"
+
+
 def rhythm_verdict(rate_g: float, rate_r: float, ioi: float, ioi_base: float, contrast_g: float = float("nan"),
                    contrast_r: float = float("nan"), timbre: str = "like real") -> str:
     """'noise' / 'no rhythm (steady sound)' when the onsets are chance peaks; 'rhythmic, timing unlike real'
