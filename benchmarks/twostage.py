@@ -98,7 +98,6 @@ def cmd_recon(a) -> None:
     from djenerator.models.codec import mel_distance, stft_distance
 
     ds, run = ClipDataset(a.data), Path(a.run)
-    torch.manual_seed(a.seed)  # as train_twostage does: the latent noise and a critic draw from the global RNG
     cfg = build_config("bars", overrides=[f"train.seed={a.seed}", f"train.codec_base={a.base}",
                                           "train.sample_every=1000000", "train.ckpt_every=1000000", *a.set])
     probe = ct.crops(ds, 99, 0, 16, 2 * cfg.data.sample_rate // 1024 * 1024)

@@ -648,6 +648,19 @@ def test_resume_is_exact_in_either_stage(one_thread, clip_ds, tmp_path, ema, adv
     assert sorted(e.value for e in tb["stage2"].Scalars("stage2/latent_fd")) == pytest.approx(sorted(fb["latent_fd"]), rel=1e-5)  # the CSV keeps 6 digits
 
 
+def test_stage_one_alone_is_seeded_whatever_the_global_rng_did_before(one_thread, clip_ds, tmp_path):
+    """``train_codec`` called directly (as the benchmarks do) seeds the global RNG its latent noise draws from:
+    two fresh runs agree to the bit, though other draws came between them (torch may start each process from a
+    fresh seed)."""
+    cfg = tiny_cfg("train.codec_steps=2", "train.ckpt_every=100", "train.sample_every=100")
+    runs = []
+    for k in range(2):
+        torch.rand(7 + k)
+        codec, _, _ = ct.train_codec(cfg, clip_ds, tmp_path / f"r{k}", False, ct.Budget(), False, lambda m: None)
+        runs.append(codec.state_dict())
+    _assert_same(*runs)
+
+
 def test_refuses_to_overwrite_a_run_without_resume(one_thread, clip_ds, tmp_path):
     cfg = tiny_cfg("train.codec_steps=1", "train.steps=1")
     ct.train_twostage(cfg.copy(), clip_ds, tmp_path / "r", progress=False, log=lambda m: None)

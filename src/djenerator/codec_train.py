@@ -198,6 +198,7 @@ def train_codec(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, budge
                 progress: bool = True, log=print) -> tuple[Codec, int, str]:
     """Stage 1. Returns (codec in eval mode, steps done, "done" | why it stopped)."""
     t, cdir = cfg.train, run_dir / "codec"
+    torch.manual_seed(t.seed)  # the latent noise and a critic draw from the global RNG (a resume restores its state)
     codec = Codec.of(cfg)
     tuned = [p for n, p in codec.named_parameters() if n.startswith(TUNED_PARTS[t.codec_tune])]
     opt = torch.optim.AdamW(tuned, lr=t.lr_codec, betas=(0.8, 0.99))
