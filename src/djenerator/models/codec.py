@@ -166,19 +166,21 @@ class Codec(nn.Module):
 
     def features(self, audio: torch.Tensor) -> torch.Tensor:
         """What the encoder reads: (B, 1, T) -> log-mel (B, N_MELS, T / hop) or log power (B, bins, T / hop)."""
-        return self.log_mel(audio) if self.reads == "mel" else torch.log(self.power(audio) + 1e-5)
+        return self._features(self.power(audio))
+
+    def _features(self, power: torch.Tensor) -> torch.Tensor:
+        return torch.log(torch.matmul(self.mel, power) + 1e-5) if self.reads == "mel" else torch.log(power + 1e-5)
 
     def encode(self, audio: torch.Tensor) -> torch.Tensor:
         """(B, 1, T) with T a multiple of frame_samples -> latents (B, latent_ch, T / frame_samples) in [-1, 1]: the
         learned channels, then the peak bands' places and levels (``dsp.peaks``) at the latents' own rate."""
-        h = self.enc(self.enc_in(self.features(audio) / 4.0))
+        mag = self.stft(audio).abs()
+        h = self.enc(self.enc_in(self._features(mag.square()) / 4.0))
         z = torch.tanh(self.enc_out(F.gelu(self.enc_down(h))))
         if not self.peaks:
             return z
-        with torch.no_grad():
-            mag = torch.stft(audio[:, 0].float(), self.n_fft, self.frame_samples, window=self.window, center=True,
-                             return_complex=True).abs()[..., : z.shape[-1]]
-            zp = peak_latents(*band_peaks(mag, self.edges), self.edges)
+        with torch.no_grad():  # the frames centred on the latent frames: every other one
+            zp = peak_latents(*band_peaks(mag.detach()[..., ::2][..., : z.shape[-1]], self.edges), self.edges)
         return torch.cat([z, zp], 1)
 
     def head_out(self, z: torch.Tensor) -> torch.Tensor:
