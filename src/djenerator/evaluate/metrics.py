@@ -283,25 +283,30 @@ def fine_structure_match(logmag, reference, lo: int, hi: int, width: int = 9) ->
     return float(np.trace(c) / n), float((c.sum() - np.trace(c)) / (n * (n - 1)))
 
 
+def _log_magnitude(x, n_fft: int) -> np.ndarray:
+    """Clips (N, T) -> natural-log STFT magnitude (N, bins, frames), hop n_fft / 4."""
+    from .features import power_spectrogram
+
+    return 0.5 * np.log(power_spectrogram(_to_tensor(x), n_fft, n_fft // 4).double().numpy() + 1e-14)
+
+
+def _band_bins(sr: int, n_fft: int, band_hz: tuple[float, float]) -> tuple[int, int]:
+    lo, hi = (int(round(f * n_fft / sr)) for f in band_hz)
+    return lo, hi
+
+
 def fine_structure_agreement(x, reference, sr: int, n_fft: int = 1024,
                              band_hz: tuple[float, float] = (500.0, 5000.0)) -> tuple[float, float]:
     """``fine_structure_match`` of clips (N, T) against ``reference`` clips (N, T), e.g. reconstructions against
     the recordings: (own, others) correlations over ``band_hz``."""
-    from .features import power_spectrogram
-
-    logmag = lambda a: 0.5 * np.log(power_spectrogram(_to_tensor(a), n_fft, n_fft // 4).double().numpy() + 1e-14)
-    lo, hi = (int(round(f * n_fft / sr)) for f in band_hz)
-    return fine_structure_match(logmag(x), logmag(reference), lo, hi)
+    return fine_structure_match(_log_magnitude(x, n_fft), _log_magnitude(reference, n_fft),
+                                *_band_bins(sr, n_fft, band_hz))
 
 
 def fine_structure_similarity(x, sr: int, n_fft: int = 1024, band_hz: tuple[float, float] = (500.0, 5000.0)):
     """``fine_structure_pattern`` of clips (N, T) at ``sr`` over ``band_hz``, from their log-magnitude STFT (the
     size in nepers of magnitude, as ``benchmarks/twostage.py pattern`` reports it for a decoder)."""
-    from .features import power_spectrogram
-
-    logmag = 0.5 * np.log(power_spectrogram(_to_tensor(x), n_fft, n_fft // 4).double().numpy() + 1e-14)
-    lo, hi = (int(round(f * n_fft / sr)) for f in band_hz)
-    return fine_structure_pattern(logmag, lo, hi)
+    return fine_structure_pattern(_log_magnitude(x, n_fft), *_band_bins(sr, n_fft, band_hz))
 
 
 def diversity(x_feats, max_n: int = 2000, seed: int = 0) -> float:
