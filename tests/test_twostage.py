@@ -288,11 +288,13 @@ def test_peak_bands_and_an_envelope_are_checked_and_flow_through_both_stages(one
         assert_streams_as_one_pass(G, PiecePlan.for_generator(G, int(4.5 * SR), seed=3, repeat=0.7), "pghi", 1e-3)
 
 
-@pytest.mark.parametrize("phase", ["free", "integrated", "pghi", "pghi_residual"])
-def test_codec_decodes_in_chunks_like_one_pass(one_thread, phase):
+@pytest.mark.parametrize("phase,contrast", [("free", 1.0), ("integrated", 1.0), ("pghi", 1.0), ("pghi_residual", 1.0),
+                                            ("pghi", 2.5)])
+def test_codec_decodes_in_chunks_like_one_pass(one_thread, phase, contrast):
     """A chunk with decode_context frames each side equals the one pass; a running-sum phase needs the phase
-    of the frame before the chunk's hand-over frame, and without it the chunk differs."""
+    of the frame before the chunk's hand-over frame, and without it the chunk differs. So with a contrast."""
     c = Codec(SR, dim=4, enc_blocks=1, dec_blocks=3, phase=phase).eval()
+    c.contrast.fill_(contrast)
     _draw_a_correction(c)
     z = torch.rand(1, LATENT_CH, 60) * 2 - 1
     k, fs = c.decode_context, c.frame_samples
@@ -307,6 +309,75 @@ def test_codec_decodes_in_chunks_like_one_pass(one_thread, phase):
     torch.testing.assert_close(part, one[:, :, 20 * fs:40 * fs], atol=1e-4 if "pghi" in phase else 1e-5, rtol=0)
     assert c.carries_phase == (phase != "free")
     assert torch.allclose(alone, part, atol=1e-5) == (phase == "free")
+
+
+def test_the_contrast_is_drawn_out_of_training_and_carried_by_the_state_dict(one_thread):
+    """Decoding draws the head's log-magnitude sharpened by the codec's contrast (dsp.contrast); training draws it
+    without, so stage 1 never learns to undo it. The state dict carries it, and a file from before it existed
+    loads as contrast 1 (it decodes as it always did)."""
+    from djenerator.dsp.contrast import sharpen
+
+    torch.manual_seed(0)
+    c, z = Codec(SR, dim=4, enc_blocks=1, dec_blocks=2, phase="pghi"), torch.rand(2, LATENT_CH, 12) * 2 - 1
+    with torch.no_grad():
+        plain = c.eval().log_magnitude(z)
+        c.contrast.fill_(2.0)
+        torch.testing.assert_close(c.log_magnitude(z), sharpen(plain, 2.0))
+        sharp = c.decode(z)
+        c.contrast.fill_(1.0)
+        assert not torch.allclose(sharp, c.decode(z), atol=1e-3)
+        c.contrast.fill_(2.0)
+        torch.testing.assert_close(c.train().log_magnitude(z), plain)
+    d = Codec(SR, dim=4, enc_blocks=1, dec_blocks=2, phase="pghi")
+    d.load_state_dict(c.state_dict())
+    assert float(d.contrast) == 2.0
+    old = {k: v for k, v in c.state_dict().items() if k != "contrast"}
+    d.load_state_dict(old)
+    assert float(d.contrast) == 1.0
+
+
+def _held_notes(path) -> ClipDataset:
+    """Six 16384-sample clips of a held harmonic note each (11 partials falling as 1/h), over a faint hiss."""
+    rng, t = np.random.default_rng(0), np.arange(16384) / SR
+    clips = []
+    for _ in range(6):
+        f0 = 110 * 2 ** (rng.integers(0, 24) / 12)
+        x = sum(0.3 / h * np.sin(2 * np.pi * f0 * h * t + rng.uniform(0, 6)) for h in range(1, 12)) * np.exp(-2 * t)
+        clips.append(x + 1e-3 * rng.standard_normal(t.size))
+    path.mkdir()
+    np.save(path / "clips.npy", np.stack(clips).astype(np.float32))
+    (path / "manifest.json").write_text(json.dumps({"sample_rate": SR, "clip_samples": 16384, "hop_samples": 16384,
+                                                    "clips": [{"file": "x.wav", "start": i} for i in range(6)]}))
+    return ClipDataset(path)
+
+
+def test_stage_one_fits_the_contrast_that_makes_reconstructions_as_flat_as_the_clips(one_thread, tmp_path):
+    """``train.codec_contrast=fit`` on the shipped base and held notes, which it draws flatter than they are: at
+    the fitted amount the reconstructions of the fit's crops are as flat as the crops (metrics.spectral_flatness,
+    within 5 %) and as loud as without it (within 5 %); a number is taken as it is, "none" is 1."""
+    from djenerator.evaluate.metrics import spectral_flatness
+
+    ds, cfg = _held_notes(tmp_path / "notes"), build_config("bars", [], ["data.clip_samples=16384"])
+    codec, logs = Codec.of(cfg), []
+    assert ct.start_from_base(codec, "auto", logs.append) is not None
+    ct.set_contrast(codec, ds, cfg, logs.append)
+    amount = float(codec.contrast)
+    assert 1.0 < amount < 4.0 and "fitted" in logs[-1]
+    real = ct.crops(ds, cfg.train.seed, 10**12 + 1, ct.FIT_CLIPS, 16384)
+    flat_real = np.mean(spectral_flatness(real[:, 0], SR))
+    with torch.no_grad():
+        at_fit = codec.eval()(real)
+        codec.contrast.fill_(1.0)
+        before = codec(real)
+    assert np.mean(spectral_flatness(at_fit[:, 0], SR)) / flat_real == pytest.approx(1.0, abs=0.05)
+    assert np.mean(spectral_flatness(before[:, 0], SR)) / flat_real > 2.0
+    assert float(at_fit.square().mean().sqrt()) == pytest.approx(float(before.square().mean().sqrt()), rel=0.05)
+    for text, want in (("1.7", 1.7), ("none", 1.0)):
+        ct.set_contrast(codec, ds, tiny_cfg(f"train.codec_contrast={text}", preset="bars"), logs.append)
+        assert float(codec.contrast) == pytest.approx(want)
+    with pytest.raises(ConfigError, match="train.codec_contrast"):
+        tiny_cfg("train.codec_contrast=0.5", preset="bars")
+    assert build_config("bars").train.codec_contrast == "none"  # round 24: not adopted (docs/two-stage.md)
 
 
 def test_integrated_phase_turns_each_bin_by_its_own_rotation_when_the_head_says_nothing(one_thread):
@@ -600,11 +671,11 @@ def _assert_same(a, b):
 @pytest.mark.parametrize("ema,adv,window,r1,phase,head,discs", [
     ("train.ema_power=0", 0.0, 0.0, 0.0, 0.0, "free", "latent"),
     ("train.ema_power=0 train.ema=0.5", 0.1, 0.5, 1.0, 1.0, "integrated", "latent"),
-    ("train.ema_power=2", 0.1, 0.0, 0.0, 0.0, "pghi", "latent,decoded")])
+    ("train.ema_power=2 train.codec_contrast=fit", 0.1, 0.0, 0.0, 0.0, "pghi", "latent,decoded")])
 def test_resume_is_exact_in_either_stage(one_thread, clip_ds, tmp_path, ema, adv, window, r1, phase, head, discs):
     """Stage 1 cut at step 2 and resumed, then stage 2 cut at step 2 and resumed == both stages in one go, the
     modulation loss (with r1), the consistency loss (with the phase loss), the moving average of the generator,
-    stage 1's critic and the decoded critic's random crops included."""
+    stage 1's critic, the decoded critic's random crops and the decoder's fitted contrast included."""
     def cfg_of(codec_steps, steps):
         return tiny_cfg(f"train.codec_steps={codec_steps}", f"train.steps={steps}", "train.ckpt_every=100",
                         "train.sample_every=100", *ema.split(), f"train.codec_adversarial={adv}",
@@ -622,6 +693,7 @@ def test_resume_is_exact_in_either_stage(one_thread, clip_ds, tmp_path, ema, adv
     ca = torch.load(tmp_path / "a" / "codec" / "checkpoints" / "step_0000004.pt", weights_only=False)
     cb = torch.load(b / "codec" / "checkpoints" / "step_0000004.pt", weights_only=False)
     _assert_same(ca["G"], cb["G"])
+    assert (float(ca["G"]["contrast"]) > 1.0) == ("contrast=fit" in ema)
     assert ("D" in ca) == (adv > 0)
     if adv > 0:
         _assert_same(ca["D"], cb["D"])
@@ -668,7 +740,7 @@ def test_refuses_to_overwrite_a_run_without_resume(one_thread, clip_ds, tmp_path
         ct.train_twostage(cfg.copy(), clip_ds, tmp_path / "r", progress=False, log=lambda m: None)
 
 
-def trained_run(tmp_path, run, preset="bars-gan"):
+def trained_run(tmp_path, run, preset="bars-gan", extra=()):
     """Two 3-s chug recordings -> prepare -> train (both stages, 2 steps each, through train.train) into ``run``."""
     import soundfile as sf
 
@@ -680,7 +752,7 @@ def trained_run(tmp_path, run, preset="bars-gan"):
     for i in range(2):
         sf.write(src / f"r{i}.wav", chugs(3.0, seed=i), SR)
     cfg = tiny_cfg("train.codec_steps=2", "train.steps=2", "train.ckpt_every=2", "train.sample_every=2",
-                   "data.hop_samples=8192", "data.estimate_tempo=false", preset=preset)
+                   "data.hop_samples=8192", "data.estimate_tempo=false", *extra, preset=preset)
     prepare(src, tmp_path / "ds", cfg.data, progress=False, log=lambda m: None)
     res = train(cfg, tmp_path / "ds", run, progress=False, log=lambda m: None)
     assert res.stopped == "done" and res.step == 2 and res.checkpoint is not None
@@ -694,7 +766,7 @@ def test_prepare_train_generate_evaluate_end_to_end(one_thread, tmp_path):
     from djenerator.cli import app
     from djenerator.evaluate.report import evaluate
 
-    trained_run(tmp_path, tmp_path / "run")
+    trained_run(tmp_path, tmp_path / "run", extra=["train.codec_contrast=1.5"])
     r = CliRunner().invoke(app, ["generate", str(tmp_path / "run"), "--seconds", "4", "-o", str(tmp_path / "out.wav"),
                                  "--quiet"])
     assert r.exit_code == 0, r.output
@@ -712,6 +784,8 @@ def test_prepare_train_generate_evaluate_end_to_end(one_thread, tmp_path):
     assert -1.0 <= ae["partials"]["own_recording"] <= 1.0 and ae["partials"]["verdict"] != "n/a"
     row = [r for r in rep["summary"] if r[0] == "stage 1: partials where the recording's are"]
     assert row and row[0][3] == ae["partials"]["verdict"]
+    assert ae["flatness"]["contrast"] == 1.5 and ae["flatness"]["real"] > 0  # the checkpoint decodes as it was set
+    assert any(r[0] == "stage 1: spectral flatness (decoder contrast 1.50)" for r in rep["summary"])
     from fastapi.testclient import TestClient
 
     from djenerator.server.app import create_app

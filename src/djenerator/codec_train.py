@@ -32,6 +32,7 @@ from .budget import Budget
 from .checkpoint import fit_weights, latest_checkpoint, load_checkpoint, load_data, save_checkpoint, save_data, set_rng_state
 from .config import Config, ConfigError
 from .data.dataset import ClipDataset
+from .dsp.contrast import fit_amount, parse_setting
 from .ema import Ema
 from .io import StepLog
 from .models import DISCRIMINATORS, build_discriminator, build_generator, tempo_cond
@@ -55,6 +56,49 @@ def crop_length(cfg: Config, codec: Codec, ds: ClipDataset) -> int:
     fs = codec.frame_samples
     n = max(4, round(cfg.train.codec_seconds * cfg.data.sample_rate / fs)) * fs
     return min(n, ds.clip_samples // fs * fs)
+
+
+FIT_CLIPS, FIT_SECONDS = 32, 3.0  # training crops the decoder's contrast is fitted on
+
+
+@torch.no_grad()
+def fit_contrast(codec: Codec, ds: ClipDataset, seed: int) -> tuple[float, float, float]:
+    """The contrast at which the codec's reconstructions of FIT_CLIPS training crops are as flat as the crops
+    (``dsp.contrast.fit_amount``): (amount, flatness over the crops' before, and at that amount)."""
+    from .evaluate.metrics import spectral_flatness
+
+    fs, sr, was = codec.frame_samples, codec.sample_rate, codec.training
+    length = min(round(FIT_SECONDS * sr / fs) * fs, ds.clip_samples // fs * fs)
+    real = crops(ds, seed, 10**12 + 1, FIT_CLIPS, length).to(codec.contrast.device)
+    flat_real = float(np.mean(spectral_flatness(real[:, 0].cpu(), sr)))
+    codec.eval()
+    z = torch.cat([codec.encode(c) for c in real.split(8)])
+    seen: dict[float, float] = {}
+
+    def ratio(amount: float) -> float:
+        if amount not in seen:
+            codec.contrast.fill_(amount)
+            rec = torch.cat([codec.decode(c) for c in z.split(8)])
+            seen[amount] = float(np.mean(spectral_flatness(rec[:, 0].cpu(), sr))) / flat_real
+        return seen[amount]
+
+    if flat_real <= 0:  # silent crops: nothing to fit to
+        codec.train(was)
+        return 1.0, 1.0, 1.0
+    amount = fit_amount(ratio)
+    after = ratio(amount)
+    codec.train(was)
+    return amount, seen[1.0], after
+
+
+def set_contrast(codec: Codec, ds: ClipDataset, cfg: Config, log=print) -> None:
+    """Once stage 1 is done: the decoder's contrast that ``train.codec_contrast`` names, fitted for "fit"."""
+    amount = parse_setting(cfg.train.codec_contrast)
+    if amount is None:
+        amount, before, after = fit_contrast(codec, ds, cfg.train.seed)
+        log(f"stage 1: decoder contrast {amount:.2f} fitted, its reconstructions {before:.2f}x as flat as the "
+            f"clips before and {after:.2f}x after")
+    codec.contrast.fill_(amount)
 
 
 def _resume_state(run_dir: Path, resume: bool, what: str) -> dict | None:
@@ -215,6 +259,8 @@ def train_codec(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, budge
         raise ConfigError(f"train.codec_steps=0 needs a base autoencoder, and {t.codec_base!r} gave none "
                           "for this rate, model.dim, model.decoder_phase and model.codec_input")
     if start >= t.codec_steps:
+        if ck is None:  # the base as it is (codec_steps 0): no stage-1 checkpoint holds its contrast
+            set_contrast(codec, ds, cfg, log)
         return codec.eval(), start, "done"
     if start:
         log(f"stage 1: resumed the autoencoder at step {start}")
@@ -240,6 +286,8 @@ def train_codec(cfg: Config, ds: ClipDataset, run_dir: Path, resume: bool, budge
                     bar.set_postfix_str(f"spectral distance {row['stft']:.3f}, mel distance {row['mel']:.3f}")
             if bar is not None:
                 bar.update(1)
+            if step == t.codec_steps:
+                set_contrast(codec, ds, cfg, log)
             if step % t.sample_every == 0 or step == t.codec_steps:
                 write_reconstructions(codec, fixed, run_dir / "samples" / f"codec_step_{step:07d}", cfg.data.sample_rate)
             if step % t.ckpt_every == 0 or step == t.codec_steps:

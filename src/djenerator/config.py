@@ -59,6 +59,7 @@ class ModelConfig:
     #   flow: how close each new bar starts to the bar before), unless generate --repeat says
     stage2: str = "gan"  # twostage: the latent model, a name in models.twostage.STAGE2 (gan flow)
     flow_steps: int = 5  # twostage with stage2=flow: sampler steps (1 net pass each, +1) from noise to latents; fewer: faster
+    flow_clip_source: bool = False  # twostage with stage2=flow: the source noise's time mean carries the data's between-clip share of each channel (models.latent_flow.LatentFlow.source)
 
 
 @dataclass
@@ -102,6 +103,7 @@ class TrainConfig:
     codec_hinge: float = 1.0  # twostage: the critic's hinge term within codec_adversarial, beside 2 x feature matching; 0 = feature matching alone
     codec_phase: float = 0.0  # twostage: weight of the phase-step loss (models.codec.phase_distance) in stage 1; 0 = off
     codec_consistency: float = 0.0  # twostage: weight of models.codec.consistency_distance (drawn magnitude vs its audio's) in stage 1; 0 = off
+    codec_contrast: str = "none"  # twostage: spectral contrast the decoder adds (dsp.contrast): "none", "fit" (after stage 1, reconstructions as flat as the clips) or an amount from 1 to 4
     r1: float = 0.0  # twostage: gamma of the R1 penalty, gamma/2 E||grad D(real)||^2 in stage 2's critic loss (0 = off)
     modulation: float = 0.0  # twostage: weight of losses.modulation_distance (how fast latents change, fake vs real) in stage 2's generator loss
     critic_seconds: float = 0.0  # twostage: stage 2's critic sees this much of each real clip, at a random offset (0 = all of it)
@@ -183,6 +185,8 @@ def _coerce(value: Any, current: Any, key: str) -> Any:
             return [_coerce(v, current[0], key) for v in value]
         return list(value)
     if isinstance(current, str):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)  # e.g. train.codec_contrast=1.5: a text field that may hold a number; validation reads it
         if not isinstance(value, str):
             raise ConfigError(f"{key} must be a string, got {value!r}")
         return value
@@ -351,6 +355,7 @@ def _validate_model(cfg: Config) -> None:
         raise ConfigError(f"model.discriminators must be a non-empty list of {', '.join(DISCRIMINATORS)}, "
                           f"got {m.discriminators}")
     arch = ARCHS[m.arch]
+    from .dsp.contrast import parse_setting as parse_contrast
     from .models.codec import (ENCODER_INPUTS, MAX_PEAK_BANDS, MIN_ENVELOPE, N_MELS, PHASE_HEADS, RECONSTRUCTIONS,
                                TUNED_PARTS)
 
@@ -400,6 +405,10 @@ def _validate_model(cfg: Config) -> None:
         raise ConfigError(f"train.critic_seconds must be 0 (the whole clip) or a length in seconds, got {t.critic_seconds}")
     if t.codec_phase < 0:
         raise ConfigError(f"train.codec_phase must be 0 (off) or a positive weight, got {t.codec_phase}")
+    try:
+        parse_contrast(t.codec_contrast)
+    except ValueError as e:
+        raise ConfigError(f"train.codec_contrast {e}") from None
     if t.codec_consistency < 0:
         raise ConfigError(f"train.codec_consistency must be 0 (off) or a positive weight, got {t.codec_consistency}")
     if t.codec_adversarial < 0:

@@ -215,6 +215,9 @@ def _autoencoder(codec, clips: np.ndarray, sr: int) -> dict:
                        "method": "correlation of each reconstruction's fine structure (0.5-5 kHz, less its 9-bin "
                                  "median) with its own recording's and with the others'",
                        "verdict": verdicts.partials_verdict(own, others)}
+    out["flatness"] = {"reconstructed": float(np.mean(metrics.spectral_flatness(y[:, 0].numpy(), sr))),
+                       "real": float(np.mean(metrics.spectral_flatness(x[:, 0].numpy(), sr))),
+                       "contrast": float(codec.contrast)}  # the decoder's contrast (dsp.contrast), fitted or set
     return out
 
 
@@ -646,6 +649,9 @@ def summary_rows(rep: dict) -> list[list[str]]:
         if "tonal_share" in ae:
             rows.append(["stage 1: harmonic lines kept", _fmt(ae["tonal_share"]["reconstructed"]),
                          _fmt(ae["tonal_share"]["real"]), ae["tonal_share"]["verdict"]])
+        if "flatness" in ae:
+            rows.append([f"stage 1: spectral flatness (decoder contrast {ae['flatness']['contrast']:.2f})",
+                         _fmt(ae["flatness"]["reconstructed"]), _fmt(ae["flatness"]["real"]), ""])
         if "partials" in ae:
             rows.append(["stage 1: partials where the recording's are", _fmt(ae["partials"]["own_recording"]),
                          f"{_fmt(ae['partials']['other_recordings'])} (another recording)", ae["partials"]["verdict"]])

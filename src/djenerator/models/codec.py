@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config
+from ..dsp.contrast import sharpen
 from ..dsp.mel import mel_filterbank
 from ..dsp.peaks import band_edges, band_peaks, mel_interp, peak_latents, peaks_of_latents, render_lobes
 from ..dsp.pghi import pghi_frames
@@ -139,6 +140,15 @@ class Codec(nn.Module):
         # decoder reach in latent frames: dec_in + (up conv + blocks + ISTFT overlap) at twice the rate
         fine = 1 + dec_blocks * (KERNEL // 2) + self.n_fft // (2 * self.hop)
         self.decode_context = KERNEL // 2 + math.ceil(fine / 2) + 1
+        # the spectral contrast that decoding adds (dsp.contrast; 1 = none): fitted to the data after stage 1 and
+        # carried in the state dict, so a checkpoint decodes as it was fitted; training draws without it
+        self.register_buffer("contrast", torch.ones(()))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # files from before round 24 carry no contrast: they decode as they always did (as BatchNorm fills in
+        # num_batches_tracked for old files)
+        state_dict.setdefault(prefix + "contrast", torch.ones(()))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @classmethod
     def of(cls, cfg: "Config | dict") -> "Codec":
@@ -194,13 +204,13 @@ class Codec(nn.Module):
         return out
 
     def _log_magnitude(self, z: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
-        """The head's log-magnitude (B, 2N, bins), with the peak bands' lobes added to its magnitude; each latent
-        frame's peaks are held for its two STFT frames."""
+        """The head's log-magnitude (B, 2N, bins), with the peak bands' lobes added to its magnitude (each latent
+        frame's peaks held for its two STFT frames); out of training, with the fitted contrast."""
         logmag = head[..., : self.bins].clamp(max=7.0)
-        if not self.peaks:
-            return logmag
-        freq, amp = (v.repeat_interleave(2, 1)[:, : logmag.shape[1]] for v in peaks_of_latents(z[:, LATENT_CH:], self.edges))
-        return torch.log(torch.exp(logmag) + render_lobes(freq, amp, self.bins))
+        if self.peaks:
+            freq, amp = (v.repeat_interleave(2, 1)[:, : logmag.shape[1]] for v in peaks_of_latents(z[:, LATENT_CH:], self.edges))
+            logmag = torch.log(torch.exp(logmag) + render_lobes(freq, amp, self.bins))
+        return logmag if self.training else sharpen(logmag, float(self.contrast))
 
     def log_magnitude(self, z: torch.Tensor) -> torch.Tensor:
         """latents (B, latent_ch, N) -> the natural-log STFT magnitude the decoder draws, (B, 2N frames, bins)."""
@@ -237,7 +247,7 @@ class Codec(nn.Module):
 
     def adopt(self, state: dict, phase: str, envelope: int = 0) -> dict:
         """A state dict of a codec with phase head ``phase`` and head ``envelope`` (0: every bin), fitted to this
-        one: latent channels it lacks (peak bands) start ignored (zero input weights); a head drawing every bin,
+        one: latent channels it lacks (peak bands) start ignored (zero input weights), a contrast it lacks is 1; a head drawing every bin,
         for an envelope head, is projected onto the envelope (least squares: it keeps the base's envelope and
         drops the fine structure); a head this one grows from gets zero rows for the outputs it lacks. A state
         that needs none of these is returned as it is, so this codec decodes as the base did where it can."""
@@ -254,7 +264,9 @@ class Codec(nn.Module):
                 grown = torch.zeros_like(own[k])
                 grown[: out[k].shape[0]] = out[k]
                 out[k] = grown
-        return out if any(out[k] is not state[k] for k in out) else state
+        if "contrast" not in out:  # a base from before round 24: it decodes without one
+            out["contrast"] = torch.ones(())
+        return out if any(k not in state or out[k] is not state[k] for k in out) else state
 
     def istft(self, spec: torch.Tensor, frames: int) -> torch.Tensor:
         """A (B, bins, 2 frames) STFT at the decoder's resolution -> audio (B, 1, frames * frame_samples) in [-1, 1]."""
