@@ -46,17 +46,23 @@ def test_flow_shapes_and_one_clip_per_latent(one_thread, clip):
     assert G.latent.inp.weight.grad.abs().sum() > 0
 
 
-def test_flow_loss_is_the_masked_velocity_error_computed_by_hand(one_thread):
+@pytest.mark.parametrize("clip_source", [False, True])
+def test_flow_loss_is_the_masked_velocity_error_computed_by_hand(one_thread, clip_source):
+    """With a clip source, from its state: each row's time mean of the noise stretched to the clip share."""
     torch.manual_seed(0)
-    f = LatentFlow(4, 43.0, (80, 160), True)
+    f = LatentFlow(4, 43.0, (80, 160), True, clip_source=clip_source)
     torch.nn.init.normal_(f.out.weight, std=0.3)
     lat = torch.rand(3, LATENT_CH, 24) * 1.6 - 0.8
     f.set_scale(lat)
+    f.clip_share.fill_(0.5 if clip_source else 0.0)
     cond = torch.tensor([[0.5, 0.0], [0.1, 0.3], [0.9, float("nan")]])
     got = f.loss(lat, cond, torch.Generator().manual_seed(7))
     g = torch.Generator().manual_seed(7)  # the same draws, in the same order
     x1 = (lat - lat.mean((0, 2))[:, None]) / lat.std((0, 2))[:, None]
     x0 = torch.randn(x1.shape, generator=g)
+    if clip_source:
+        m = x0.mean(-1, keepdim=True)
+        x0 = 0.5 ** 0.5 * (x0 - m) + 0.5 ** 0.5 * 24 ** 0.5 * m
     t = torch.sigmoid(torch.randn(3, generator=g))
     prefix = torch.randint(1, 13, (3,), generator=g) * (torch.rand(3, generator=g) < 0.5)
     num, den = 0.0, 0
@@ -119,7 +125,7 @@ def test_the_sampler_integrates_a_known_flow_to_second_order():
     grid = time_grid(0.6, 10)
     assert len(grid) == 5 and grid[0] == pytest.approx(0.6) and grid[-1] == 1.0 and (grid.diff() > 0).all()
     assert len(time_grid(1.0, 10)) == 1
-    torch.testing.assert_close(flow.sample(x0, None, start=1.0), x0.clamp(-1, 1))  # nothing left to do
+    torch.testing.assert_close(flow.sample(x0, None, start=1.0, guess=x0), x0.clamp(-1, 1))  # nothing left to do
 
 
 def test_a_track_keeps_each_windows_prefix_and_is_the_same_however_it_is_read(one_thread):
@@ -138,10 +144,11 @@ def test_a_track_keeps_each_windows_prefix_and_is_the_same_however_it_is_read(on
     torch.testing.assert_close(whole[..., :w], first, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("phase,repeat", [("free", 0.0), ("pghi", 0.7)])
-def test_flow_pieces_streamed_equal_one_pass(one_thread, phase, repeat):
-    G = build_generator(flow_cfg(f"model.decoder_phase={phase}")).eval()
+@pytest.mark.parametrize("phase,repeat,source", [("free", 0.0, False), ("pghi", 0.7, False), ("pghi", 0.7, True)])
+def test_flow_pieces_streamed_equal_one_pass(one_thread, phase, repeat, source):
+    G = build_generator(flow_cfg(f"model.decoder_phase={phase}", f"model.flow_clip_source={source}")).eval()
     _nonzero_head(G)
+    G.latent.clip_share.fill_(0.4 if source else 0.0)
     n = int(9.5 * SR)
     assert_streams_as_one_pass(G, PiecePlan.for_generator(G, n, seed=3, repeat=repeat), phase)
     assert_streams_as_one_pass(G, PiecePlan.for_generator(G, n, seed=3, repeat=repeat, interpolate_to=4), phase)
@@ -182,9 +189,37 @@ def test_a_flow_morphs_by_its_noise(one_thread):
     assert np.abs(morph[-first:] - plain[-first:]).mean() > 1e-3
 
 
+def test_a_clip_source_puts_the_datas_between_clip_share_in_the_noises_time_mean(one_thread):
+    """``model.flow_clip_source``: set_scale measures each channel's share of variance between clips (the variance of
+    the standardised clip means, computed here with numpy); the source keeps unit variance and puts that share in
+    each row's time mean, as a function of the noise alone; without it (and for files from before it) the source
+    is the white noise itself."""
+    rng = np.random.default_rng(0)
+    lat = np.tanh(rng.normal(0, 0.3, (64, LATENT_CH, 1)) * np.linspace(0.2, 2.0, LATENT_CH)[None, :, None]
+                  + rng.normal(0, 0.4, (64, LATENT_CH, 50)))
+    f = LatentFlow(4, 43.0, (80, 160), False, clip_source=True)
+    f.set_scale(torch.from_numpy(lat).float())
+    z = (lat - lat.mean((0, 2))[None, :, None]) / lat.std((0, 2), ddof=1)[None, :, None]
+    share = np.clip(z.mean(2).var(0, ddof=1), 0, 0.9)
+    np.testing.assert_allclose(f.clip_share.numpy(), share, atol=1e-4)
+    assert share.min() < 0.2 and share.max() > 0.6  # channels of few and of much clip-level variety
+    noise = torch.randn(4000, LATENT_CH, 64, generator=torch.Generator().manual_seed(1))
+    x = f.source(noise)
+    torch.testing.assert_close(x, f.source(noise.clone()), atol=0, rtol=0)
+    np.testing.assert_allclose(x.var((0, 2)).numpy(), 1.0, atol=0.05)
+    np.testing.assert_allclose(x.mean(2).var(0).numpy(), share, atol=0.06)
+    white = LatentFlow(4, 43.0, (80, 160), False)
+    white.set_scale(torch.from_numpy(lat).float())
+    assert white.source(noise) is noise and float(white.clip_share.abs().sum()) == 0.0
+    old = {k: v for k, v in f.state_dict().items() if k != "clip_share"}
+    f.load_state_dict(old)
+    assert float(f.clip_share.abs().sum()) == 0.0
+
+
 def test_flow_resumes_exactly_and_logs_its_loss(one_thread, clip_ds, tmp_path):
     def cfg_of(steps):
-        return flow_cfg("train.codec_steps=2", f"train.steps={steps}", "train.ckpt_every=100", "train.sample_every=2")
+        return flow_cfg("train.codec_steps=2", f"train.steps={steps}", "train.ckpt_every=100", "train.sample_every=2",
+                        "model.flow_clip_source=true")
 
     whole = ct.train_twostage(cfg_of(4), clip_ds, tmp_path / "a", progress=False, log=lambda m: None)
     assert whole.step == 4 and whole.stopped == "done"
@@ -197,6 +232,8 @@ def test_flow_resumes_exactly_and_logs_its_loss(one_thread, clip_ds, tmp_path):
     assert "D" not in ga and "opt_d" not in ga
     lat = torch.load(tmp_path / "a" / "codec" / "latents.pt", weights_only=True)["latents"].float()
     torch.testing.assert_close(ga["G"]["latent.mu"], lat.mean((0, 2)))  # the flow's scale is the run's latents'
+    share = ((lat - lat.mean((0, 2))[:, None]) / lat.std((0, 2))[:, None]).mean(2).var(0).clamp(0, 0.9)
+    torch.testing.assert_close(ga["G"]["latent.clip_share"], share)  # and its clip source's share
     la, lb = (read_csv_columns(r / "logs" / "losses.csv") for r in (tmp_path / "a", tmp_path / "b"))
     assert la["step"] == lb["step"] == [1.0, 2.0, 3.0, 4.0] and la["loss"] == lb["loss"]
     assert read_csv_columns(tmp_path / "a" / "logs" / "latent_fd.csv")["step"] == [2.0, 4.0]

@@ -29,6 +29,7 @@ FLOW_STEPS = 5  # sampler steps from noise to latents, one net pass each and one
 SCHEDULE_POWER = 1.5  # the sampler's times are u^1.5 for u evenly spaced: denser near the noise
 T_DIM = 64  # FiLM width of the time embedding
 PREFIX_SHARE = 0.5  # training windows with a known prefix (of up to half the window)
+MAX_CLIP_SHARE = 0.9  # of a channel's variance that a clip source puts in the time mean
 
 
 def time_features(t: torch.Tensor, dim: int = 32) -> torch.Tensor:
@@ -49,9 +50,9 @@ class LatentFlow(nn.Module):
     """v(x_t, t, known, mask, cond) over codec latents (B, channels, F) at ``rate`` frames/s."""
 
     def __init__(self, dim: int, rate: float, bpm_range, tempo_conditioning: bool, steps: int = FLOW_STEPS,
-                 channels: int = LATENT_CH):
+                 channels: int = LATENT_CH, clip_source: bool = False):
         super().__init__()
-        self.channels = int(channels)
+        self.channels, self.clip_source = int(channels), bool(clip_source)
         self.rate, self.bpm_range, self.tempo_conditioning = float(rate), tuple(bpm_range), bool(tempo_conditioning)
         self.steps = int(steps)  # sampler steps of sample() (model.flow_steps)
         self.reach = 0  # no per-frame inputs beyond the piece's own latents (LatentTrack): no context to render
@@ -67,11 +68,31 @@ class LatentFlow(nn.Module):
         nn.init.zeros_(self.out.bias)
         self.register_buffer("mu", torch.zeros(self.channels))
         self.register_buffer("sd", torch.ones(self.channels))
+        self.register_buffer("clip_share", torch.zeros(self.channels))  # see source(); 0: white noise
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # files from before round 24 have no clip share: they sample from white noise, as they always did
+        state_dict.setdefault(prefix + "clip_share", torch.zeros(self.channels))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def set_scale(self, lat: torch.Tensor) -> None:
-        """Standardise by the per-channel mean and spread of the training latents (B, channels, F)."""
+        """Standardise by the per-channel mean and spread of the training latents (B, channels, F); with a clip
+        source, each channel's share of variance that lies between clips (their time means) as well."""
         self.mu.copy_(lat.mean((0, 2)))
         self.sd.copy_(lat.std((0, 2)).clamp_min(1e-3))
+        if self.clip_source:
+            self.clip_share.copy_(self.standardise(lat).mean(2).var(0).clamp(0.0, MAX_CLIP_SHARE))
+
+    def source(self, noise: torch.Tensor) -> torch.Tensor:
+        """The state the flow starts from, made from white noise (B, channels, n). Each channel's time mean is
+        stretched to carry ``clip_share`` of the variance, as the data's clip means do, and the rest keeps that
+        share less: a clip's overall character then has a source of its own to come from, where white noise gives
+        it only 1/n of the variance and the flow draws every clip near the average (docs/two-stage.md, round 24).
+        A function of the noise alone, so a seed still names a clip and interpolation still morphs."""
+        if not self.clip_source:
+            return noise
+        mean, share = noise.mean(-1, keepdim=True), self.clip_share[:, None]
+        return (1 - share).sqrt() * (noise - mean) + share.sqrt() * mean * math.sqrt(noise.shape[-1])
 
     def velocity(self, x, t, known, mask, cond, t0: float = 0.0) -> torch.Tensor:
         b, _, n = x.shape
@@ -89,7 +110,7 @@ class LatentFlow(nn.Module):
         """Flow-matching loss of real latents (B, channels, F); every random draw from ``gen``."""
         b, _, n = lat.shape
         x1 = self.standardise(lat)
-        x0 = torch.randn(x1.shape, generator=gen).to(x1)
+        x0 = self.source(torch.randn(x1.shape, generator=gen).to(x1))
         t = torch.sigmoid(torch.randn(b, generator=gen)).to(x1)  # logit-normal (Esser et al. 2024)
         prefix = torch.randint(1, n // 2 + 1, (b,), generator=gen) * (torch.rand(b, generator=gen) < PREFIX_SHARE)
         mask = (torch.arange(n)[None] < prefix[:, None]).to(x1)[:, None]
@@ -98,17 +119,21 @@ class LatentFlow(nn.Module):
         return err.sum() / ((1 - mask).sum() * self.channels).clamp_min(1)
 
     def sample(self, noise: torch.Tensor, cond, t0: float = 0.0, known: torch.Tensor | None = None,
-               n_known: int = 0, steps: int | None = None, start: float = 0.0) -> torch.Tensor:
-        """Latents (B, channels, F) from ``noise`` (B, channels, F), the state at flow time ``start`` (0: pure
-        noise; above 0, a noised guess to refine, as SDEdit does); the first ``n_known`` frames are ``known``'s
-        (latents as the codec has them). ``steps`` (``model.flow_steps``) steps of :func:`time_grid` from ``start``
-        to 1, by the two-step Adams-Bashforth rule: ``steps`` + 1 passes of the net (docs/two-stage.md, round 18)."""
+               n_known: int = 0, steps: int | None = None, start: float = 0.0,
+               guess: torch.Tensor | None = None) -> torch.Tensor:
+        """Latents (B, channels, F) from white ``noise`` (B, channels, F) through the flow's ``source``; with
+        ``start`` above 0 from the state part of the way to ``guess`` (latents as the codec has them), a guess to
+        refine, as SDEdit does; the first ``n_known`` frames are ``known``'s (latents as the codec has them).
+        ``steps`` (``model.flow_steps``) steps of :func:`time_grid` from ``start`` to 1, by the two-step
+        Adams-Bashforth rule: ``steps`` + 1 passes of the net (docs/two-stage.md, round 18)."""
         b, _, n = noise.shape
         mask = (torch.arange(n, device=noise.device) < n_known).to(noise)[None, None].expand(b, 1, n)
         k = noise.new_zeros(noise.shape)
         if n_known:
             k[..., :n_known] = self.standardise(known[..., :n_known])
-        x, prev, h_prev = noise, None, 1.0
+        x, prev, h_prev = self.source(noise), None, 1.0
+        if start > 0:
+            x = (1 - start) * x + start * self.standardise(guess)
         ts = time_grid(start, steps or self.steps).tolist()
         for t, t_next in zip(ts[:-1], ts[1:]):  # Adams-Bashforth 2: error O(h^2)
             h = t_next - t
@@ -192,8 +217,7 @@ class LatentTrack:
             per_bar = self.bar_frames(t0)
             last = self.lat[..., max(0, have - math.ceil(per_bar) - 1):].to(dev)
             guess = torch.cat([known, bar_before(last, self.window - keep, per_bar)], -1)
-            noise = (1 - s) * noise + s * self.flow.standardise(guess)
-        new = self.flow.sample(noise, cond, t0=t0, known=known, n_known=keep, start=s)
+        new = self.flow.sample(noise, cond, t0=t0, known=known, n_known=keep, start=s, guess=guess if s > 0 else None)
         self.lat = torch.cat([self.lat, new[..., keep:].cpu()], -1)
 
     def _noise(self, k: int, start: int) -> torch.Tensor:
