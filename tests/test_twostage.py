@@ -357,7 +357,8 @@ def test_stage_one_fits_the_contrast_that_makes_reconstructions_as_flat_as_the_c
     within 5 %) and as loud as without it (within 5 %); a number is taken as it is, "none" is 1."""
     from djenerator.evaluate.metrics import spectral_flatness
 
-    ds, cfg = _held_notes(tmp_path / "notes"), build_config("bars", [], ["data.clip_samples=16384"])
+    ds = _held_notes(tmp_path / "notes")
+    cfg = build_config("bars", [], ["data.clip_samples=16384", "train.codec_contrast=fit"])
     codec, logs = Codec.of(cfg), []
     assert ct.start_from_base(codec, "auto", logs.append) is not None
     ct.set_contrast(codec, ds, cfg, logs.append)

@@ -247,10 +247,11 @@ class Codec(nn.Module):
 
     def adopt(self, state: dict, phase: str, envelope: int = 0) -> dict:
         """A state dict of a codec with phase head ``phase`` and head ``envelope`` (0: every bin), fitted to this
-        one: latent channels it lacks (peak bands) start ignored (zero input weights), a contrast it lacks is 1; a head drawing every bin,
-        for an envelope head, is projected onto the envelope (least squares: it keeps the base's envelope and
-        drops the fine structure); a head this one grows from gets zero rows for the outputs it lacks. A state
-        that needs none of these is returned as it is, so this codec decodes as the base did where it can."""
+        one: latent channels it lacks (peak bands) start ignored (zero input weights), a contrast it lacks is 1; a
+        head drawing every bin, for an envelope head, is projected onto the envelope (least squares: it keeps the
+        base's envelope and drops the fine structure); a head this one grows from gets zero rows for the outputs
+        it lacks. A state that needs none of these is returned as it is, so this codec decodes as the base did
+        where it can."""
         own, out = self.state_dict(), dict(state)
         w = out["dec_in.weight"]
         if w.shape[1] < self.latent_ch:
