@@ -214,6 +214,7 @@ def test_a_clip_source_puts_the_datas_between_clip_share_in_the_noises_time_mean
     old = {k: v for k, v in f.state_dict().items() if k != "clip_share"}
     f.load_state_dict(old)
     assert float(f.clip_share.abs().sum()) == 0.0
+    assert flow_cfg().model.flow_clip_source  # bars has it (round 24)
 
 
 def test_flow_resumes_exactly_and_logs_its_loss(one_thread, clip_ds, tmp_path):

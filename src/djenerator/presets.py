@@ -78,13 +78,14 @@ PRESETS: dict[str, dict] = {
         "by phase-gradient integration, ISTFT; multi-resolution STFT + mel loss; train.codec_steps steps, from the "
         "shipped base autoencoder), then a flow over 6-s latent sequences (flow matching: a ConvNeXt net with "
         "dilations reaching 4.5 s and a bar clock learns the velocity from noise to latents by least squares; "
-        "no critic), its weights averaged over the last third or so of the run (train.ema_power), and the "
+        "no critic; its noise's time mean carries the data's between-clip share of variance), its weights averaged over the last third or so of the run (train.ema_power), and the "
         "average whose latents read nearest the data's (every 400 steps) kept for generate (train.best_every). "
         "Prepare with --preset bars (6-s clips); pieces of any length, each 3 s continuing the 3 s before, "
         "each new bar a variation of the one before within a run of four bars (generate --repeat).",
         "config": {
             "data": BARS_DATA,
-            "model": {**BARS_MODEL, "stage2": "flow", "bar_repeat": 0.7},  # docs/two-stage.md, rounds 17 and 18
+            "model": {**BARS_MODEL, "stage2": "flow", "bar_repeat": 0.7,  # docs/two-stage.md, rounds 17 and 18
+                      "flow_clip_source": True},  # round 24: a clip's character has a source of its own
             "train": {**BARS_TRAIN, "lr_g": 5e-4, "betas": [0.9, 0.99], "batch_size": 16,
                       "best_every": 400},  # round 19: keep the weights whose latent FD is lowest
         },
