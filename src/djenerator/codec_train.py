@@ -71,8 +71,8 @@ def fit_contrast(codec: Codec, ds: ClipDataset, seed: int) -> tuple[float, float
     length = min(round(FIT_SECONDS * sr / fs) * fs, ds.clip_samples // fs * fs)
     real = crops(ds, seed, 10**12 + 1, FIT_CLIPS, length).to(codec.contrast.device)
     flat_real = float(np.mean(spectral_flatness(real[:, 0].cpu(), sr)))
-    codec.eval()
-    z = torch.cat([codec.encode(c) for c in real.split(8)])
+    if flat_real <= 0:  # silent crops: nothing to fit to
+        return 1.0, 1.0, 1.0
     seen: dict[float, float] = {}
 
     def ratio(amount: float) -> float:
@@ -82,13 +82,13 @@ def fit_contrast(codec: Codec, ds: ClipDataset, seed: int) -> tuple[float, float
             seen[amount] = float(np.mean(spectral_flatness(rec[:, 0].cpu(), sr))) / flat_real
         return seen[amount]
 
-    if flat_real <= 0:  # silent crops: nothing to fit to
+    codec.eval()  # the contrast is drawn out of training only
+    try:
+        z = torch.cat([codec.encode(c) for c in real.split(8)])
+        amount = fit_amount(ratio)
+        return amount, seen[1.0], ratio(amount)
+    finally:
         codec.train(was)
-        return 1.0, 1.0, 1.0
-    amount = fit_amount(ratio)
-    after = ratio(amount)
-    codec.train(was)
-    return amount, seen[1.0], after
 
 
 def set_contrast(codec: Codec, ds: ClipDataset, cfg: Config, log=print) -> None:

@@ -85,10 +85,11 @@ class LatentFlow(nn.Module):
 
     def source(self, noise: torch.Tensor) -> torch.Tensor:
         """The state the flow starts from, made from white noise (B, channels, n). Each channel's time mean is
-        stretched to carry ``clip_share`` of the variance, as the data's clip means do, and the rest keeps that
-        share less: a clip's overall character then has a source of its own to come from, where white noise gives
-        it only 1/n of the variance and the flow draws every clip near the average (docs/two-stage.md, round 24).
-        A function of the noise alone, so a seed still names a clip and interpolation still morphs."""
+        stretched to carry ``clip_share`` of the variance, as the data's clip means do, and the variation around it
+        is scaled to the rest, so the source keeps unit variance: a clip's overall character then has a source of
+        its own, where white noise gives it only 1/n of the variance and the flow draws every clip near the average
+        (docs/two-stage.md, round 24). A function of the noise alone, so a seed still names a clip and
+        interpolation still morphs."""
         if not self.clip_source:
             return noise
         mean, share = noise.mean(-1, keepdim=True), self.clip_share[:, None]
