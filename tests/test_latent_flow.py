@@ -46,11 +46,11 @@ def test_flow_shapes_and_one_clip_per_latent(one_thread, clip):
     assert G.latent.inp.weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("clip_source", [False, True])
+@pytest.mark.parametrize("clip_source", [0.0, 1.0])
 def test_flow_loss_is_the_masked_velocity_error_computed_by_hand(one_thread, clip_source):
     """With a clip source, from its state: each row's time mean of the noise stretched to the clip share."""
     torch.manual_seed(0)
-    f = LatentFlow(4, 43.0, (80, 160), True, clip_source=clip_source)
+    f = LatentFlow(4, 43.0, (80, 160), True, clip_share=clip_source)
     torch.nn.init.normal_(f.out.weight, std=0.3)
     lat = torch.rand(3, LATENT_CH, 24) * 1.6 - 0.8
     f.set_scale(lat)
@@ -146,7 +146,7 @@ def test_a_track_keeps_each_windows_prefix_and_is_the_same_however_it_is_read(on
 
 @pytest.mark.parametrize("phase,repeat,source", [("free", 0.0, False), ("pghi", 0.7, False), ("pghi", 0.7, True)])
 def test_flow_pieces_streamed_equal_one_pass(one_thread, phase, repeat, source):
-    G = build_generator(flow_cfg(f"model.decoder_phase={phase}", f"model.flow_clip_source={source}")).eval()
+    G = build_generator(flow_cfg(f"model.decoder_phase={phase}", f"model.flow_clip_share={float(source)}")).eval()
     _nonzero_head(G)
     G.latent.clip_share.fill_(0.4 if source else 0.0)
     n = int(9.5 * SR)
@@ -190,14 +190,14 @@ def test_a_flow_morphs_by_its_noise(one_thread):
 
 
 def test_a_clip_source_puts_the_datas_between_clip_share_in_the_noises_time_mean(one_thread):
-    """``model.flow_clip_source``: set_scale measures each channel's share of variance between clips (the variance of
+    """``model.flow_clip_share``: set_scale measures each channel's share of variance between clips (the variance of
     the standardised clip means, computed here with numpy); the source keeps unit variance and puts that share in
     each row's time mean, as a function of the noise alone; without it (and for files from before it) the source
     is the white noise itself."""
     rng = np.random.default_rng(0)
     lat = np.tanh(rng.normal(0, 0.3, (64, LATENT_CH, 1)) * np.linspace(0.2, 2.0, LATENT_CH)[None, :, None]
                   + rng.normal(0, 0.4, (64, LATENT_CH, 50)))
-    f = LatentFlow(4, 43.0, (80, 160), False, clip_source=True)
+    f = LatentFlow(4, 43.0, (80, 160), False, clip_share=1.0)
     f.set_scale(torch.from_numpy(lat).float())
     z = (lat - lat.mean((0, 2))[None, :, None]) / lat.std((0, 2), ddof=1)[None, :, None]
     share = np.clip(z.mean(2).var(0, ddof=1), 0, 0.9)
@@ -214,13 +214,19 @@ def test_a_clip_source_puts_the_datas_between_clip_share_in_the_noises_time_mean
     old = {k: v for k, v in f.state_dict().items() if k != "clip_share"}
     f.load_state_dict(old)
     assert float(f.clip_share.abs().sum()) == 0.0
-    assert flow_cfg().model.flow_clip_source  # bars has it (round 24)
+    assert flow_cfg().model.flow_clip_share > 0  # bars has it (round 24)
+    half = LatentFlow(4, 43.0, (80, 160), False, clip_share=0.5)
+    half.set_scale(torch.from_numpy(lat).float())
+    want = 0.5 * torch.from_numpy(z.mean(2).var(0, ddof=1)).float()
+    torch.testing.assert_close(half.clip_share, want.clamp(0, 0.9))  # model.flow_clip_share scales the data's share
+    with pytest.raises(ConfigError, match="model.flow_clip_share"):
+        flow_cfg("model.flow_clip_share=1.5")
 
 
 def test_flow_resumes_exactly_and_logs_its_loss(one_thread, clip_ds, tmp_path):
     def cfg_of(steps):
         return flow_cfg("train.codec_steps=2", f"train.steps={steps}", "train.ckpt_every=100", "train.sample_every=2",
-                        "model.flow_clip_source=true")
+                        "model.flow_clip_share=1.0")
 
     whole = ct.train_twostage(cfg_of(4), clip_ds, tmp_path / "a", progress=False, log=lambda m: None)
     assert whole.step == 4 and whole.stopped == "done"

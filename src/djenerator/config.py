@@ -59,7 +59,7 @@ class ModelConfig:
     #   flow: how close each new bar starts to the bar before), unless generate --repeat says
     stage2: str = "gan"  # twostage: the latent model, a name in models.twostage.STAGE2 (gan flow)
     flow_steps: int = 5  # twostage with stage2=flow: sampler steps (1 net pass each, +1) from noise to latents; fewer: faster
-    flow_clip_source: bool = False  # twostage with stage2=flow: the source noise's time mean carries the data's between-clip share of each channel (models.latent_flow.LatentFlow.source)
+    flow_clip_share: float = 0.0  # twostage with stage2=flow: the source noise's time mean carries this much of the data's between-clip share of each channel's variance, 0 (white noise) to 1 (models.latent_flow.LatentFlow.source)
 
 
 @dataclass
@@ -330,6 +330,8 @@ def _validate_stage2(cfg: Config) -> None:
         raise ConfigError(f"model.stage2 must be one of {', '.join(STAGE2)}, got '{m.stage2}'")
     if m.stage2 != "gan" and not ARCHS[m.arch].two_stage:
         raise ConfigError(f"model.stage2={m.stage2} is the latent model of model.arch=twostage only")
+    if not 0.0 <= m.flow_clip_share <= 1.0:
+        raise ConfigError(f"model.flow_clip_share is a share from 0 (white noise) to 1, got {m.flow_clip_share}")
     if m.flow_steps < 1:
         raise ConfigError(f"model.flow_steps must be 1 or more, got {m.flow_steps}")
     s2 = STAGE2[m.stage2]

@@ -85,7 +85,7 @@ PRESETS: dict[str, dict] = {
         "config": {
             "data": BARS_DATA,
             "model": {**BARS_MODEL, "stage2": "flow", "bar_repeat": 0.7,  # docs/two-stage.md, rounds 17 and 18
-                      "flow_clip_source": True},  # round 24: a clip's character has a source of its own
+                      "flow_clip_share": 1.0},  # round 24: a clip's character has a source of its own
             "train": {**BARS_TRAIN, "lr_g": 5e-4, "betas": [0.9, 0.99], "batch_size": 16,
                       "best_every": 400},  # round 19: keep the weights whose latent FD is lowest
         },

@@ -50,9 +50,9 @@ class LatentFlow(nn.Module):
     """v(x_t, t, known, mask, cond) over codec latents (B, channels, F) at ``rate`` frames/s."""
 
     def __init__(self, dim: int, rate: float, bpm_range, tempo_conditioning: bool, steps: int = FLOW_STEPS,
-                 channels: int = LATENT_CH, clip_source: bool = False):
+                 channels: int = LATENT_CH, clip_share: float = 0.0):
         super().__init__()
-        self.channels, self.clip_source = int(channels), bool(clip_source)
+        self.channels, self.clip_scale = int(channels), float(clip_share)  # model.flow_clip_share
         self.rate, self.bpm_range, self.tempo_conditioning = float(rate), tuple(bpm_range), bool(tempo_conditioning)
         self.steps = int(steps)  # sampler steps of sample() (model.flow_steps)
         self.reach = 0  # no per-frame inputs beyond the piece's own latents (LatentTrack): no context to render
@@ -77,11 +77,13 @@ class LatentFlow(nn.Module):
 
     def set_scale(self, lat: torch.Tensor) -> None:
         """Standardise by the per-channel mean and spread of the training latents (B, channels, F); with a clip
-        source, each channel's share of variance that lies between clips (their time means) as well."""
+        source, ``clip_share`` is each channel's share of variance that lies between clips (their time means),
+        times model.flow_clip_share."""
         self.mu.copy_(lat.mean((0, 2)))
         self.sd.copy_(lat.std((0, 2)).clamp_min(1e-3))
-        if self.clip_source:
-            self.clip_share.copy_(self.standardise(lat).mean(2).var(0).clamp(0.0, MAX_CLIP_SHARE))
+        if self.clip_scale:
+            share = self.clip_scale * self.standardise(lat).mean(2).var(0)
+            self.clip_share.copy_(share.clamp(0.0, MAX_CLIP_SHARE))
 
     def source(self, noise: torch.Tensor) -> torch.Tensor:
         """The state the flow starts from, made from white noise (B, channels, n). Each channel's time mean is
@@ -90,7 +92,7 @@ class LatentFlow(nn.Module):
         its own, where white noise gives it only 1/n of the variance and the flow draws every clip near the average
         (docs/two-stage.md, round 24). A function of the noise alone, so a seed still names a clip and
         interpolation still morphs."""
-        if not self.clip_source:
+        if not self.clip_scale:
             return noise
         mean, share = noise.mean(-1, keepdim=True), self.clip_share[:, None]
         return (1 - share).sqrt() * (noise - mean) + share.sqrt() * mean * math.sqrt(noise.shape[-1])

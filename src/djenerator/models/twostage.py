@@ -240,7 +240,7 @@ def _flow(m, rate: float) -> nn.Module:
     from .latent_flow import LatentFlow
 
     return LatentFlow(m.dim, rate, m.bpm_range, m.tempo_conditioning, m.flow_steps, latent_channels(m.codec_peaks),
-                      m.flow_clip_source)
+                      m.flow_clip_share)
 
 
 @dataclass(frozen=True)
