@@ -78,7 +78,8 @@ PRESETS: dict[str, dict] = {
         "by phase-gradient integration, ISTFT; multi-resolution STFT + mel loss; train.codec_steps steps, from the "
         "shipped base autoencoder), then a flow over 6-s latent sequences (flow matching: a ConvNeXt net with "
         "dilations reaching 4.5 s and a bar clock learns the velocity from noise to latents by least squares; "
-        "no critic; its noise's time mean carries the data's between-clip share of variance), its weights averaged over the last third or so of the run (train.ema_power), and the "
+        "no critic; its noise's time mean carries the data's between-clip share of variance), its weights "
+        "averaged over the last third or so of the run (train.ema_power), and the "
         "average whose latents read nearest the data's (every 400 steps) kept for generate (train.best_every). "
         "Prepare with --preset bars (6-s clips); pieces of any length, each 3 s continuing the 3 s before, "
         "each new bar a variation of the one before within a run of four bars (generate --repeat).",
